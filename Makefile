@@ -1,0 +1,44 @@
+# s2snets: `make demo` and `make test` each set up what they need first.
+PY      ?= python3
+VENV    := .venv
+BIN     := $(VENV)/bin
+DATA    := /usr/share/datasets/fashion-mnist
+STAMP   := $(VENV)/.installed
+
+.PHONY: setup demo test bench lint clean
+
+setup: $(STAMP) data browser
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+data:
+	@if [ -f $(DATA)/train-images-idx3-ubyte.gz ]; then :; \
+	elif [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist >/dev/null; \
+	else echo "Fashion-MNIST is missing: run 'sudo apt-get install dataset-fashion-mnist' (or set S2SNETS_DATA)"; fi
+
+# Headless Chromium checks that report.html renders; best effort (the test says why it skips without it).
+browser:
+	@if command -v chromium >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ]; then (apt-get install -y -qq chromium >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null 2>&1)) || echo "chromium could not be installed: the report rendering test will be skipped"; \
+	else echo "optional: 'sudo apt-get install chromium' enables the report rendering test"; fi
+
+demo: setup
+	$(BIN)/s2snets demo
+
+test: setup
+	$(BIN)/python -m pytest
+
+bench: setup
+	$(BIN)/python benchmarks/run_all.py
+
+lint: setup
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/mypy src
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

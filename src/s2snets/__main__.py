@@ -1,0 +1,3 @@
+from s2snets.cli import main
+
+raise SystemExit(main())

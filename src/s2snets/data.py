@@ -1,0 +1,317 @@
+"""Labelled image sets held in memory as uint8, with their normalisation statistics.
+
+Every source (Fashion-MNIST IDX files, an image folder, a synthetic set) becomes one ``ImageSet``:
+``images`` uint8 ``(N, C, H, W)`` in [0, 255], ``labels`` int64 ``(N,)`` in [0, num_classes). Models see
+``normalize(batch)``: float32 ``(B, C, H, W)`` = (x / 255 - mean) / std, with mean/std per channel travelling with
+the set. Holding the set in memory keeps the training step free of I/O (Fashion-MNIST's 60k x 28 x 28 is 47 MB);
+image folders are resized on load, so this suits small and medium folders, not ImageNet.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import struct
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from s2snets.errors import DataError
+
+FASHION_MNIST_CLASSES = (
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+)
+DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+FASHION_MNIST_FILES = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
+
+# IDX type codes -> (numpy dtype, big-endian)
+_IDX_DTYPES = {
+    0x08: np.dtype(np.uint8),
+    0x09: np.dtype(np.int8),
+    0x0B: np.dtype(">i2"),
+    0x0C: np.dtype(">i4"),
+    0x0D: np.dtype(">f4"),
+    0x0E: np.dtype(">f8"),
+}
+
+
+@dataclass(frozen=True)
+class ImageSet:
+    """A labelled image set in memory. ``images``: uint8 (N, C, H, W); ``labels``: int64 (N,)."""
+
+    images: Tensor
+    labels: Tensor
+    class_names: tuple[str, ...]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    name: str
+
+    def __post_init__(self) -> None:
+        if self.images.dtype != torch.uint8 or self.images.ndim != 4:
+            raise DataError(f"{self.name}: images must be uint8 (N, C, H, W), got {self.images.dtype} {tuple(self.images.shape)}")
+        if self.labels.shape != (self.images.shape[0],):
+            raise DataError(f"{self.name}: {self.labels.shape[0]} labels for {self.images.shape[0]} images")
+        if len(self.labels) and (int(self.labels.min()) < 0 or int(self.labels.max()) >= len(self.class_names)):
+            raise DataError(f"{self.name}: a label lies outside 0..{len(self.class_names) - 1}")
+
+    def __len__(self) -> int:
+        return int(self.images.shape[0])
+
+    @property
+    def channels(self) -> int:
+        return int(self.images.shape[1])
+
+    @property
+    def size(self) -> int:
+        return int(self.images.shape[-1])
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def subset(self, indices: Tensor | slice) -> ImageSet:
+        return replace(self, images=self.images[indices], labels=self.labels[indices])
+
+    def head(self, n: int, seed: int = 0) -> ImageSet:
+        """The first ``n`` images after a seeded shuffle (all of them if n <= 0 or n >= N)."""
+        if n <= 0 or n >= len(self):
+            return self
+        order = torch.randperm(len(self), generator=torch.Generator().manual_seed(seed))[:n]
+        return self.subset(order.sort().values)
+
+    def normalize(self, batch: Tensor) -> Tensor:
+        """uint8 or [0, 1] float (B, C, H, W) -> float32 (B, C, H, W) standardised with this set's mean/std."""
+        x = batch.float().div_(255.0) if batch.dtype == torch.uint8 else batch.float()
+        mean = torch.tensor(self.mean, device=x.device).view(1, -1, 1, 1)
+        std = torch.tensor(self.std, device=x.device).view(1, -1, 1, 1)
+        return (x - mean) / std
+
+    def denormalize(self, x: Tensor) -> Tensor:
+        """Inverse of ``normalize``: float (B, C, H, W) -> float in [0, 1] units (not clipped)."""
+        mean = torch.tensor(self.mean, device=x.device, dtype=x.dtype).view(1, -1, 1, 1)
+        std = torch.tensor(self.std, device=x.device, dtype=x.dtype).view(1, -1, 1, 1)
+        return x * std + mean
+
+
+def channel_stats(images: Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean and std of uint8 (N, C, H, W) images in [0, 1] units."""
+    x = images.double().div(255.0)
+    mean = x.mean(dim=(0, 2, 3))
+    std = x.std(dim=(0, 2, 3)).clamp_min(1e-3)
+    return tuple(mean.tolist()), tuple(std.tolist())
+
+
+# ----------------------------------------------------------------------------------------------- IDX files
+def read_idx(path: str | Path) -> np.ndarray:
+    """Read an IDX file (raw or gzip) and validate it completely.
+
+    Checks the magic number (two zero bytes, a known type code, 1 <= ndim <= 4), the dimensions and that the payload
+    length equals the product of the dimensions times the item size. Raises DataError naming the file and problem.
+    """
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+        if raw[:2] == b"\x1f\x8b":
+            raw = gzip.decompress(raw)
+    except FileNotFoundError:
+        raise DataError(f"{path}: file not found") from None
+    except (OSError, EOFError, gzip.BadGzipFile) as exc:
+        raise DataError(f"{path}: cannot read or decompress ({exc}); the file is truncated or corrupt") from None
+    if len(raw) < 4:
+        raise DataError(f"{path}: only {len(raw)} bytes, too short for an IDX header")
+    zero1, zero2, code, ndim = raw[0], raw[1], raw[2], raw[3]
+    if zero1 != 0 or zero2 != 0 or code not in _IDX_DTYPES or not 1 <= ndim <= 4:
+        raise DataError(f"{path}: bad IDX magic number 0x{raw[:4].hex()} (not an IDX file)")
+    header = 4 + 4 * ndim
+    if len(raw) < header:
+        raise DataError(f"{path}: header truncated ({len(raw)} of {header} bytes)")
+    dims = struct.unpack(f">{ndim}I", raw[4:header])
+    dtype = _IDX_DTYPES[code]
+    expected = int(np.prod(dims, dtype=np.int64)) * dtype.itemsize
+    payload = len(raw) - header
+    if payload != expected:
+        raise DataError(
+            f"{path}: payload is {payload} bytes but dimensions {dims} of {dtype} need {expected}"
+            + (" (file truncated)" if payload < expected else " (trailing bytes)")
+        )
+    return np.frombuffer(raw, dtype=dtype, offset=header).reshape(dims)
+
+
+def write_idx(path: str | Path, array: np.ndarray, compress: bool | None = None) -> None:
+    """Write ``array`` as an IDX file (gzip if the name ends in .gz). The inverse of ``read_idx``."""
+    path = Path(path)
+    codes = {np.dtype(v).newbyteorder(">").str: k for k, v in _IDX_DTYPES.items()}
+    codes[np.dtype(np.uint8).str] = 0x08
+    codes[np.dtype(np.int8).str] = 0x09
+    big = array.astype(array.dtype.newbyteorder(">")) if array.dtype.itemsize > 1 else array
+    code = codes[big.dtype.str]
+    blob = bytes([0, 0, code, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape) + big.tobytes()
+    if compress if compress is not None else path.suffix == ".gz":
+        blob = gzip.compress(blob)
+    path.write_bytes(blob)
+
+
+def _user_cache() -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "s2snets" / "fashion-mnist"
+
+
+def fashion_mnist_search_path(root: str | Path | None = None) -> list[Path]:
+    """Where Fashion-MNIST is looked for, in order: root, $S2SNETS_DATA, Debian's package, the user cache."""
+    paths = [Path(root)] if root else []
+    if os.environ.get("S2SNETS_DATA"):
+        paths.append(Path(os.environ["S2SNETS_DATA"]))
+    return paths + [DEBIAN_FASHION_MNIST, _user_cache()]
+
+
+def _find_idx(folder: Path, stem: str) -> Path | None:
+    for name in (stem + ".gz", stem, stem.replace("-idx", ".idx")):
+        if (folder / name).is_file():
+            return folder / name
+    return None
+
+
+def fashion_mnist(split: str = "train", root: str | Path | None = None, pad_to: int = 32) -> ImageSet:
+    """Fashion-MNIST as an ImageSet: uint8 (N, 1, pad_to, pad_to), zero-padded from 28 x 28 (pad_to=28: none).
+
+    N is 60,000 for "train" and 10,000 for "test". Raises DataError listing where it looked when nothing is found.
+    """
+    if split not in FASHION_MNIST_FILES:
+        raise DataError(f"unknown Fashion-MNIST split '{split}'; use 'train' or 'test'")
+    if pad_to < 28 or (pad_to - 28) % 2:
+        raise DataError(f"pad_to must be 28 or an even size above it, got {pad_to}")
+    image_stem, label_stem = FASHION_MNIST_FILES[split]
+    searched = fashion_mnist_search_path(root)
+    for folder in searched:
+        image_file, label_file = _find_idx(folder, image_stem), _find_idx(folder, label_stem)
+        if image_file and label_file:
+            break
+    else:
+        raise DataError(
+            "Fashion-MNIST not found; looked in "
+            + ", ".join(str(p) for p in searched)
+            + ". Install it with 'apt-get install dataset-fashion-mnist' or point S2SNETS_DATA at the IDX files"
+        )
+    images, labels = read_idx(image_file), read_idx(label_file)
+    if images.ndim != 3 or images.shape[1:] != (28, 28) or images.dtype != np.uint8:
+        raise DataError(f"{image_file}: expected uint8 images of 28 x 28, got {images.dtype} {images.shape}")
+    if labels.ndim != 1 or labels.dtype != np.uint8:
+        raise DataError(f"{label_file}: expected a 1-D uint8 label array, got {labels.dtype} {labels.shape}")
+    if len(labels) != len(images):
+        raise DataError(f"{label_file}: {len(labels)} labels but {image_file.name} holds {len(images)} images")
+    if len(labels) and int(labels.max()) >= len(FASHION_MNIST_CLASSES):
+        raise DataError(f"{label_file}: label {int(labels.max())} is out of range 0..9")
+    x = torch.from_numpy(images.copy()).unsqueeze(1)
+    if pad_to > 28:
+        p = (pad_to - 28) // 2
+        x = torch.nn.functional.pad(x, (p, p, p, p))
+    # Published training-split statistics of Fashion-MNIST, on the padded canvas (zeros added lower the mean).
+    scale = (28 * 28) / (pad_to * pad_to)
+    mean = 0.2860 * scale
+    std = float(np.sqrt(scale * (0.3530**2 + 0.2860**2) - mean**2))
+    return ImageSet(x, torch.from_numpy(labels.astype(np.int64)), FASHION_MNIST_CLASSES, (mean,), (std,), f"fashion-mnist/{split}")
+
+
+# ----------------------------------------------------------------------------------------------- image folders
+def image_folder(
+    path: str | Path, size: int, channels: int = 3, on_corrupt: str = "error", progress: bool = False
+) -> ImageSet:
+    """Images in ``path/<class>/<image>`` (torchvision ImageFolder layout), resized and centre-cropped to size.
+
+    ``on_corrupt``: "error" raises DataError naming the first unreadable image; "skip" leaves it out (the skipped
+    paths are in ``image_folder.last_skipped``). An empty folder, or a class folder without images, is an error.
+    """
+    from PIL import Image, UnidentifiedImageError
+    from torchvision import datasets, transforms
+    from tqdm import tqdm
+
+    if on_corrupt not in ("error", "skip"):
+        raise DataError(f"on_corrupt must be 'error' or 'skip', got '{on_corrupt}'")
+    root = Path(path)
+    if not root.is_dir():
+        raise DataError(f"image folder not found: {root}")
+    class_dirs = sorted(d for d in root.iterdir() if d.is_dir())
+    if not class_dirs:
+        raise DataError(f"{root} has no class sub-folders; expected {root}/<class>/<image>")
+    for d in class_dirs:
+        if not any(f.suffix.lower() in IMAGE_SUFFIXES for f in d.iterdir()):
+            raise DataError(f"class folder {d} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+    folder = datasets.ImageFolder(str(root), loader=lambda p: p, is_valid_file=lambda p: Path(p).suffix.lower() in IMAGE_SUFFIXES)
+    mode = {1: "L", 3: "RGB"}.get(channels)
+    if mode is None:
+        raise DataError(f"channels must be 1 or 3, got {channels}")
+    to_tensor = transforms.Compose([transforms.Resize(size), transforms.CenterCrop(size), transforms.PILToTensor()])
+    images, labels, skipped = [], [], []
+    for file, label in tqdm(folder.samples, desc=f"loading {root.name}", disable=not progress, unit="img"):
+        try:
+            with Image.open(file) as img:
+                img.load()
+                images.append(to_tensor(img.convert(mode)))
+        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+            if on_corrupt == "error":
+                raise DataError(f"cannot read image {file}: {exc} (use on_corrupt='skip' to leave it out)") from None
+            skipped.append(file)
+            continue
+        labels.append(label)
+    image_folder.last_skipped = skipped  # type: ignore[attr-defined]
+    if not images:
+        raise DataError(f"no readable images in {root}")
+    x = torch.stack(images)
+    mean, std = channel_stats(x)
+    return ImageSet(x, torch.tensor(labels, dtype=torch.int64), tuple(folder.classes), mean, std, f"folder/{root.name}")
+
+
+# ----------------------------------------------------------------------------------------------- synthetic
+def synthetic(n: int = 512, size: int = 32, classes: int = 4, seed: int = 0, channels: int = 1) -> ImageSet:
+    """A procedural labelled set for tests: class k is a blurred disc, bar or ring family with noise.
+
+    uint8 (n, channels, size, size); labels cycle through 0..classes-1 and shapes depend on the class, so a small
+    classifier learns it in a few steps.
+    """
+    g = torch.Generator().manual_seed(seed)
+    yy, xx = torch.meshgrid(torch.linspace(-1, 1, size), torch.linspace(-1, 1, size), indexing="ij")
+    labels = torch.arange(n) % classes
+    cx = (torch.rand(n, generator=g) - 0.5) * 0.6
+    cy = (torch.rand(n, generator=g) - 0.5) * 0.6
+    radius = 0.25 + 0.35 * (labels.float() + torch.rand(n, generator=g)) / classes
+    angle = labels.float() * torch.pi / max(classes, 1)
+    dx, dy = xx[None] - cx[:, None, None], yy[None] - cy[:, None, None]
+    r = torch.sqrt(dx**2 + dy**2)
+    disc = torch.sigmoid((radius[:, None, None] - r) * 12)
+    bar = torch.sigmoid((0.15 - (dx * torch.sin(angle)[:, None, None] - dy * torch.cos(angle)[:, None, None]).abs()) * 20)
+    img = torch.where((labels % 2 == 0)[:, None, None], disc, bar * disc.clamp_min(0.3))
+    img = img + 0.05 * torch.randn(img.shape, generator=g)
+    x = (img.clamp(0, 1) * 255).round().to(torch.uint8).unsqueeze(1).repeat(1, channels, 1, 1)
+    mean, std = channel_stats(x)
+    return ImageSet(x, labels, tuple(f"class{k}" for k in range(classes)), mean, std, f"synthetic/{seed}")
+
+
+def load_split(cfg, split: str, seed: int = 0) -> ImageSet:  # cfg: s2snets.config.DataConfig
+    """The split of the dataset a DataConfig names, limited as it says."""
+    if cfg.dataset == "fashion-mnist":
+        data = fashion_mnist(split, cfg.root or None, pad_to=cfg.size)
+    elif cfg.dataset == "folder":
+        if not cfg.root:
+            raise DataError("data.root must name the image folder (with train/ and test/ inside) for dataset='folder'")
+        data = image_folder(Path(cfg.root) / split, cfg.size, cfg.channels, cfg.on_corrupt)
+    elif cfg.dataset == "synthetic":
+        data = synthetic(cfg.synthetic_n, cfg.size, 4, seed=seed + (0 if split == "train" else 1), channels=cfg.channels)
+    else:
+        raise DataError(f"unknown dataset '{cfg.dataset}'; use fashion-mnist, folder or synthetic")
+    limit = cfg.train_limit if split == "train" else cfg.test_limit
+    return data.head(limit, seed=seed)

@@ -1,0 +1,37 @@
+"""Typed errors. Nothing below the CLI prints or exits: it raises one of these with a message a user can act on."""
+
+
+class S2SNetsError(Exception):
+    """Base class: the CLI turns it into one line on stderr and exit code 2."""
+
+    exit_code = 2
+
+
+class DataError(S2SNetsError):
+    """A data file or folder is missing, truncated, corrupt or inconsistent."""
+
+
+class ConfigError(S2SNetsError):
+    """A configuration file or option is invalid (unknown key, wrong type, bad value)."""
+
+
+class CheckpointError(S2SNetsError):
+    """A checkpoint is unreadable or does not fit the model it is loaded into."""
+
+
+class ModelError(S2SNetsError):
+    """A model name, factory or weights file cannot be used."""
+
+
+class TrainingError(S2SNetsError):
+    """Training cannot go on (a NaN or infinite loss); the last good checkpoint is kept."""
+
+
+class Interrupted(S2SNetsError):
+    """The user pressed Ctrl-C; progress was saved."""
+
+    exit_code = 130
+
+
+class NotAvailableError(S2SNetsError):
+    """A feature that this build does not provide."""

@@ -1,0 +1,335 @@
+"""The classifier zoo: torchvision architectures and four small-image families, with pluggable downsampling.
+
+``build_classifier(name, num_classes, in_channels, downsample=None, weights=None)`` is the one entry point.
+``downsample`` rewrites every downsampling site (a Conv2d or pooling layer with stride > 1) and nothing else:
+
+| site \\ kind      | strided_conv      | max_pool                | avg_pool               | blur_pool                    |
+|------------------|-------------------|-------------------------|------------------------|------------------------------|
+| Conv2d stride s  | unchanged         | conv stride 1 + MaxPool(s, s) | conv stride 1 + AvgPool(s, s) | conv stride 1 + BlurPool(s) |
+| MaxPool(k, s)    | Conv2d(C, C, k, s) | unchanged              | AvgPool(k, s)          | MaxPool(k, 1) + BlurPool(s)  |
+| AvgPool(k, s)    | Conv2d(C, C, k, s) | MaxPool(k, s)          | unchanged              | BlurPool(s)                  |
+
+The BlurPool column is Zhang's (2019) recipe. A replaced site becomes a ``DownsampleSite`` container under the same
+name, so every other module keeps its name, type and parameters.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from s2snets.checkpoint import check_state_fits, load_user_weights
+from s2snets.errors import CheckpointError, ModelError
+from s2snets.layers.downsample import BlurPool
+
+
+def _cbr(c_in: int, c_out: int, k: int, s: int = 1, p: int | None = None) -> list[nn.Module]:
+    return [nn.Conv2d(c_in, c_out, k, s, k // 2 if p is None else p, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True)]
+
+
+class AlexNetS(nn.Module):
+    """AlexNet's character at 32 px: a large first kernel with a stride (7x7/2, uneven overlap), overlapping 3x3/2
+    max-pools, a 5x5 conv, three 3x3 convs and a dropout MLP head."""
+
+    def __init__(self, num_classes: int = 10, in_channels: int = 1, width: int = 32):
+        super().__init__()
+        w = width
+        self.features = nn.Sequential(
+            *_cbr(in_channels, w, 7, 2, 3), nn.MaxPool2d(3, 2, 1),
+            *_cbr(w, 2 * w, 5), nn.MaxPool2d(3, 2, 1),
+            *_cbr(2 * w, 3 * w, 3), *_cbr(3 * w, 3 * w, 3), *_cbr(3 * w, 2 * w, 3), nn.MaxPool2d(3, 2, 1),
+        )
+        self.avgpool = nn.AdaptiveAvgPool2d((2, 2))
+        self.classifier = nn.Sequential(nn.Dropout(0.3), nn.Linear(8 * w, 4 * w), nn.ReLU(inplace=True), nn.Linear(4 * w, num_classes))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.classifier(torch.flatten(self.avgpool(self.features(x)), 1))
+
+
+class VGGS(nn.Module):
+    """VGG's character: 3x3 stride-1 convs and 2x2 max-pools only (no uneven overlap); three blocks."""
+
+    def __init__(self, num_classes: int = 10, in_channels: int = 1, width: int = 16):
+        super().__init__()
+        layers: list[nn.Module] = []
+        c = in_channels
+        for w in (width, 2 * width, 4 * width):
+            layers += _cbr(c, w, 3) + _cbr(w, w, 3) + [nn.MaxPool2d(2, 2)]
+            c = w
+        self.features = nn.Sequential(*layers)
+        self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
+        self.classifier = nn.Linear(c, num_classes)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.classifier(torch.flatten(self.avgpool(self.features(x)), 1))
+
+
+class BasicBlock(nn.Module):
+    def __init__(self, c_in: int, c_out: int, stride: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(c_out)
+        self.conv2 = nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(c_out)
+        self.relu = nn.ReLU(inplace=True)
+        self.shortcut = (
+            nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride, bias=False), nn.BatchNorm2d(c_out))
+            if stride != 1 or c_in != c_out else nn.Identity()
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        out = self.relu(self.bn1(self.conv1(x)))
+        return self.relu(self.bn2(self.conv2(out)) + self.shortcut(x))
+
+
+class ResNetS(nn.Module):
+    """ResNet's character: residual stages entered by stride-2 3x3 convs with 1x1 stride-2 shortcuts (which skip
+    three of every four inputs)."""
+
+    def __init__(self, num_classes: int = 10, in_channels: int = 1, width: int = 16):
+        super().__init__()
+        self.stem = nn.Sequential(*_cbr(in_channels, width, 3))
+        self.layer1 = BasicBlock(width, width, 1)
+        self.layer2 = BasicBlock(width, 2 * width, 2)
+        self.layer3 = BasicBlock(2 * width, 4 * width, 2)
+        self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
+        self.fc = nn.Linear(4 * width, num_classes)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self.layer3(self.layer2(self.layer1(self.stem(x))))
+        return self.fc(torch.flatten(self.avgpool(x), 1))
+
+
+class InceptionReduction(nn.Module):
+    """Parallel branches that halve the size: 3x3/2 conv | 1x1 -> 3x3 -> 3x3/2 | 3x3/2 max-pool, concatenated."""
+
+    def __init__(self, c_in: int, c_branch: int):
+        super().__init__()
+        self.branch3 = nn.Sequential(*_cbr(c_in, c_branch, 3, 2))
+        self.branch_dbl = nn.Sequential(*_cbr(c_in, c_branch, 1), *_cbr(c_branch, c_branch, 3), *_cbr(c_branch, c_branch, 3, 2))
+        self.branch_pool = nn.MaxPool2d(3, 2, 1)
+        self.out_channels = 2 * c_branch + c_in
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.cat([self.branch3(x), self.branch_dbl(x), self.branch_pool(x)], 1)
+
+
+class InceptionBlock(nn.Module):
+    """Stride-1 mixing: 1x1 | 1x1 -> 3x3 | 1x1 -> 5x5 | 3x3 avg-pool -> 1x1, concatenated."""
+
+    def __init__(self, c_in: int, c: int):
+        super().__init__()
+        self.b1 = nn.Sequential(*_cbr(c_in, c, 1))
+        self.b3 = nn.Sequential(*_cbr(c_in, c, 1), *_cbr(c, c, 3))
+        self.b5 = nn.Sequential(*_cbr(c_in, c, 1), *_cbr(c, c, 5))
+        self.bp = nn.Sequential(nn.AvgPool2d(3, 1, 1), *_cbr(c_in, c, 1))
+        self.out_channels = 4 * c
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.cat([self.b1(x), self.b3(x), self.b5(x), self.bp(x)], 1)
+
+
+class InceptionS(nn.Module):
+    """Inception's character: stride-2 convs working in parallel with stride-1 paths and a pooling branch."""
+
+    def __init__(self, num_classes: int = 10, in_channels: int = 1, width: int = 16):
+        super().__init__()
+        self.stem = nn.Sequential(*_cbr(in_channels, width, 3))
+        self.mixed1 = InceptionBlock(width, width // 2)
+        self.reduce1 = InceptionReduction(self.mixed1.out_channels, width)
+        self.mixed2 = InceptionBlock(self.reduce1.out_channels, width)
+        self.reduce2 = InceptionReduction(self.mixed2.out_channels, width)
+        self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
+        self.fc = nn.Linear(self.reduce2.out_channels, num_classes)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self.reduce2(self.mixed2(self.reduce1(self.mixed1(self.stem(x)))))
+        return self.fc(torch.flatten(self.avgpool(x), 1))
+
+
+# ----------------------------------------------------------------------------------------------- torchvision
+def _torchvision(name: str) -> Callable[[int, int], nn.Module]:
+    def build(num_classes: int, in_channels: int) -> nn.Module:
+        from torchvision import models
+
+        kwargs: dict = {"weights": None, "num_classes": num_classes}
+        if name == "inception_v3":
+            kwargs.update(aux_logits=False, init_weights=False)
+        model = getattr(models, name)(**kwargs)
+        if in_channels != 3:
+            _replace_first_conv(model, in_channels)
+        return model
+
+    return build
+
+
+def _replace_first_conv(model: nn.Module, in_channels: int) -> None:
+    for parent in model.modules():
+        for child_name, child in parent.named_children():
+            if isinstance(child, nn.Conv2d) and child.in_channels == 3:
+                setattr(parent, child_name, nn.Conv2d(in_channels, child.out_channels, child.kernel_size, child.stride,
+                                                      child.padding, child.dilation, child.groups, child.bias is not None))
+                return
+
+
+CLASSIFIERS: dict[str, Callable[[int, int], nn.Module]] = {
+    "alexnet_s": lambda n, c: AlexNetS(n, c),
+    "vgg_s": lambda n, c: VGGS(n, c),
+    "resnet_s": lambda n, c: ResNetS(n, c),
+    "inception_s": lambda n, c: InceptionS(n, c),
+    "alexnet": _torchvision("alexnet"),
+    "vgg16": _torchvision("vgg16"),
+    "vgg16_bn": _torchvision("vgg16_bn"),
+    "resnet50": _torchvision("resnet50"),
+    "inception_v3": _torchvision("inception_v3"),
+}
+# Smallest input each torchvision model accepts (its native size is 224; inception_v3's 299).
+MIN_INPUT = {"alexnet": 63, "vgg16": 32, "vgg16_bn": 32, "resnet50": 32, "inception_v3": 75}
+DOWNSAMPLE_KINDS = ("native", "strided_conv", "max_pool", "avg_pool", "blur_pool")
+
+
+# ----------------------------------------------------------------------------------------------- downsampling
+class DownsampleSite(nn.Module):
+    """A rewritten downsampling site: the stride-1 operation (if any), then the chosen downsampling layer."""
+
+    def __init__(self, *layers: nn.Module, kind: str, stride: int):
+        super().__init__()
+        self.ops = nn.Sequential(*layers)
+        self.kind, self.stride = kind, stride
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.ops(x)
+
+
+def _stride(m: nn.Module) -> int:
+    s = getattr(m, "stride", 1)
+    s = s[0] if isinstance(s, tuple | list) else s
+    return int(s or 1)
+
+
+def downsampling_sites(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """(name, module) of every Conv2d, MaxPool2d or AvgPool2d with stride > 1, in definition order."""
+    return [
+        (name, m) for name, m in model.named_modules()
+        if isinstance(m, nn.Conv2d | nn.MaxPool2d | nn.AvgPool2d) and _stride(m) > 1
+        and not any(name.startswith(n + ".") for n, site in model.named_modules() if isinstance(site, DownsampleSite))
+    ]
+
+
+def _pool_channels(model: nn.Module, example: Tensor) -> dict[str, int]:
+    """Input channel count of every pooling site, found with one forward pass under hooks."""
+    channels: dict[str, int] = {}
+    hooks = [m.register_forward_hook(lambda mod, inp, out, n=name: channels.__setitem__(n, inp[0].shape[1]))
+             for name, m in model.named_modules() if isinstance(m, nn.MaxPool2d | nn.AvgPool2d)]
+    try:
+        with torch.no_grad():
+            was_training = model.training
+            model.eval()
+            model(example)
+            model.train(was_training)
+    finally:
+        for h in hooks:
+            h.remove()
+    return channels
+
+
+def _rewrite(name: str, m: nn.Module, kind: str, channels: dict[str, int]) -> nn.Module:
+    s = _stride(m)
+    if isinstance(m, nn.Conv2d):
+        if kind == "strided_conv":
+            return m
+        stride1 = nn.Conv2d(m.in_channels, m.out_channels, m.kernel_size, 1, m.padding, m.dilation, m.groups, m.bias is not None)
+        pool = {"max_pool": nn.MaxPool2d(s, s), "avg_pool": nn.AvgPool2d(s, s), "blur_pool": BlurPool(3, s)}[kind]
+        return DownsampleSite(stride1, pool, kind=kind, stride=s)
+    k, p = m.kernel_size, m.padding
+    if (kind == "max_pool" and isinstance(m, nn.MaxPool2d)) or (kind == "avg_pool" and isinstance(m, nn.AvgPool2d)):
+        return m
+    if kind == "strided_conv":
+        c = channels[name]
+        return DownsampleSite(nn.Conv2d(c, c, k, s, p), kind=kind, stride=s)
+    if kind == "max_pool":
+        return DownsampleSite(nn.MaxPool2d(k, s, p), kind=kind, stride=s)
+    if kind == "avg_pool":
+        return DownsampleSite(nn.AvgPool2d(k, s, p), kind=kind, stride=s)
+    if isinstance(m, nn.MaxPool2d):  # blur_pool: MaxBlurPool
+        return DownsampleSite(nn.MaxPool2d(k, 1, p), BlurPool(3, s), kind=kind, stride=s)
+    return DownsampleSite(BlurPool(3, s), kind=kind, stride=s)
+
+
+def replace_downsampling(model: nn.Module, kind: str, example: Tensor) -> nn.Module:
+    """Rewrite every downsampling site of ``model`` in place as ``kind`` (table in the module docstring).
+
+    ``example``: an input batch (1, C, H, W), used to find the channel count of pooling sites.
+    """
+    if kind not in DOWNSAMPLE_KINDS:
+        raise ModelError(f"unknown downsampling '{kind}'; choose one of {', '.join(DOWNSAMPLE_KINDS)}")
+    if kind == "native":
+        return model
+    sites = downsampling_sites(model)
+    channels = _pool_channels(model, example) if kind == "strided_conv" else {}
+    for name, m in sites:
+        parent_name, _, child = name.rpartition(".")
+        parent = model.get_submodule(parent_name) if parent_name else model
+        setattr(parent, child, _rewrite(name, m, kind, channels))
+    return model
+
+
+# ----------------------------------------------------------------------------------------------- entry point
+def _import_factory(spec: str) -> Callable[..., nn.Module]:
+    module_name, _, attr = spec.partition(":")
+    try:
+        factory = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as exc:
+        raise ModelError(f"cannot import model factory '{spec}': {exc}") from None
+    if not callable(factory):
+        raise ModelError(f"'{spec}' is not callable")
+    return factory
+
+
+def default_input_size(name: str) -> int:
+    return max(32, MIN_INPUT.get(name, 32))
+
+
+def build_classifier(name: str, num_classes: int = 10, in_channels: int = 1, downsample: str | None = None,
+                     weights: str | Path | None = None, input_size: int | None = None) -> nn.Module:
+    """A classifier by zoo name or ``"package.module:factory"`` (called with num_classes=, in_channels=).
+
+    ``weights``: a local safetensors or ``.pth`` file (read with ``weights_only=True``), or ``"DEFAULT"`` for the
+    torchvision weights enum (needs the internet or a filled torch hub cache).
+    """
+    if ":" in name:
+        factory = _import_factory(name)
+        try:
+            model = factory(num_classes=num_classes, in_channels=in_channels)
+        except TypeError:
+            model = factory()
+    elif name in CLASSIFIERS:
+        model = CLASSIFIERS[name](num_classes, in_channels)
+    else:
+        raise ModelError(f"unknown classifier '{name}'; choose one of {', '.join(CLASSIFIERS)} or 'package.module:factory'")
+    if not isinstance(model, nn.Module):
+        raise ModelError(f"'{name}' did not build an nn.Module")
+    if weights == "DEFAULT":
+        from torchvision.models import get_model_weights
+
+        try:
+            state = get_model_weights(name).DEFAULT.get_state_dict(progress=False)
+        except Exception as exc:
+            raise ModelError(f"cannot fetch torchvision weights for '{name}' (offline?): {exc}") from None
+        model.load_state_dict(state)
+    elif weights:
+        state = load_user_weights(weights)
+        check_state_fits(model.state_dict(), state, str(weights))
+        try:
+            model.load_state_dict(state)
+        except RuntimeError as exc:
+            raise CheckpointError(f"{weights} does not fit '{name}': {str(exc).splitlines()[0]}") from None
+    if downsample and downsample != "native":
+        size = input_size or default_input_size(name)
+        replace_downsampling(model, downsample, torch.zeros(1, in_channels, size, size))
+    model.arch = f"{name}(classes={num_classes},in={in_channels},down={downsample or 'native'})"  # type: ignore[assignment]
+    return model
