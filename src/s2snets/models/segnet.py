@@ -6,6 +6,7 @@ output has no activation: it lives in the normalised image space of the input.
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor, nn
 
 from s2snets.errors import CheckpointError, ModelError
@@ -44,11 +45,11 @@ class SegNetEncoder(nn.Module):
         self.blocks = nn.ModuleList(blocks)
         self.pool = nn.MaxPool2d(2, 2, return_indices=True)
 
-    def forward(self, x: Tensor) -> tuple[Tensor, list[Tensor], list[list[int]]]:
+    def forward(self, x: Tensor) -> tuple[Tensor, list[Tensor], list[torch.Size]]:
         indices, sizes = [], []
         for block in self.blocks:
             x = block(x)
-            sizes.append(list(x.shape[-2:]))
+            sizes.append(x.shape[-2:])
             x, idx = self.pool(x)
             indices.append(idx)
         return x, indices, sizes
@@ -72,7 +73,7 @@ class SegNetDecoder(nn.Module):
         self.blocks = nn.ModuleList(blocks)
         self.head = nn.Conv2d(widths[0], out_channels, 1)
 
-    def forward(self, x: Tensor, indices: list[Tensor], sizes: list[list[int]]) -> Tensor:
+    def forward(self, x: Tensor, indices: list[Tensor], sizes: list[torch.Size]) -> Tensor:
         for up, block, idx, size in zip(self.upsample, self.blocks, reversed(indices), reversed(sizes)):
             x = block(up(x, indices=idx, output_size=size))
         return self.head(x)

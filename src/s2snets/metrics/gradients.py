@@ -1,0 +1,78 @@
+"""Gradient-artifact probes: where the backward pass of a classifier puts checkerboards.
+
+For inputs x (a dataset batch, or noise at initialisation) the probe computes g = d loss / d x, with loss the
+cross-entropy against the labels (or, without labels, the sum of the logits), and reports the mean power spectrum of
+g over the inputs and its lattice energy per period (see ``spectrum.lattice_energy``). Lattice energy of the *mean*
+power spectrum (not the mean of per-image energies) measures artifacts shared across inputs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from s2snets.metrics.spectrum import lattice_mask, power_spectrum, radial_profile
+
+
+@dataclass
+class GradientProbe:
+    mean_power: Tensor  # (H, W), unshifted
+    mean_abs_gradient: Tensor  # (H, W): where the gradient lands, averaged over inputs and channels
+    radial: Tensor  # (R,)
+    lattice: dict[int, float]
+
+    def summary(self) -> dict:
+        return {"lattice_energy": {str(k): v for k, v in self.lattice.items()}}
+
+
+def spectrum_lattice_energy(mean_power: Tensor, period: int) -> float:
+    """Lattice energy of an already averaged power spectrum (H, W)."""
+    h, w = mean_power.shape[-2:]
+    p = mean_power.clone()
+    p[0, 0] = 0
+    total = p.sum()
+    return float((p * lattice_mask(h, w, period, p.device)).sum() / total) if total > 0 else 0.0
+
+
+def input_gradients(model: nn.Module, inputs: Tensor, labels: Tensor | None = None) -> Tensor:
+    """d loss / d inputs, model in eval mode. (B, C, H, W) -> (B, C, H, W)."""
+    was_training = model.training
+    model.eval()
+    x = inputs.detach().clone().requires_grad_(True)
+    logits = model(x)
+    loss = F.cross_entropy(logits, labels, reduction="sum") if labels is not None else logits.sum()
+    (grad,) = torch.autograd.grad(loss, x)
+    model.train(was_training)
+    return grad
+
+
+def gradient_probe(model: nn.Module, inputs: Tensor, labels: Tensor | None = None, periods: tuple[int, ...] = (2, 4, 8),
+                   batch_size: int = 256) -> GradientProbe:
+    """Mean power spectrum and lattice energies of input gradients over ``inputs`` (N, C, H, W)."""
+    power_sum, abs_sum, n = None, None, 0
+    for start in range(0, len(inputs), batch_size):
+        x = inputs[start : start + batch_size]
+        y = labels[start : start + batch_size] if labels is not None else None
+        g = input_gradients(model, x, y).float()
+        g = g - g.mean((-2, -1), keepdim=True)  # the DC of each map carries no spatial pattern
+        p = power_spectrum(g).sum((0, 1))
+        a = g.abs().sum((0, 1))
+        power_sum = p if power_sum is None else power_sum + p
+        abs_sum = a if abs_sum is None else abs_sum + a
+        n += x.shape[0] * x.shape[1]
+    mean_power, mean_abs = power_sum / n, abs_sum / n
+    size = min(mean_power.shape)
+    return GradientProbe(mean_power.cpu(), mean_abs.cpu(), radial_profile(mean_power).cpu(),
+                         {p: spectrum_lattice_energy(mean_power, p) for p in periods if p <= size})
+
+
+def noise_probe(model: nn.Module, channels: int, size: int, n: int = 64, seed: int = 0,
+                periods: tuple[int, ...] = (2, 4, 8)) -> GradientProbe:
+    """The probe on Gaussian-noise inputs with the logit sum as loss: the architecture's own gradient pattern."""
+    g = torch.Generator().manual_seed(seed)
+    device = next(model.parameters()).device
+    x = torch.randn(n, channels, size, size, generator=g).to(device)
+    return gradient_probe(model, x, None, periods)

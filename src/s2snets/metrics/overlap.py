@@ -1,0 +1,139 @@
+"""Exact overlap maps of up- and down-sampling layers (Odena, Dumoulin, Olah 2016), 1-D and 2-D.
+
+A layer is a ``Geometry`` per axis: kernel k, stride s, padding p, dilation d. Input position i and tap t meet
+output position o = i*s - p + t*d.
+
+* Forward pass of a transposed convolution (upsampling): output o receives one contribution per (i, t) meeting
+  it: ``scatter_taps``. Uneven when k is not divisible by s; a stack multiplies the counts along paths.
+* Gradient pass of a strided convolution or pooling (downsampling): d out / d in is a transposed convolution, so
+  input i receives one gradient contribution per output window covering it: again ``scatter_taps``, applied from
+  the output back to the input. k < s leaves inputs with zero contributions ("skips inputs").
+
+2-D maps are the outer product of the per-axis 1-D maps (the layers are separable in their count structure); the
+max/min ratio of a 2-D map is the product of the axes' ratios (2:1 in 1-D becomes 4:1 in 2-D for k=3, s=2).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """One axis of a sampling layer. ``kind``: conv | pool | transposed | upsample."""
+
+    kind: str
+    kernel: int
+    stride: int
+    padding: int = 0
+    dilation: int = 1
+    output_padding: int = 0
+
+    @property
+    def span(self) -> int:
+        return self.dilation * (self.kernel - 1) + 1
+
+    @property
+    def uneven(self) -> bool:
+        """Kernel extent not divisible by the stride: some positions get more contributions than others."""
+        return self.stride > 1 and self.span % self.stride != 0 and self.span >= self.stride
+
+    @property
+    def skips(self) -> bool:
+        """Kernel extent smaller than the stride: some inputs are never read (and get no gradient)."""
+        return self.stride > 1 and self.span < self.stride
+
+    def forward_length(self, n: int) -> int:
+        if self.kind in ("transposed", "upsample"):
+            return (n - 1) * self.stride - 2 * self.padding + self.span + self.output_padding
+        return (n + 2 * self.padding - self.span) // self.stride + 1
+
+
+def scatter_taps(counts: Tensor, g: Geometry, out_length: int, circular: bool = False) -> Tensor:
+    """Each position i of ``counts`` (L_in,) adds counts[i] to o = i*s - p + t*d for every tap t. -> (out_length,).
+
+    ``circular``: positions wrap around (an idealised infinite, periodic signal: the pattern without its edges).
+    """
+    out = torch.zeros(out_length, dtype=counts.dtype)
+    base = torch.arange(len(counts)) * g.stride - g.padding
+    for t in range(g.kernel):
+        o = base + t * g.dilation
+        if circular:
+            out.index_add_(0, o % out_length, counts)
+        else:
+            ok = (o >= 0) & (o < out_length)
+            out.index_add_(0, o[ok], counts[ok])
+    return out
+
+
+def gather_taps(counts: Tensor, g: Geometry, out_length: int, circular: bool = False) -> Tensor:
+    """Each output o sums counts[i] over i = o*s - p + t*d inside the input (zero padding, or wrapping around
+    with ``circular``). -> (out_length,)."""
+    out = torch.zeros(out_length, dtype=counts.dtype)
+    base = torch.arange(out_length) * g.stride - g.padding
+    for t in range(g.kernel):
+        i = base + t * g.dilation
+        if circular:
+            out += counts[i % len(counts)]
+        else:
+            ok = (i >= 0) & (i < len(counts))
+            out[ok] += counts[i[ok]]
+    return out
+
+
+def adaptive_windows(n_in: int, n_out: int) -> list[tuple[int, int]]:
+    """[start, end) of each output window of an adaptive pooling from n_in to n_out positions (PyTorch's rule)."""
+    return [((j * n_in) // n_out, -((-(j + 1) * n_in) // n_out)) for j in range(n_out)]
+
+
+def transposed_overlap_1d(layers: list[Geometry], length: int) -> Tensor:
+    """Overlap counts at the output of a stack of transposed convolutions fed ``length`` positions. -> (L_out,)."""
+    counts = torch.ones(length, dtype=torch.float64)
+    for g in layers:
+        counts = scatter_taps(counts, g, g.forward_length(len(counts)))
+    return counts
+
+
+def gradient_overlap_1d(layers: list[Geometry], length: int) -> Tensor:
+    """Gradient contributions at each input position of a stack of strided convolutions/poolings applied to
+    ``length`` positions, with a uniform gradient at the output. -> (length,)."""
+    lengths = [length]
+    for g in layers:
+        lengths.append(g.forward_length(lengths[-1]))
+    if lengths[-1] < 1:
+        raise ValueError(f"the stack reduces {length} positions to nothing")
+    counts = torch.ones(lengths[-1], dtype=torch.float64)
+    for g, n_in in zip(reversed(layers), reversed(lengths[:-1])):
+        counts = scatter_taps(counts, g, n_in)
+    return counts
+
+
+def overlap_2d(rows: Tensor, cols: Tensor) -> Tensor:
+    """2-D overlap map from the per-axis 1-D maps: outer product. (H,), (W,) -> (H, W)."""
+    return torch.outer(rows, cols)
+
+
+def interior(counts: Tensor) -> Tensor:
+    """The central half of a 1-D map, away from padding effects at the borders."""
+    n = len(counts)
+    lo = n // 4
+    return counts[lo : max(n - lo, lo + 1)]
+
+
+def overlap_ratio(counts: Tensor) -> float:
+    """max / min of the interior of a 1-D map (inf when some interior position gets nothing)."""
+    c = interior(counts)
+    lo = float(c.min())
+    return float("inf") if lo == 0 else float(c.max()) / lo
+
+
+def overlap_period(counts: Tensor) -> int:
+    """Smallest period of the interior of a 1-D map (1 = even); 0 if none is found within half its length."""
+    c = interior(counts)
+    for p in range(1, max(len(c) // 2, 1) + 1):
+        if torch.allclose(c[p:], c[: len(c) - p]):
+            return p
+    return 0

@@ -1,0 +1,106 @@
+"""Where and how tensors run: device selection, mixed precision, channels-last, and torchrun/DDP wiring."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+from s2snets.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """The device, its autocast dtype (None: fp32), memory format and this process's place in a DDP group."""
+
+    device: torch.device
+    amp_dtype: torch.dtype | None = None
+    channels_last: bool = True
+    rank: int = 0
+    world_size: int = 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        if self.amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.amp_dtype)
+
+    def to_device(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.to(self.device, non_blocking=True)
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last and x.ndim == 4 else x
+
+    def describe(self) -> dict:
+        return {"device": str(self.device), "amp": str(self.amp_dtype).replace("torch.", "") if self.amp_dtype else "off",
+                "channels_last": self.channels_last, "world_size": self.world_size,
+                "torch": torch.__version__, "threads": torch.get_num_threads()}
+
+
+def select_device(name: str = "auto") -> torch.device:
+    """'auto' picks CUDA (this process's local rank under torchrun), then MPS, then CPU."""
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda", local_rank % torch.cuda.device_count())
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"unknown device '{name}'; use auto, cpu, cuda, cuda:N or mps") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device '{name}' asked for, but CUDA is not available here; use --device cpu")
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", local_rank % torch.cuda.device_count())
+    return device
+
+
+def select_amp(device: torch.device, amp: str = "auto") -> torch.dtype | None:
+    """'auto': bf16 on CUDA when supported, else off. fp16 is CUDA-only (it needs a GradScaler)."""
+    if amp not in ("auto", "off", "bf16", "fp16"):
+        raise ConfigError(f"unknown amp mode '{amp}'; use auto, off, bf16 or fp16")
+    if amp == "off" or (amp == "auto" and device.type != "cuda"):
+        return None
+    if amp == "fp16":
+        if device.type != "cuda":
+            raise ConfigError("amp='fp16' needs CUDA; use 'bf16' or 'off' on this device")
+        return torch.float16
+    if amp == "auto" and not torch.cuda.is_bf16_supported():
+        return torch.float16
+    return torch.bfloat16
+
+
+def init_runtime(device: str = "auto", amp: str = "auto") -> Runtime:
+    """Build the Runtime; under torchrun (WORLD_SIZE > 1) also join the process group (NCCL on CUDA, else gloo)."""
+    dev = select_device(device)
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if dev.type == "cuda" else "gloo")
+        if dev.type == "cuda":
+            torch.cuda.set_device(dev)
+    if dev.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    return Runtime(dev, select_amp(dev, amp), channels_last=dev.type in ("cuda", "cpu"), rank=rank, world_size=world)
+
+
+def barrier(runtime: Runtime) -> None:
+    if runtime.distributed and dist.is_initialized():
+        dist.barrier()
+
+
+def shutdown(runtime: Runtime) -> None:
+    if runtime.distributed and dist.is_initialized():
+        dist.destroy_process_group()

@@ -1,0 +1,344 @@
+"""One training engine for the three stages: classifier (CE), autoencoder (MSE), decoder fine-tuning (frozen CE).
+
+A stage is a ``LossModule`` (``forward(x, y) -> scalar loss``), the parameters to optimise and the modules to
+save. The engine owns the rest: data order, learning-rate schedule, mixed precision, DDP, progress, NaN checks,
+checkpoints every N steps and at each epoch end, resume, Ctrl-C.
+
+Resume is exact: the data order of epoch e is a permutation seeded by (seed, e), the schedule is a function of the
+step, and model, optimizer and RNG states are restored, so a resumed run ends with the same weights as an
+uninterrupted one (bit-exact on CPU with deterministic algorithms).
+"""
+
+from __future__ import annotations
+
+import math
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from tqdm import tqdm
+
+from s2snets.checkpoint import (
+    load_checkpoint,
+    load_module,
+    load_optimizer,
+    optimizer_tensors,
+    read_meta,
+    restore_rng,
+    rng_tensors,
+    save_checkpoint,
+)
+from s2snets.config import StageConfig
+from s2snets.data import ImageSet
+from s2snets.errors import ConfigError, DataError, Interrupted, TrainingError
+from s2snets.runtime import Runtime, barrier
+
+
+# ----------------------------------------------------------------------------------------------- objectives
+class ClassifierLoss(nn.Module):
+    """Cross-entropy of a classifier on the images."""
+
+    def __init__(self, classifier: nn.Module):
+        super().__init__()
+        self.classifier = classifier
+
+    def forward(self, x: Tensor, y: Tensor) -> Tensor:
+        return F.cross_entropy(self.classifier(x), y)
+
+
+class AutoencoderLoss(nn.Module):
+    """Mean squared reconstruction error, in the normalised image space."""
+
+    def __init__(self, autoencoder: nn.Module):
+        super().__init__()
+        self.autoencoder = autoencoder
+
+    def forward(self, x: Tensor, y: Tensor) -> Tensor:
+        return F.mse_loss(self.autoencoder(x).float(), x.float())
+
+
+class FinetuneLoss(nn.Module):
+    """The frozen classifier's cross-entropy on the reconstructions: gradients flow through it into the decoder.
+
+    Wiring as in the original: encoder in eval mode with detached outputs and indices, classifier in eval mode with
+    ``requires_grad=False``; only the decoder is trainable.
+    """
+
+    def __init__(self, autoencoder: nn.Module, classifier: nn.Module):
+        super().__init__()
+        self.autoencoder = autoencoder.freeze_encoder()
+        self.classifier = classifier
+        for p in self.classifier.parameters():
+            p.requires_grad_(False)
+
+    def train(self, mode: bool = True) -> FinetuneLoss:
+        super().train(mode)
+        self.classifier.eval()
+        self.autoencoder.train(mode)  # keeps the frozen encoder in eval
+        return self
+
+    def forward(self, x: Tensor, y: Tensor) -> Tensor:
+        return F.cross_entropy(self.classifier(self.autoencoder(x)), y)
+
+
+@dataclass
+class Stage:
+    """What the engine trains: the loss, the parameters it optimises, the modules a checkpoint holds."""
+
+    name: str
+    loss: nn.Module
+    params: list[nn.Parameter]
+    modules: dict[str, nn.Module]
+    arch: dict[str, str] = field(default_factory=dict)
+
+
+def classifier_stage(name: str, classifier: nn.Module) -> Stage:
+    return Stage(name, ClassifierLoss(classifier), list(classifier.parameters()), {"classifier": classifier},
+                 {"classifier": getattr(classifier, "arch", type(classifier).__name__)})
+
+
+def autoencoder_stage(name: str, autoencoder: nn.Module) -> Stage:
+    return Stage(name, AutoencoderLoss(autoencoder), list(autoencoder.parameters()), {"autoencoder": autoencoder},
+                 {"autoencoder": getattr(autoencoder, "arch", type(autoencoder).__name__)})
+
+
+def finetune_stage(name: str, autoencoder: nn.Module, classifier: nn.Module) -> Stage:
+    loss = FinetuneLoss(autoencoder, classifier)
+    return Stage(name, loss, list(autoencoder.decoder.parameters()), {"autoencoder": autoencoder},
+                 {"autoencoder": getattr(autoencoder, "arch", type(autoencoder).__name__)})
+
+
+# ----------------------------------------------------------------------------------------------- pieces
+def make_optimizer(params: list[nn.Parameter], cfg: StageConfig) -> torch.optim.Optimizer:
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, nesterov=cfg.momentum > 0)
+    raise ConfigError(f"unknown optimizer '{cfg.optimizer}'; use adam, adamw or sgd")
+
+
+def lr_at(step: int, total: int, cfg: StageConfig) -> float:
+    """Learning rate at ``step`` (0-based): linear warm-up, then constant or cosine decay to 0."""
+    if cfg.warmup_steps and step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    if cfg.schedule == "constant":
+        return cfg.lr
+    if cfg.schedule == "cosine":
+        span = max(total - cfg.warmup_steps, 1)
+        return cfg.lr * 0.5 * (1 + math.cos(math.pi * min(step - cfg.warmup_steps, span) / span))
+    raise ConfigError(f"unknown schedule '{cfg.schedule}'; use constant or cosine")
+
+
+def epoch_order(seed: int, epoch: int, n: int) -> Tensor:
+    """The data order of one epoch: a permutation of range(n) that depends only on (seed, epoch)."""
+    return torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch))
+
+
+def batches(data: ImageSet, batch_size: int, runtime: Runtime, limit: int | None = None) -> Iterator[tuple[Tensor, Tensor]]:
+    """Evaluation batches in order: normalised float (B, C, H, W) on the device, labels (B,)."""
+    n = len(data) if limit is None else min(limit, len(data))
+    for start in range(0, n, batch_size):
+        x = data.images[start : start + batch_size]
+        yield runtime.to_device(data.normalize(x)), data.labels[start : start + batch_size].to(runtime.device)
+
+
+@dataclass
+class StageResult:
+    name: str
+    steps: int
+    history: list[tuple[int, float]]
+    seconds: float
+    skipped: bool = False
+    resumed_from: int = 0
+
+    @property
+    def final_loss(self) -> float:
+        return self.history[-1][1] if self.history else float("nan")
+
+
+class _StopFlag:
+    """Turns SIGINT into a flag checked between steps, so Ctrl-C never interrupts an optimizer step half-way."""
+
+    def __init__(self) -> None:
+        self.raised = False
+        self._previous: Any = None
+
+    def __enter__(self) -> _StopFlag:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.raised:  # a second Ctrl-C stops at once
+            raise KeyboardInterrupt
+        self.raised = True
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+
+
+# ----------------------------------------------------------------------------------------------- the engine
+def train_stage(
+    stage: Stage,
+    data: ImageSet,
+    cfg: StageConfig,
+    *,
+    seed: int,
+    checkpoint: str | Path,
+    key: str,
+    runtime: Runtime,
+    progress: bool = True,
+    log: Callable[[str], None] = lambda msg: None,
+    log_every: int = 10,
+    on_step: Callable[[int], None] | None = None,
+) -> StageResult:
+    """Train ``stage`` on ``data`` as ``cfg`` says, resuming from ``checkpoint`` when it holds the same ``key``.
+
+    A finished checkpoint with the same key makes this a no-op (the modules are loaded). A NaN or infinite loss
+    raises TrainingError and leaves the last good checkpoint in place; Ctrl-C saves and raises Interrupted.
+    """
+    checkpoint = Path(checkpoint)
+    world, rank = runtime.world_size, runtime.rank
+    global_batch = cfg.batch_size
+    if global_batch % world:
+        raise ConfigError(f"batch_size {global_batch} must be divisible by the number of processes ({world})")
+    steps_per_epoch = len(data) // global_batch
+    if steps_per_epoch == 0:
+        raise DataError(f"{data.name} has {len(data)} images, fewer than one batch of {global_batch}; lower batch_size")
+    total = cfg.max_steps or cfg.epochs * steps_per_epoch
+    for m in stage.modules.values():
+        m.to(runtime.device)
+        if runtime.channels_last:
+            m.to(memory_format=torch.channels_last)
+    optimizer = make_optimizer(stage.params, cfg)
+
+    step, history, elapsed, resumed_from = 0, [], 0.0, 0
+    meta = read_meta(checkpoint)
+    if meta and meta.get("key") == key:
+        tensors, meta = load_checkpoint(checkpoint)
+        for name, module in stage.modules.items():
+            load_module(module, tensors, f"model/{name}", str(checkpoint))
+        history, elapsed = [tuple(h) for h in meta.get("history", [])], float(meta.get("seconds", 0.0))
+        if meta.get("done"):
+            log(f"{stage.name}: finished earlier with the same config, skipped")
+            return StageResult(stage.name, int(meta["step"]), history, elapsed, skipped=True)
+        load_optimizer(optimizer, tensors, meta["optimizer"])
+        restore_rng(tensors)
+        step = resumed_from = int(meta["step"])
+        log(f"{stage.name}: resuming at step {step} of {total}")
+    elif meta is not None:
+        log(f"{stage.name}: the checkpoint holds another config; starting over")
+
+    def save(done: bool) -> None:
+        if runtime.is_main:
+            tensors: dict[str, Tensor] = {}
+            for name, module in stage.modules.items():
+                tensors.update({f"model/{name}/{k}": v for k, v in module.state_dict().items()})
+            opt_tensors, opt_meta = optimizer_tensors(optimizer)
+            tensors.update(opt_tensors)
+            tensors.update(rng_tensors())
+            save_checkpoint(checkpoint, tensors, {
+                "key": key, "stage": stage.name, "step": step, "epoch": step / steps_per_epoch, "done": done,
+                "total_steps": total, "history": history, "seconds": elapsed + time.perf_counter() - started,
+                "optimizer": opt_meta, "arch": stage.arch, "config": cfg.__dict__, "seed": seed,
+                "runtime": runtime.describe(),
+            })
+        barrier(runtime)
+
+    loss_module: nn.Module = stage.loss
+    if runtime.distributed:
+        loss_module = nn.parallel.DistributedDataParallel(
+            stage.loss, device_ids=[runtime.device.index] if runtime.device.type == "cuda" else None)
+    scaler = torch.amp.GradScaler("cuda", enabled=runtime.amp_dtype == torch.float16)
+    stage.loss.train()
+    started = time.perf_counter()
+    running, running_n, last_checked = torch.zeros((), device=runtime.device), 0, step
+    order, order_epoch = None, -1
+    bar = tqdm(total=total, initial=step, desc=stage.name, disable=not progress or not runtime.is_main, unit="step", leave=False)
+
+    def check_finite() -> None:
+        nonlocal running, running_n, last_checked
+        if running_n == 0:
+            return
+        value = float(running) / running_n
+        if not math.isfinite(value):
+            raise TrainingError(
+                f"{stage.name}: the loss became {value} between steps {last_checked} and {step}; the last good "
+                f"checkpoint ({checkpoint.name}) is kept. Lower the learning rate (now {cfg.lr}) and re-run to resume")
+        history.append((step, value))
+        bar.set_postfix(loss=f"{value:.4f}")
+        running, running_n, last_checked = torch.zeros((), device=runtime.device), 0, step
+
+    with _StopFlag() as stop:
+        while step < total:
+            epoch, within = divmod(step, steps_per_epoch)
+            if epoch != order_epoch:
+                order, order_epoch = epoch_order(seed, epoch, len(data)), epoch
+            idx = order[within * global_batch : (within + 1) * global_batch][rank::world]
+            x = runtime.to_device(data.normalize(data.images[idx]))
+            y = data.labels[idx].to(runtime.device, non_blocking=True)
+            lr = lr_at(step, total, cfg)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            with runtime.autocast():
+                loss = loss_module(x, y)
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+            step += 1
+            running += loss.detach().float()
+            running_n += 1
+            bar.update(1)
+            if on_step is not None:
+                on_step(step)
+            boundary = step % cfg.checkpoint_every == 0 or step % steps_per_epoch == 0 or step == total
+            if step % log_every == 0 or boundary:
+                check_finite()
+            if boundary and step < total:
+                save(done=False)
+            if stop.raised:
+                check_finite()
+                save(done=False)
+                bar.close()
+                raise Interrupted(f"{stage.name}: interrupted at step {step} of {total}; progress saved, re-run to resume")
+    check_finite()
+    bar.close()
+    save(done=True)
+    seconds = elapsed + time.perf_counter() - started
+    log(f"{stage.name}: {total - resumed_from} steps in {time.perf_counter() - started:.1f}s, final loss {history[-1][1]:.4f}")
+    return StageResult(stage.name, step, history, seconds, resumed_from=resumed_from)
+
+
+# ----------------------------------------------------------------------------------------------- inference
+@torch.no_grad()
+def predict_logits(model: nn.Module, data: ImageSet, runtime: Runtime, batch_size: int = 512,
+                   transform: Callable[[Tensor], Tensor] | None = None, limit: int | None = None) -> Tensor:
+    """Logits (N, K) of ``model`` on ``data`` (optionally on ``transform(x)``, e.g. a reconstruction), float32 on CPU."""
+    model.eval()
+    out = []
+    for x, _ in batches(data, batch_size, runtime, limit):
+        with runtime.autocast():
+            out.append(model(transform(x) if transform else x).float().cpu())
+    return torch.cat(out)
+
+
+@torch.no_grad()
+def reconstruct(autoencoder: nn.Module, data: ImageSet, runtime: Runtime, batch_size: int = 512, limit: int | None = None) -> Tensor:
+    """Reconstructions in [0, 1] pixel units, clipped, float32 (N, C, H, W) on CPU."""
+    autoencoder.eval()
+    out = []
+    for x, _ in batches(data, batch_size, runtime, limit):
+        with runtime.autocast():
+            out.append(data.denormalize(autoencoder(x).float()).clamp(0, 1).cpu())
+    return torch.cat(out).contiguous()
