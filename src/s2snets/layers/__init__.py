@@ -1,6 +1,6 @@
 """Up- and down-sampling layers: small modules, each with a functional twin, picked by name from a registry."""
 
-from s2snets.layers.downsample import DOWNSAMPLE, BlurPool, blur_pool, binomial_kernel, make_downsample
+from s2snets.layers.downsample import DOWNSAMPLE, BlurPool, binomial_kernel, blur_pool, make_downsample
 from s2snets.layers.upsample import (
     UPSAMPLE,
     MaxUnpool,

@@ -24,7 +24,14 @@ from torch import Tensor, fx, nn
 
 from s2snets.layers.downsample import BlurPool
 from s2snets.layers.upsample import MaxUnpool, ResizeConv, SubPixel, TransposedUpsample, ZeroOrderHold
-from s2snets.metrics.overlap import Geometry, adaptive_windows, gather_taps, overlap_period, overlap_ratio, scatter_taps
+from s2snets.metrics.overlap import (
+    Geometry,
+    adaptive_windows,
+    gather_taps,
+    overlap_period,
+    overlap_ratio,
+    scatter_taps,
+)
 
 LEAF_LAYERS = (BlurPool, MaxUnpool, ResizeConv, SubPixel, TransposedUpsample, ZeroOrderHold)
 

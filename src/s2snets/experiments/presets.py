@@ -1,0 +1,39 @@
+"""Ready-made configs: the demo on Fashion-MNIST (full and --quick), sized for a 2-core CPU."""
+
+from __future__ import annotations
+
+from s2snets.config import (
+    AutoencoderConfig,
+    DataConfig,
+    HypothesisConfig,
+    MeasureConfig,
+    RunConfig,
+    StageConfig,
+)
+
+
+def demo_config(quick: bool = False) -> RunConfig:
+    """The demo: the four small families on Fashion-MNIST, a small autoencoder, a small hypothesis grid."""
+    if quick:
+        return RunConfig(
+            name="demo-quick",
+            data=DataConfig(dataset="fashion-mnist", size=32, train_limit=2048, test_limit=512),
+            autoencoder=AutoencoderConfig(preset="small", upsample="unpool"),
+            train_classifier=StageConfig(epochs=1, batch_size=128, lr=3e-3, checkpoint_every=50),
+            pretrain=StageConfig(epochs=1, batch_size=64, lr=3e-3, checkpoint_every=50),
+            finetune=StageConfig(epochs=1, max_steps=15, batch_size=64, lr=1e-3, checkpoint_every=50),
+            measure=MeasureConfig(nmi_pairs=200, probe_images=64, figure_images=6),
+            hypothesis=HypothesisConfig(families=["resnet_s"], downsamples=["native", "blur_pool"], upsamples=["unpool"],
+                                        seeds=[0, 1, 2], permutations=2000, odena_steps=20),
+        )
+    return RunConfig(
+        name="demo",
+        data=DataConfig(dataset="fashion-mnist", size=32, train_limit=12000, test_limit=2000),
+        autoencoder=AutoencoderConfig(preset="small", upsample="unpool"),
+        train_classifier=StageConfig(epochs=1, batch_size=128, lr=3e-3, checkpoint_every=50),
+        pretrain=StageConfig(epochs=2, batch_size=64, lr=3e-3, checkpoint_every=100),
+        finetune=StageConfig(epochs=1, max_steps=150, batch_size=64, lr=1e-3, checkpoint_every=50),
+        measure=MeasureConfig(nmi_pairs=500, probe_images=256, figure_images=8),
+        hypothesis=HypothesisConfig(families=["resnet_s"], downsamples=["native", "blur_pool", "max_pool"],
+                                    upsamples=["unpool"], seeds=[0, 1, 2], permutations=10000, odena_steps=150),
+    )

@@ -1,0 +1,276 @@
+"""Figures of a run, drawn from metrics/results.json, metrics/hypothesis.json and metrics/arrays.safetensors.
+
+Each function takes the loaded numbers and returns a matplotlib Figure; ``draw_all`` saves every figure the run's
+files allow as figures/<name>.png and returns the paths.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from s2snets.checkpoint import load_checkpoint  # noqa: E402
+
+COLORS = {"original": "#4c72b0", "plain": "#dd8452", "finetuned": "#55a868"}
+
+
+def reconstructions(arrays: dict, names: list[str]) -> plt.Figure:
+    rows = [("original", arrays["originals"]), ("plain AE", arrays["recon/plain"])]
+    rows += [(f"fine-tuned: {n}", arrays[f"recon/{n}"]) for n in names if f"recon/{n}" in arrays]
+    n = rows[0][1].shape[0]
+    fig, axes = plt.subplots(len(rows), n, figsize=(1.2 * n + 1.6, 1.25 * len(rows)), squeeze=False)
+    for r, (label, imgs) in enumerate(rows):
+        for c in range(n):
+            ax = axes[r, c]
+            img = imgs[c].permute(1, 2, 0).numpy()
+            ax.imshow(img[..., 0] if img.shape[-1] == 1 else img, cmap="gray", vmin=0, vmax=1)
+            ax.set_xticks([])
+            ax.set_yticks([])
+        axes[r, 0].set_ylabel(label, rotation=0, ha="right", va="center", fontsize=8)
+    fig.suptitle("The same test images: originals, plain autoencoder, decoder fine-tuned per classifier", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def patterns(arrays: dict, names: list[str], results: dict) -> plt.Figure:
+    keys = ["plain", *names]
+    fig, axes = plt.subplots(2, len(keys), figsize=(2.1 * len(keys), 4.4), squeeze=False)
+    diffs = [arrays[f"pattern/{k}/mean_difference"].mean(0).numpy() for k in keys]
+    lim = max(float(np.abs(d).max()) for d in diffs) or 1.0
+    for i, k in enumerate(keys):
+        im = axes[0, i].imshow(diffs[i], cmap="RdBu_r", vmin=-lim, vmax=lim)
+        s = results["pattern"][k]
+        axes[0, i].set_title(f"{k}\nmean constancy {s['mean_constancy']:.2f}", fontsize=8)
+        const = arrays[f"pattern/{k}/constancy"].mean(0).numpy()
+        im2 = axes[1, i].imshow(const, cmap="magma", vmin=0, vmax=1)
+        for ax in axes[:, i]:
+            ax.set_xticks([])
+            ax.set_yticks([])
+    axes[0, 0].set_ylabel("mean(recon - orig)", fontsize=8)
+    axes[1, 0].set_ylabel("constancy", fontsize=8)
+    fig.colorbar(im, ax=axes[0, :].tolist(), shrink=0.8)
+    fig.colorbar(im2, ax=axes[1, :].tolist(), shrink=0.8)
+    fig.suptitle("Constant patterns: what each decoder writes into every reconstruction", fontsize=9)
+    return fig
+
+
+def accuracy_bars(results: dict) -> plt.Figure:
+    names = results["classifiers"]
+    fig, ax = plt.subplots(figsize=(1.6 * len(names) + 2, 3.2))
+    width = 0.26
+    for i, kind in enumerate(("original", "plain", "finetuned")):
+        vals = [results["accuracy"][n][kind]["top1"] * 100 for n in names]
+        bars = ax.bar(np.arange(len(names)) + (i - 1) * width, vals, width, label=kind, color=COLORS[kind])
+        ax.bar_label(bars, fmt="%.1f", fontsize=6)
+    lo = min(results["accuracy"][n][k]["top1"] for n in names for k in ("original", "plain", "finetuned")) * 100
+    ax.set_ylim(max(0, lo - 10), 100)
+    ax.set_xticks(np.arange(len(names)), names)
+    ax.set_ylabel("top-1 accuracy (%)")
+    ax.legend(fontsize=8, ncol=3, loc="lower center")
+    ax.set_title("Accuracy on originals, plain and fine-tuned reconstructions", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def nmi_bars(results: dict) -> plt.Figure:
+    keys = ["original", "plain", *results["classifiers"]]
+    fig, ax = plt.subplots(figsize=(1.2 * len(keys) + 2, 3.0))
+    same = [results["nmi"][k]["inter_same_class"] for k in keys]
+    cross = [results["nmi"][k]["inter_cross_class"] for k in keys]
+    intra = [results["nmi"][k].get("intra", np.nan) for k in keys]
+    x = np.arange(len(keys))
+    ax.bar(x - 0.27, intra, 0.27, label="intra (original vs reconstruction)")
+    ax.bar(x, same, 0.27, label="inter, same class")
+    ax.bar(x + 0.27, cross, 0.27, label="inter, different classes")
+    ax.set_xticks(x, keys, fontsize=8)
+    ax.set_ylabel("nMI")
+    ax.legend(fontsize=7)
+    ax.set_title("nMI: a pattern shared by all reconstructions raises inter-image nMI", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def gradient_spectra(arrays: dict, names: list[str], results: dict) -> plt.Figure:
+    fig, axes = plt.subplots(2, len(names), figsize=(2.2 * len(names), 4.4), squeeze=False)
+    for i, n in enumerate(names):
+        power = torch.fft.fftshift(arrays[f"probe/{n}/mean_power"]).numpy()
+        axes[0, i].imshow(np.log10(power + 1e-12), cmap="viridis")
+        le = results["gradient_probe"][n]["lattice_energy"]
+        axes[0, i].set_title(f"{n}\nLE " + ", ".join(f"p{k}={v:.3f}" for k, v in le.items()), fontsize=7)
+        axes[1, i].imshow(arrays[f"probe/{n}/mean_abs_gradient"].numpy(), cmap="magma")
+        for ax in axes[:, i]:
+            ax.set_xticks([])
+            ax.set_yticks([])
+    axes[0, 0].set_ylabel("log power of dL/dx\n(centred)", fontsize=8)
+    axes[1, 0].set_ylabel("mean |dL/dx|", fontsize=8)
+    fig.suptitle("Where each classifier's backward pass puts its gradient", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def overlap_maps(arrays: dict, results: dict) -> plt.Figure:
+    keys = [k for k in results["lint"] if f"lint/{k}/input_gradient" in arrays]
+    extra = "lint/autoencoder/forward_output" in arrays
+    fig, axes = plt.subplots(1, len(keys) + extra, figsize=(2.2 * (len(keys) + extra), 2.6), squeeze=False)
+    for i, k in enumerate(keys):
+        m = arrays[f"lint/{k}/input_gradient"].numpy()
+        axes[0, i].imshow(m, cmap="cividis")
+        info = results["lint"][k]["input_gradient"]
+        axes[0, i].set_title(f"{k}: grad period {info['period'][0]}\nmax/min {info['ratio'] if isinstance(info['ratio'], str) else round(info['ratio'], 3)}", fontsize=7)
+    if extra:
+        m = arrays["lint/autoencoder/forward_output"].numpy()
+        axes[0, -1].imshow(m, cmap="cividis")
+        axes[0, -1].set_title("autoencoder output overlap", fontsize=7)
+    for ax in axes[0]:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.suptitle("Exact overlap maps from the lint (input gradient of each classifier)", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def transfer_heatmap(results: dict) -> plt.Figure:
+    t = results["transfer"]
+    names, m = t["names"], np.array(t["RRC"])
+    fig, ax = plt.subplots(figsize=(1.1 * len(names) + 2.4, 1.0 * len(names) + 1.6))
+    im = ax.imshow(m, cmap="RdYlGn", vmin=min(0.5, m.min()), vmax=max(1.05, m.max()))
+    for i in range(len(names)):
+        for j in range(len(names)):
+            mark = "*" if t["relation"][i][j] else ""
+            ax.text(j, i, f"{m[i, j]:.2f}{mark}", ha="center", va="center", fontsize=8)
+    ax.set_xticks(range(len(names)), names, rotation=30, fontsize=8)
+    ax.set_yticks(range(len(names)), names, fontsize=8)
+    ax.set_xlabel("classifier B (consumer)")
+    ax.set_ylabel("signal of A (decoder fine-tuned for A)")
+    fig.colorbar(im, ax=ax, shrink=0.8, label="RRC[A, B]")
+    ax.set_title(f"RRC; * = A's signal suffices for B (RRC >= {t['threshold']})", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def lattice_diagram(results: dict) -> plt.Figure:
+    concepts = results["transfer"]["lattice"]
+    levels: dict[int, list[int]] = {}
+    for i, c in enumerate(concepts):
+        levels.setdefault(len(c["extent"]), []).append(i)
+    pos = {}
+    for y, size in enumerate(sorted(levels)):
+        row = levels[size]
+        for x, i in enumerate(row):
+            pos[i] = ((x + 1) / (len(row) + 1), y)
+    fig, ax = plt.subplots(figsize=(6, 1.1 * len(levels) + 1))
+    for i, c in enumerate(concepts):
+        for u in c["upper"]:
+            ax.plot([pos[i][0], pos[u][0]], [pos[i][1], pos[u][1]], color="#888", zorder=1)
+    for i, c in enumerate(concepts):
+        x, y = pos[i]
+        ax.scatter([x], [y], s=60, color="#4c72b0", zorder=2)
+        label = f"signals: {', '.join(c['extent']) or '-'}\nsuffice for: {', '.join(c['intent']) or '-'}"
+        ax.text(x, y + 0.12, label, ha="center", va="bottom", fontsize=6)
+    ax.set_ylim(-0.5, len(levels))
+    ax.axis("off")
+    ax.set_title("Formal concept lattice of 'A's signal suffices for B'", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def training_curves(results: dict) -> plt.Figure:
+    fig, ax = plt.subplots(figsize=(6.5, 3))
+    for name, s in results["stages"].items():
+        h = np.array(s["history"]) if s["history"] else None
+        if h is not None and len(h):
+            ax.plot(h[:, 0], h[:, 1], label=name, lw=1)
+    ax.set_yscale("log")
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    ax.legend(fontsize=6, ncol=2)
+    ax.set_title("Training losses per stage", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def hypothesis_scatter(hyp: dict) -> plt.Figure:
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    downs = sorted({r["downsample"] for r in hyp["runs"]})
+    cmap = plt.get_cmap("tab10")
+    for i, d in enumerate(downs):
+        rs = [r for r in hyp["runs"] if r["downsample"] == d]
+        axes[0].scatter([r["gradient_energy"] for r in rs], [r["pattern_energy"] for r in rs], color=cmap(i), label=d, s=22)
+    c = hyp["correlation_runs"]
+    axes[0].set_xlabel("classifier gradient lattice energy")
+    axes[0].set_ylabel("constant-pattern lattice energy")
+    axes[0].set_title(f"Spearman rho {c['rho']:.2f}, permutation p {c['p']:.3g} (n={c['n']})", fontsize=9)
+    axes[0].legend(fontsize=7)
+    cells = hyp["cells"]
+    labels = [f"{c['family']}\n{c['downsample']}\n{c['upsample']}" for c in cells]
+    means = [c["pattern_energy"]["mean"] for c in cells]
+    err = [[c["pattern_energy"]["mean"] - c["pattern_energy"]["low"] for c in cells],
+           [c["pattern_energy"]["high"] - c["pattern_energy"]["mean"] for c in cells]]
+    axes[1].bar(range(len(cells)), means, yerr=np.nan_to_num(np.array(err), posinf=0), capsize=3, color="#55a868")
+    for v in hyp.get("plain", {}).values():
+        for f, e in v.items():
+            if f != "inter_nmi":
+                axes[1].axhline(e, ls="--", color="#dd8452", lw=1)
+    axes[1].set_xticks(range(len(cells)), labels, fontsize=6)
+    axes[1].set_ylabel("pattern lattice energy (95% CI)")
+    axes[1].set_title("Per cell; dashed: plain autoencoder", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def odena_plot(hyp: dict) -> plt.Figure:
+    o = hyp["odena"]
+    ns = sorted(o, key=int)
+    fig, ax = plt.subplots(figsize=(5.5, 3))
+    x = np.arange(len(ns))
+    for j, (when, period) in enumerate([("init", "2"), ("init", "4"), ("trained", "2"), ("trained", "4")]):
+        ax.bar(x + (j - 1.5) * 0.2, [o[n][when][period] for n in ns], 0.2, label=f"{when}, period {period}")
+    ax.set_xticks(x, [f"{n} transposed\nlast layer(s)" for n in ns], fontsize=8)
+    ax.set_ylabel("lattice energy of output spectrum")
+    ax.legend(fontsize=7)
+    ax.set_title("Odena's probe: transposed convs in the last 0/1/2 upsampling layers", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def draw_all(run_root: Path) -> dict[str, Path]:
+    """Draw every figure the run's metrics allow into figures/*.png. Returns {name: path}."""
+    import json
+
+    run_root = Path(run_root)
+    out: dict[str, Path] = {}
+    (run_root / "figures").mkdir(exist_ok=True)
+
+    def save(name: str, fig: plt.Figure) -> None:
+        path = run_root / "figures" / f"{name}.png"
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        out[name] = path
+
+    results_path, arrays_path = run_root / "metrics" / "results.json", run_root / "metrics" / "arrays.safetensors"
+    if results_path.is_file() and arrays_path.is_file():
+        results = json.loads(results_path.read_text())
+        arrays, _ = load_checkpoint(arrays_path)
+        names = results["classifiers"]
+        save("reconstructions", reconstructions(arrays, names))
+        save("accuracy", accuracy_bars(results))
+        save("patterns", patterns(arrays, names, results))
+        save("nmi", nmi_bars(results))
+        save("gradient_spectra", gradient_spectra(arrays, names, results))
+        save("overlap", overlap_maps(arrays, results))
+        save("transfer", transfer_heatmap(results))
+        save("lattice", lattice_diagram(results))
+        save("training", training_curves(results))
+    hyp_path = run_root / "metrics" / "hypothesis.json"
+    if hyp_path.is_file():
+        hyp = json.loads(hyp_path.read_text())
+        save("hypothesis", hypothesis_scatter(hyp))
+        if "odena" in hyp:
+            save("odena", odena_plot(hyp))
+    return out
