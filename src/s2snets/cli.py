@@ -219,7 +219,7 @@ def cmd_measure(args: argparse.Namespace) -> int:
         from s2snets.metrics.gradients import noise_probe
         from s2snets.models.classifiers import build_classifier, default_input_size
 
-        model = build_classifier(args.model, 10, args.channels, args.downsample)
+        model = build_classifier(args.model, args.classes, args.channels, args.downsample, weights=args.weights)
         size = args.input_size or default_input_size(args.model)
         probe = noise_probe(model, args.channels, size, n=args.n)
         for p, v in probe.lattice.items():
@@ -302,6 +302,8 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--input-size", type=int, default=None)
     m.add_argument("--downsample", default=None)
     m.add_argument("-n", type=int, default=32, help="noise inputs")
+    m.add_argument("--classes", type=int, default=10)
+    m.add_argument("--weights", default=None, help="a safetensors or torchvision .pth state_dict (read with weights_only=True)")
     m = msub.add_parser("transfer", help="RRC matrix and total order of a finished run")
     m.add_argument("run_dir")
     p.set_defaults(func=cmd_measure)

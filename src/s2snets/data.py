@@ -172,10 +172,11 @@ def _user_cache() -> Path:
 
 
 def fashion_mnist_search_path(root: str | Path | None = None) -> list[Path]:
-    """Where Fashion-MNIST is looked for, in order: root, $S2SNETS_DATA, Debian's package, the user cache."""
-    paths = [Path(root)] if root else []
-    if os.environ.get("S2SNETS_DATA"):
-        paths.append(Path(os.environ["S2SNETS_DATA"]))
+    """Where Fashion-MNIST is looked for: only ``root`` when given (the user named it); otherwise, in order,
+    $S2SNETS_DATA, Debian's package folder, the user cache."""
+    if root:
+        return [Path(root)]
+    paths = [Path(os.environ["S2SNETS_DATA"])] if os.environ.get("S2SNETS_DATA") else []
     return paths + [DEBIAN_FASHION_MNIST, _user_cache()]
 
 
@@ -203,7 +204,7 @@ def fashion_mnist(split: str = "train", root: str | Path | None = None, pad_to: 
             break
     else:
         raise DataError(
-            "Fashion-MNIST not found; looked in "
+            "Fashion-MNIST not found: looked in "
             + ", ".join(str(p) for p in searched)
             + ". Install it with 'apt-get install dataset-fashion-mnist' or point S2SNETS_DATA at the IDX files"
         )

@@ -6,8 +6,9 @@ Over a set of N originals x_n and reconstructions r_n, (N, C, H, W) in [0, 1]:
     constancy[c, h, w]       = 1 - Var_n(r_n[c, h, w]) / Var_n(x_n[c, h, w])
 
 Constancy 1: the pixel has the same value in every reconstruction (it carries no information about the input);
-0: it varies as much as the originals; negative: it varies more. Pixels where the originals never vary
-(Var = 0, e.g. Fashion-MNIST's padding) are excluded from the summaries and set to NaN.
+0: it varies as much as the originals; negative: it varies more. Pixels where the originals barely vary
+(Var_n(x_n) < 1% of its mean over pixels, e.g. Fashion-MNIST's padding and corners) are set to NaN and left out of
+the summaries, which would otherwise be ruled by a ratio with a near-zero denominator.
 """
 
 from __future__ import annotations
@@ -41,8 +42,8 @@ def constant_pattern(originals: Tensor, reconstructions: Tensor, periods: tuple[
     x, r = originals.double(), reconstructions.double()
     mean_diff = (r - x).mean(0)
     var_x, var_r = x.var(0, unbiased=False), r.var(0, unbiased=False)
-    varying = var_x > 1e-12
-    constancy = torch.where(varying, 1 - var_r / var_x.clamp_min(1e-12), torch.full_like(var_x, float("nan")))
+    varying = var_x > 0.01 * var_x.mean()
+    constancy = torch.where(varying, 1 - var_r / var_x.clamp_min(1e-30), torch.full_like(var_x, float("nan")))
     valid = constancy[varying]
     size = min(mean_diff.shape[-2:])
     lattice = {p: float(lattice_energy(mean_diff.mean(0), p)) for p in periods if p <= size}

@@ -46,8 +46,8 @@ def patterns(arrays: dict, names: list[str], results: dict) -> plt.Figure:
     for i, k in enumerate(keys):
         im = axes[0, i].imshow(diffs[i], cmap="RdBu_r", vmin=-lim, vmax=lim)
         s = results["pattern"][k]
-        axes[0, i].set_title(f"{k}\nmean constancy {s['mean_constancy']:.2f}", fontsize=8)
-        const = arrays[f"pattern/{k}/constancy"].mean(0).numpy()
+        axes[0, i].set_title(f"{k}\nconstancy {s['mean_constancy']:.2f}", fontsize=8)
+        const = np.ma.masked_invalid(arrays[f"pattern/{k}/constancy"].mean(0).numpy())
         im2 = axes[1, i].imshow(const, cmap="magma", vmin=0, vmax=1)
         for ax in axes[:, i]:
             ax.set_xticks([])

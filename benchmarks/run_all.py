@@ -1,0 +1,175 @@
+"""Speed targets, measured as ratios against a reference run in the same process (`make bench`).
+
+1. nMI: s2snets' batched exact nMI vs scikit-learn pair by pair, 32x32 and 224x224x3 uint8 pairs (target >= 100x).
+2. Training step: achieved FLOP/s (torch.utils.flop_counter) vs this machine's fp32 GEMM rate (target >= 80%).
+3. Engine overhead: train_stage throughput vs a bare hand-written loop doing the same steps (target >= 0.95x).
+4. The demo's wall time, read from runs/demo if it has been run (target <= 10 min for replicate, 15 with hypothesis).
+
+Timings are the minimum over repeats (this VM is noisy); every ratio compares runs made in this process.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.flop_counter import FlopCounterMode
+
+from s2snets.config import StageConfig
+from s2snets.data import synthetic
+from s2snets.metrics.nmi import nmi
+from s2snets.models import build_classifier, build_segnet
+from s2snets.models.segnet import SegNet
+from s2snets.runtime import init_runtime
+from s2snets.train import autoencoder_stage, train_stage
+
+
+def best_of(fn, repeats: int = 5) -> float:
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return min(times)
+
+
+def bench_nmi() -> dict:
+    from sklearn.metrics import normalized_mutual_info_score as sk
+
+    out = {}
+    for label, shape, pairs, sk_pairs in (("32x32", (1, 32, 32), 2000, 40), ("224x224x3", (3, 224, 224), 64, 4)):
+        g = torch.Generator().manual_seed(0)
+        a = torch.randint(0, 256, (pairs, *shape), generator=g, dtype=torch.uint8)
+        b = torch.randint(0, 256, (pairs, *shape), generator=g, dtype=torch.uint8)
+        an = [x.flatten().numpy() for x in a[:sk_pairs]]
+        bn = [x.flatten().numpy() for x in b[:sk_pairs]]
+        nmi(a[:4], b[:4])
+        ours = best_of(lambda: nmi(a, b)) / pairs
+        ref = best_of(lambda: [sk(x, y) for x, y in zip(an, bn)], 3) / sk_pairs
+        err = max(abs(float(nmi(a[i : i + 1], b[i : i + 1])[0]) - sk(an[i], bn[i])) for i in range(sk_pairs))
+        out[label] = {"s2snets_us_per_pair": ours * 1e6, "sklearn_us_per_pair": ref * 1e6, "speedup": ref / ours, "max_abs_diff": err}
+    return out
+
+
+def gemm_rate(n: int = 2048) -> float:
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    for _ in range(3):
+        a @ b
+    return 2 * n**3 / best_of(lambda: a @ b, 10)
+
+
+def step_flops(model: torch.nn.Module, x: torch.Tensor, loss_fn) -> tuple[float, float]:
+    """(FLOP per training step, best seconds per step), channels-last, Adam."""
+    model = model.to(memory_format=torch.channels_last)
+    x = x.contiguous(memory_format=torch.channels_last)
+    opt = torch.optim.Adam(model.parameters())
+
+    def step():
+        loss = loss_fn(model, x)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    with FlopCounterMode(display=False) as counter:
+        loss_fn(model, x).backward()
+    for _ in range(3):
+        step()
+    return counter.get_total_flops(), best_of(step, 5)
+
+
+def bench_flops() -> dict:
+    peak = gemm_rate()
+    out = {"gemm_gflops": peak / 1e9}
+    ae_loss = lambda m, x: F.mse_loss(m(x), x)  # noqa: E731
+    cases = {
+        "segnet small (16,32,64), batch 64": (build_segnet("small", 1), torch.randn(64, 1, 32, 32), ae_loss),
+        "segnet (32,64,128), batch 64": (SegNet(1, (32, 64, 128), (2, 2, 2)), torch.randn(64, 1, 32, 32), ae_loss),
+        "segnet (64,128,256), batch 64": (SegNet(1, (64, 128, 256), (2, 2, 2)), torch.randn(64, 1, 32, 32), ae_loss),
+        "resnet_s classifier, batch 128": (build_classifier("resnet_s", 10, 1), torch.randn(128, 1, 32, 32),
+                                           lambda m, x: F.cross_entropy(m(x), torch.zeros(len(x), dtype=torch.long))),
+    }
+    for name, (model, x, fn) in cases.items():
+        flops, seconds = step_flops(model, x, fn)
+        out[name] = {"gflop_per_step": flops / 1e9, "ms_per_step": seconds * 1e3, "achieved_gflops": flops / seconds / 1e9,
+                     "share_of_gemm": flops / seconds / peak}
+    return out
+
+
+def bench_engine(steps: int = 60) -> dict:
+    """Same model, data, optimizer and batches: the engine vs a bare loop (min of 3 interleaved runs each)."""
+    runtime = init_runtime("cpu")
+    data = synthetic(64 * steps, 32, 4, seed=0)
+    cfg = StageConfig(epochs=1, max_steps=steps, batch_size=64, lr=1e-3, schedule="constant", checkpoint_every=10**9)
+
+    def engine() -> float:
+        torch.manual_seed(0)
+        model = build_segnet("small", 1)
+        with tempfile.TemporaryDirectory() as tmp:
+            t = time.perf_counter()
+            train_stage(autoencoder_stage("bench", model), data, cfg, seed=0, checkpoint=Path(tmp) / "c.safetensors",
+                        key="k", runtime=runtime, progress=True)
+            return time.perf_counter() - t
+
+    def bare() -> float:
+        torch.manual_seed(0)
+        model = build_segnet("small", 1).to(memory_format=torch.channels_last)
+        opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+        order = torch.randperm(len(data), generator=torch.Generator().manual_seed(0))
+        t = time.perf_counter()
+        model.train()
+        for i in range(steps):
+            x = data.normalize(data.images[order[i * 64 : (i + 1) * 64]]).contiguous(memory_format=torch.channels_last)
+            loss = F.mse_loss(model(x), x)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        return time.perf_counter() - t
+
+    e, b = [], []
+    for _ in range(3):
+        e.append(engine())
+        b.append(bare())
+    return {"steps": steps, "engine_s": min(e), "bare_s": min(b), "throughput_ratio": min(b) / min(e)}
+
+
+def demo_times() -> dict:
+    out = {}
+    for name in ("demo", "demo-quick"):
+        results = Path("runs") / name / "metrics"
+        if (results / "results.json").is_file():
+            r = json.loads((results / "results.json").read_text())
+            out[name] = {"replicate_s": r.get("seconds_total")}
+            if (results / "hypothesis.json").is_file():
+                out[name]["hypothesis_s"] = json.loads((results / "hypothesis.json").read_text()).get("seconds_total")
+    return out
+
+
+def main() -> int:
+    torch.manual_seed(0)
+    report = {"torch": torch.__version__, "threads": torch.get_num_threads()}
+    print("nMI vs scikit-learn ...", flush=True)
+    report["nmi"] = bench_nmi()
+    print("training-step FLOP/s vs GEMM ...", flush=True)
+    report["flops"] = bench_flops()
+    print("engine vs bare loop ...", flush=True)
+    report["engine"] = bench_engine()
+    report["demo"] = demo_times()
+    Path("benchmarks/results.json").write_text(json.dumps(report, indent=2) + "\n")
+    print(json.dumps(report, indent=2))
+    n = report["nmi"]
+    print(f"\nnMI speed-up vs scikit-learn: 32x32 {n['32x32']['speedup']:.0f}x, 224x224x3 {n['224x224x3']['speedup']:.0f}x (target 100x)")
+    for k, v in report["flops"].items():
+        if isinstance(v, dict):
+            print(f"{k}: {v['share_of_gemm']:.0%} of fp32 GEMM ({v['achieved_gflops']:.0f} of {report['flops']['gemm_gflops']:.0f} GFLOP/s)")
+    print(f"engine throughput vs bare loop: {report['engine']['throughput_ratio']:.3f}x (target >= 0.95)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

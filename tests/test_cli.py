@@ -1,0 +1,118 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+from conftest import run_cli
+from PIL import Image
+from safetensors.torch import save_file
+from test_data import make_fashion_folder
+
+from s2snets.data import write_idx
+from s2snets.models import build_classifier
+
+
+def one_line_error(proc, *fragments):
+    assert proc.returncode == 2, (proc.returncode, proc.stderr)
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    for f in fragments:
+        assert f in lines[0], lines[0]
+
+
+def test_help_lists_the_subcommands():
+    proc = run_cli("--help")
+    assert proc.returncode == 0
+    for cmd in ("demo", "replicate", "hypothesis", "report", "lint", "measure"):
+        assert cmd in proc.stdout
+    assert run_cli("measure", "--help").returncode == 0
+
+
+def test_truncated_idx_file(tmp_path):
+    make_fashion_folder(tmp_path / "fm")
+    raw = tmp_path / "fm" / "train-images-idx3-ubyte"
+    write_idx(raw, np.zeros((20, 28, 28), dtype=np.uint8))
+    (tmp_path / "fm" / "train-images-idx3-ubyte.gz").unlink()
+    raw.write_bytes(raw.read_bytes()[:-1])
+    (tmp_path / "c.toml").write_text(f'[data]\nroot = "{tmp_path / "fm"}"\n')
+    one_line_error(run_cli("replicate", "--config", str(tmp_path / "c.toml"), "--runs", str(tmp_path / "runs")), "truncated", "train-images")
+
+
+def test_missing_dataset(tmp_path):
+    (tmp_path / "c.toml").write_text(f'[data]\nroot = "{tmp_path / "none"}"\n')
+    one_line_error(run_cli("replicate", "--config", str(tmp_path / "c.toml"), "--runs", str(tmp_path / "runs")),
+                   "Fashion-MNIST not found", "apt-get install dataset-fashion-mnist")
+
+
+def test_unknown_config_key(tmp_path):
+    (tmp_path / "c.toml").write_text("[pretrain]\nepoch = 3\n")
+    one_line_error(run_cli("replicate", "--config", str(tmp_path / "c.toml")), "unknown config key 'pretrain.epoch'",
+                   "did you mean 'pretrain.epochs'")
+
+
+def test_corrupt_image(tmp_path):
+    Image.fromarray(np.zeros((8, 8), dtype=np.uint8)).save(tmp_path / "ok.png")
+    (tmp_path / "bad.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
+    one_line_error(run_cli("measure", "nmi", str(tmp_path / "bad.png"), str(tmp_path / "ok.png")), "cannot read image", "bad.png")
+    proc = run_cli("measure", "nmi", str(tmp_path / "ok.png"), str(tmp_path / "ok.png"))
+    assert proc.returncode == 0 and proc.stdout.strip() == "1.000000"
+
+
+def test_checkpoint_of_another_architecture(tmp_path):
+    save_file(build_classifier("resnet_s", 10, 1).state_dict(), tmp_path / "resnet.safetensors")
+    one_line_error(run_cli("measure", "gradients", "vgg_s", "--weights", str(tmp_path / "resnet.safetensors")),
+                   "does not fit this model", "key 'features.0.weight'")
+    save_file(build_classifier("vgg_s", 10, 1).state_dict(), tmp_path / "vgg.safetensors")
+    proc = run_cli("measure", "gradients", "vgg_s", "--weights", str(tmp_path / "vgg.safetensors"), "-n", "4")
+    assert proc.returncode == 0 and "period 2: gradient lattice energy" in proc.stdout
+
+
+def test_nan_loss_stops_with_one_line(tmp_path):
+    (tmp_path / "c.toml").write_text(
+        'classifiers = ["vgg_s"]\n[data]\ndataset = "synthetic"\nsynthetic_n = 256\nsize = 16\n'
+        '[train_classifier]\nlr = 1e30\noptimizer = "sgd"\nbatch_size = 32\nepochs = 4\n')
+    proc = run_cli("replicate", "--config", str(tmp_path / "c.toml"), "--runs", str(tmp_path / "runs"), "--quiet")
+    one_line_error(proc, "the loss became", "Lower the learning rate")
+
+
+def test_unreadable_results_and_bad_device(tmp_path):
+    one_line_error(run_cli("report", str(tmp_path)), "holds no metrics")
+    one_line_error(run_cli("--device", "cuda:0", "lint", "vgg_s"), "CUDA is not available") if not torch.cuda.is_available() else None
+
+
+def test_lint_resnet50_prints_its_findings():
+    proc = run_cli("lint", "resnet50")
+    assert proc.returncode == 0, proc.stderr
+    assert "layer2.0.downsample.0" in proc.stdout and "skips inputs: 75% never read" in proc.stdout
+    assert "uneven overlap" in proc.stdout and "input gradient: period 4x4" in proc.stdout
+    data = json.loads(run_cli("lint", "segnet:small:transposed", "--channels", "1", "--json").stdout)
+    assert data["forward_output"]["period"][0] > 1 and len(data["findings"]) == 3
+
+
+def test_measure_overlap_and_spectrum(tmp_path):
+    proc = run_cli("measure", "overlap", "--layers", "3,2,0", "--length", "6")
+    assert proc.returncode == 0 and "1-D max/min 2.000 (2-D 4.000), period 2" in proc.stdout
+    idx = np.arange(32)
+    Image.fromarray((((idx[:, None] + idx[None, :]) % 2) * 255).astype(np.uint8)).save(tmp_path / "cb.png")
+    proc = run_cli("measure", "spectrum", str(tmp_path / "cb.png"), "--period", "2")
+    assert proc.returncode == 0 and "period 2: lattice energy 1.0000" in proc.stdout
+
+
+@pytest.mark.slow
+def test_demo_quick_end_to_end(quick_demo):
+    run, proc = quick_demo
+    assert "Top-1 accuracy" in proc.stdout and "Hypothesis (constant patterns are gradient checkerboards):" in proc.stdout
+    results = json.loads((run / "metrics" / "results.json").read_text())
+    assert set(results["classifiers"]) == {"alexnet_s", "vgg_s", "resnet_s", "inception_s"}
+    for name in results["classifiers"]:
+        for kind in ("original", "plain", "finetuned"):
+            assert 0 <= results["accuracy"][name][kind]["top1"] <= 1
+    hyp = json.loads((run / "metrics" / "hypothesis.json").read_text())
+    assert hyp["decision"]["verdict"] in ("supported", "not supported", "inconclusive")
+    assert all(c["pattern_energy"]["n"] >= 3 for c in hyp["cells"])  # at least 3 seeds per cell
+    assert set(hyp["odena"]) == {"0", "1", "2"}
+    assert (run / "report.html").is_file() and (run / "config.toml").is_file() and (run / "log.txt").is_file()
+    # a re-run skips every stage and recomputes nothing
+    again = run_cli("demo", "--quick", "--runs", str(run.parent))
+    assert again.returncode == 0 and "finished earlier with the same config, skipped" in again.stdout
+    assert "steps in" not in again.stdout

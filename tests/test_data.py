@@ -1,0 +1,142 @@
+import gzip
+
+import numpy as np
+import pytest
+import torch
+from conftest import needs_fashion
+from PIL import Image
+
+from s2snets.data import FASHION_MNIST_CLASSES, fashion_mnist, image_folder, read_idx, synthetic, write_idx
+from s2snets.errors import DataError
+
+
+def make_fashion_folder(folder, n=20, labels=None, gz=True):
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (n, 28, 28), dtype=np.uint8)
+    labels = np.arange(n, dtype=np.uint8) % 10 if labels is None else labels
+    ext = ".gz" if gz else ""
+    for split, (img_name, lab_name) in {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+                                        "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}.items():
+        write_idx(folder / (img_name + ext), images)
+        write_idx(folder / (lab_name + ext), labels)
+    return images, labels
+
+
+def test_idx_round_trip_raw_and_gzip(tmp_path):
+    for dtype in (np.uint8, np.int16, np.int32, np.float32, np.float64):
+        a = (np.arange(24).reshape(2, 3, 4) * 3).astype(dtype)
+        for name in ("x.idx", "x.idx.gz"):
+            write_idx(tmp_path / name, a)
+            b = read_idx(tmp_path / name)
+            assert b.dtype == np.dtype(dtype).newbyteorder(">") or b.dtype == a.dtype
+            np.testing.assert_array_equal(a, b)
+
+
+def test_idx_header_is_standard(tmp_path):
+    write_idx(tmp_path / "l.idx", np.array([1, 2, 3], dtype=np.uint8))
+    assert (tmp_path / "l.idx").read_bytes() == bytes([0, 0, 8, 1, 0, 0, 0, 3, 1, 2, 3])
+
+
+@pytest.mark.parametrize("gz", [False, True])
+def test_idx_truncated_by_one_byte(tmp_path, gz):
+    raw = bytes([0, 0, 8, 2, 0, 0, 0, 2, 0, 0, 0, 2, 1, 2, 3, 4])
+    path = tmp_path / ("t.idx.gz" if gz else "t.idx")
+    path.write_bytes(gzip.compress(raw[:-1]) if gz else raw[:-1])
+    with pytest.raises(DataError, match="truncated") as err:
+        read_idx(path)
+    assert str(path) in str(err.value)
+
+
+def test_idx_truncated_gzip_stream(tmp_path):
+    blob = gzip.compress(bytes([0, 0, 8, 1, 0, 0, 0, 100]) + bytes(100))
+    (tmp_path / "c.gz").write_bytes(blob[:-5])
+    with pytest.raises(DataError, match="truncated or corrupt"):
+        read_idx(tmp_path / "c.gz")
+
+
+def test_idx_wrong_magic(tmp_path):
+    (tmp_path / "m.idx").write_bytes(bytes([1, 0, 8, 1, 0, 0, 0, 1, 7]))
+    with pytest.raises(DataError, match="magic"):
+        read_idx(tmp_path / "m.idx")
+    (tmp_path / "m2.idx").write_bytes(bytes([0, 0, 0x42, 1, 0, 0, 0, 1, 7]))
+    with pytest.raises(DataError, match="magic"):
+        read_idx(tmp_path / "m2.idx")
+
+
+def test_idx_trailing_bytes(tmp_path):
+    (tmp_path / "x.idx").write_bytes(bytes([0, 0, 8, 1, 0, 0, 0, 1, 7, 9]))
+    with pytest.raises(DataError, match="trailing"):
+        read_idx(tmp_path / "x.idx")
+
+
+def test_fashion_mnist_from_a_folder(tmp_path):
+    images, labels = make_fashion_folder(tmp_path / "fm")
+    d = fashion_mnist("train", tmp_path / "fm", pad_to=32)
+    assert d.images.shape == (20, 1, 32, 32) and d.images.dtype == torch.uint8
+    np.testing.assert_array_equal(d.images[:, 0, 2:30, 2:30].numpy(), images)
+    assert d.images[:, :, :2].sum() == 0
+    np.testing.assert_array_equal(d.labels.numpy(), labels)
+    assert fashion_mnist("test", tmp_path / "fm", pad_to=28).images.shape == (20, 1, 28, 28)
+
+
+def test_fashion_mnist_mismatched_counts(tmp_path):
+    make_fashion_folder(tmp_path / "fm", n=20)
+    write_idx(tmp_path / "fm" / "train-labels-idx1-ubyte.gz", np.zeros(19, dtype=np.uint8))
+    with pytest.raises(DataError, match="19 labels but .* 20 images"):
+        fashion_mnist("train", tmp_path / "fm")
+
+
+def test_fashion_mnist_label_out_of_range(tmp_path):
+    make_fashion_folder(tmp_path / "fm", n=10, labels=np.array([0, 1, 2, 3, 4, 5, 6, 7, 8, 12], dtype=np.uint8))
+    with pytest.raises(DataError, match="out of range"):
+        fashion_mnist("train", tmp_path / "fm")
+
+
+def test_fashion_mnist_missing_lists_where_it_looked(tmp_path):
+    with pytest.raises(DataError) as err:
+        fashion_mnist("train", tmp_path / "nowhere")
+    assert "nowhere" in str(err.value) and "apt-get install dataset-fashion-mnist" in str(err.value)
+
+
+@needs_fashion
+def test_fashion_mnist_debian_package():
+    train, test = fashion_mnist("train"), fashion_mnist("test")
+    assert len(train) == 60000 and len(test) == 10000
+    assert train.class_names == FASHION_MNIST_CLASSES and len(train.class_names) == 10
+    assert train.images.shape[1:] == (1, 32, 32)
+    assert torch.bincount(train.labels).tolist() == [6000] * 10
+    x = train.normalize(train.images[:5000])
+    assert abs(float(x.mean())) < 0.05 and abs(float(x.std()) - 1) < 0.05
+
+
+def test_image_folder(tmp_path):
+    rng = np.random.default_rng(0)
+    for cls in ("cat", "dog"):
+        (tmp_path / cls).mkdir()
+        for i in range(3):
+            Image.fromarray(rng.integers(0, 256, (20, 24, 3), dtype=np.uint8)).save(tmp_path / cls / f"{i}.png")
+    d = image_folder(tmp_path, size=16, channels=3)
+    assert d.images.shape == (6, 3, 16, 16) and d.class_names == ("cat", "dog")
+    assert d.labels.tolist() == [0, 0, 0, 1, 1, 1]
+    assert len(d.mean) == 3
+    (tmp_path / "dog" / "broken.png").write_bytes(b"\x89PNG not really")
+    with pytest.raises(DataError, match="broken.png"):
+        image_folder(tmp_path, size=16)
+    d = image_folder(tmp_path, size=16, on_corrupt="skip")
+    assert len(d) == 6 and any("broken.png" in p for p in image_folder.last_skipped)
+
+
+def test_image_folder_empty_class_and_empty_root(tmp_path):
+    (tmp_path / "a").mkdir()
+    with pytest.raises(DataError, match="holds no images"):
+        image_folder(tmp_path, size=8)
+    with pytest.raises(DataError, match="no class sub-folders"):
+        image_folder(tmp_path / "a", size=8)
+
+
+def test_synthetic_is_deterministic_and_learnable_shape():
+    a, b = synthetic(32, 16, 4, seed=3), synthetic(32, 16, 4, seed=3)
+    assert torch.equal(a.images, b.images) and a.images.shape == (32, 1, 16, 16)
+    assert set(a.labels.tolist()) == {0, 1, 2, 3}
+    assert not torch.equal(a.images, synthetic(32, 16, 4, seed=4).images)

@@ -1,0 +1,51 @@
+import base64
+import json
+import re
+import shutil
+import subprocess
+
+import pytest
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+PROBE = """<script>
+window.__errors = [];
+window.addEventListener('error', e => window.__errors.push(String(e.message || e)), true);
+const origError = console.error; console.error = (...a) => { window.__errors.push(a.join(' ')); origError(...a); };
+window.addEventListener('load', () => {
+  const imgs = [...document.images];
+  const bad = imgs.filter(i => !i.complete || i.naturalWidth === 0).length;
+  const pre = document.createElement('pre'); pre.id = '__probe';
+  pre.textContent = JSON.stringify({images: imgs.length, broken: bad, errors: window.__errors});
+  document.body.appendChild(pre);
+});
+</script>"""
+
+
+@pytest.mark.slow
+def test_report_is_self_contained(quick_demo):
+    run, _ = quick_demo
+    page = (run / "report.html").read_text()
+    srcs = re.findall(r'src="([^"]+)"', page)
+    assert len(srcs) >= 10 and all(s.startswith("data:image/png;base64,") for s in srcs)
+    for s in srcs:
+        assert base64.b64decode(s.split(",", 1)[1])[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "Verdict:" in page and "Accuracy" in page and "<script" not in page
+    assert len(list((run / "figures").glob("*.png"))) >= 10
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (make setup installs it as root)")
+def test_report_renders_in_headless_chromium(quick_demo, tmp_path):
+    run, _ = quick_demo
+    page = (run / "report.html").read_text().replace("<head>", "<head>" + PROBE, 1)
+    probe_page = tmp_path / "probe.html"
+    probe_page.write_text(page)
+    proc = subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                           "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                           f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=5000", "--dump-dom",
+                           probe_page.as_uri()], capture_output=True, text=True, timeout=120)
+    found = re.search(r'<pre id="__probe">(.*?)</pre>', proc.stdout, re.S)
+    assert found, proc.stderr[-2000:]
+    result = json.loads(found.group(1).replace("&quot;", '"'))
+    assert result["images"] >= 10 and result["broken"] == 0 and result["errors"] == []

@@ -1,0 +1,87 @@
+import pytest
+import torch
+from conftest import needs_fashion
+
+from s2snets.metrics.gradients import gradient_probe, noise_probe
+from s2snets.metrics.pattern import constant_pattern
+from s2snets.metrics.spectrum import azimuthal_spectrum, lattice_energy, lattice_mask, noise_lattice_share, radial_profile, spectral_error
+from s2snets.models import build_classifier
+
+
+def checkerboard(size, period):
+    idx = torch.arange(size)
+    return (((idx[:, None] // (period // 2)) + (idx[None, :] // (period // 2))) % 2).float()
+
+
+@pytest.mark.parametrize("period", [2, 4, 8])
+def test_checkerboards_have_all_their_power_on_the_lattice(period):
+    x = checkerboard(32, period)
+    assert float(lattice_energy(x, period)) == pytest.approx(1.0, abs=1e-6)
+    if period > 2:  # a coarser pattern is not on the finer lattice
+        assert float(lattice_energy(x, 2)) < 0.5
+
+
+def test_white_noise_has_the_lattice_share():
+    x = torch.randn(200, 32, 32, generator=torch.Generator().manual_seed(0))
+    for p in (2, 4, 8):
+        assert float(lattice_energy(x, p).mean()) == pytest.approx(noise_lattice_share(32, 32, p), rel=0.1)
+    assert noise_lattice_share(32, 32, 2) == pytest.approx(3 / 1023)
+
+
+def test_flat_and_batched_and_differentiable():
+    assert float(lattice_energy(torch.ones(16, 16), 2)) == 0.0
+    x = torch.randn(3, 2, 16, 16, requires_grad=True)
+    e = lattice_energy(x, 4)
+    assert e.shape == (3, 2)
+    e.sum().backward()
+    assert torch.isfinite(x.grad).all()
+    assert lattice_mask(16, 16, 4).sum() == 15
+
+
+@needs_fashion
+def test_fashion_image_has_little_lattice_energy():
+    from s2snets.data import fashion_mnist
+
+    x = fashion_mnist("test").images[:50, 0].float() / 255
+    e2 = lattice_energy(x, 2)
+    assert float(e2.mean()) < 0.05
+    noisy = x + 0.3 * checkerboard(32, 2)
+    assert float(lattice_energy(noisy, 2).mean()) > 0.3
+
+
+def test_radial_profile_and_spectral_error():
+    p = torch.zeros(8, 8)
+    p[0, 1] = p[1, 0] = 4.0
+    prof = radial_profile(p)
+    assert prof.shape == (5,) and prof[1] == pytest.approx(2.0) and prof[0] == 0
+    x = torch.randn(20, 1, 16, 16)
+    assert torch.allclose(spectral_error(x, x), torch.zeros(9), atol=1e-5)
+    assert azimuthal_spectrum(x).shape == (9,)
+
+
+def test_constant_pattern_finds_a_stamp():
+    g = torch.Generator().manual_seed(0)
+    orig = torch.rand(100, 1, 16, 16, generator=g)
+    stamp = 0.5 * checkerboard(16, 2)
+    recon = orig.clone()
+    recon[..., :8, :] = stamp[:8]  # the top half is the same in every reconstruction
+    pat = constant_pattern(orig, recon, (2, 4))
+    assert torch.allclose(pat.constancy[0, :8], torch.ones(8, 16), atol=1e-6)
+    assert torch.allclose(pat.constancy[0, 8:], torch.zeros(8, 16), atol=1e-6)
+    assert pat.mean_constancy == pytest.approx(0.5, abs=1e-6) and pat.constant_share == pytest.approx(0.5)
+    expected = (recon - orig).mean(0)
+    assert torch.allclose(pat.mean_difference, expected.float(), atol=1e-6)
+
+
+def test_gradient_probe_sees_strided_checkerboards():
+    torch.manual_seed(0)
+    strided = torch.nn.Conv2d(1, 1, 3, 2, 1, bias=False)
+    strided.weight.data.fill_(1.0)
+    model = torch.nn.Sequential(strided, torch.nn.Flatten())
+    probe = gradient_probe(model, torch.randn(4, 1, 16, 16))
+    assert probe.lattice[2] > 0.5  # the 1-2-1-2 overlap of k=3, s=2 in the gradient
+    even = torch.nn.Conv2d(1, 1, 2, 2, bias=False)
+    even.weight.data.fill_(1.0)
+    assert gradient_probe(torch.nn.Sequential(even, torch.nn.Flatten()), torch.randn(4, 1, 16, 16)).lattice[2] < 1e-6
+    p = noise_probe(build_classifier("resnet_s", 10, 1), 1, 32, n=8)
+    assert set(p.lattice) == {2, 4, 8} and p.mean_power.shape == (32, 32)
