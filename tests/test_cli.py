@@ -75,9 +75,12 @@ def test_nan_loss_stops_with_one_line(tmp_path):
     one_line_error(proc, "the loss became", "Lower the learning rate")
 
 
-def test_unreadable_results_and_bad_device(tmp_path):
+def test_missing_results_and_bad_device(tmp_path):
     one_line_error(run_cli("report", str(tmp_path)), "holds no metrics")
-    one_line_error(run_cli("--device", "cuda:0", "lint", "vgg_s"), "CUDA is not available") if not torch.cuda.is_available() else None
+    (tmp_path / "c.toml").write_text("")
+    if not torch.cuda.is_available():
+        one_line_error(run_cli("replicate", "--config", str(tmp_path / "c.toml"), "--device", "cuda:0"), "CUDA is not available")
+    one_line_error(run_cli("replicate", "--config", str(tmp_path / "c.toml"), "--device", "tpu"), "unknown device 'tpu'")
 
 
 def test_lint_resnet50_prints_its_findings():

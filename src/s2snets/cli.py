@@ -243,37 +243,45 @@ def cmd_measure(args: argparse.Namespace) -> int:
 
 # ----------------------------------------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="s2snets", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quiet", action="store_true", help="no progress bars or stage messages")
-    parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
-    parser.add_argument("--device", default=None, help="auto (default: CUDA, MPS, then CPU), cpu, cuda, cuda:N, mps")
-    parser.add_argument("--amp", default=None, choices=["auto", "off", "bf16", "fp16"], help="mixed precision (auto: bf16 on CUDA)")
+    # Global options work before or after the subcommand: `s2snets --quiet demo` and `s2snets demo --quiet`.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--quiet", action="store_true", default=argparse.SUPPRESS, help="no progress bars or stage messages")
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show full tracebacks on errors")
+    common.add_argument("--device", default=argparse.SUPPRESS, help="auto (default: CUDA, MPS, then CPU), cpu, cuda, cuda:N, mps")
+    common.add_argument("--amp", default=argparse.SUPPRESS, choices=["auto", "off", "bf16", "fp16"],
+                        help="mixed precision (auto: bf16 on CUDA, off on CPU)")
+    parser = argparse.ArgumentParser(prog="s2snets", description=DESCRIPTION, parents=[common],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.set_defaults(quiet=False, debug=False, device=None, amp=None)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    p = sub.add_parser("demo", help="whole pipeline on Fashion-MNIST with the four small families, ending in a report")
+    def add(subparsers, name: str, **kwargs) -> argparse.ArgumentParser:
+        return subparsers.add_parser(name, parents=[common], **kwargs)
+
+    p = add(sub, "demo", help="whole pipeline on Fashion-MNIST with the four small families, ending in a report")
     p.add_argument("--quick", action="store_true", help="a smoke run (small data, few steps) in about two minutes")
     p.add_argument("--no-hypothesis", action="store_true", help="skip the hypothesis grid")
     p.add_argument("--runs", default="runs", help="folder that holds run directories (default: runs)")
     p.add_argument("--name", default=None, help="run name (default: demo / demo-quick)")
     p.set_defaults(func=cmd_demo)
 
-    p = sub.add_parser("replicate", help="the S2SNets pipeline from a TOML config (stages resume)")
+    p = add(sub, "replicate", help="the S2SNets pipeline from a TOML config (stages resume)")
     p.add_argument("--config", required=True, help="TOML file; see docs/architecture.md for the keys")
     p.add_argument("--runs", default="runs")
     p.add_argument("--name", default=None, help="override the config's name")
     p.set_defaults(func=cmd_replicate)
 
-    p = sub.add_parser("hypothesis", help="controlled grid: classifier downsampling x decoder upsampling x seeds")
+    p = add(sub, "hypothesis", help="controlled grid: classifier downsampling x decoder upsampling x seeds")
     p.add_argument("--config", required=True)
     p.add_argument("--runs", default="runs")
     p.add_argument("--name", default=None)
     p.set_defaults(func=cmd_hypothesis)
 
-    p = sub.add_parser("report", help="write RUN_DIR/report.html (self-contained, opens offline)")
+    p = add(sub, "report", help="write RUN_DIR/report.html (self-contained, opens offline)")
     p.add_argument("run_dir")
     p.set_defaults(func=cmd_report)
 
-    p = sub.add_parser("lint", help="find uneven overlap in a model: zoo name, segnet:PRESET[:UPSAMPLE] or package.module:factory")
+    p = add(sub, "lint", help="find uneven overlap in a model: zoo name, segnet:PRESET[:UPSAMPLE] or package.module:factory")
     p.add_argument("model")
     p.add_argument("--input-size", type=int, default=None, help="input side in pixels (default: the model's smallest usual size)")
     p.add_argument("--channels", type=int, default=3)
@@ -281,22 +289,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_lint)
 
-    p = sub.add_parser("measure", help="single measures on files and models")
+    p = add(sub, "measure", help="single measures on files and models")
     msub = p.add_subparsers(dest="measure", metavar="MEASURE", required=True)
-    m = msub.add_parser("nmi", help="normalised mutual information between two images")
+    m = add(msub, "nmi", help="normalised mutual information between two images")
     m.add_argument("image_a")
     m.add_argument("image_b")
     m.add_argument("--levels", type=int, default=256)
     m.add_argument("--average", default="arithmetic", choices=["arithmetic", "geometric", "min", "max"])
-    m = msub.add_parser("spectrum", help="lattice energy (checkerboard score) of an image")
+    m = add(msub, "spectrum", help="lattice energy (checkerboard score) of an image")
     m.add_argument("image")
     m.add_argument("--period", type=int, nargs="+", default=[2, 4, 8])
-    m = msub.add_parser("overlap", help="1-D overlap counts of a layer stack, e.g. --layers '3,2;3,2'")
+    m = add(msub, "overlap", help="1-D overlap counts of a layer stack, e.g. --layers '3,2;3,2'")
     m.add_argument("--layers", required=True, help="k,s[,p[,d]] per layer, separated by ';'")
     m.add_argument("--pass", dest="pass_", choices=["forward", "gradient"], default="forward",
                    help="forward: transposed convolutions; gradient: strided convolutions seen from the input")
     m.add_argument("--length", type=int, default=16, help="input positions")
-    m = msub.add_parser("gradients", help="gradient lattice energy of a classifier on noise inputs at initialisation")
+    m = add(msub, "gradients", help="gradient lattice energy of a classifier on noise inputs at initialisation")
     m.add_argument("model")
     m.add_argument("--channels", type=int, default=1)
     m.add_argument("--input-size", type=int, default=None)
@@ -304,7 +312,7 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("-n", type=int, default=32, help="noise inputs")
     m.add_argument("--classes", type=int, default=10)
     m.add_argument("--weights", default=None, help="a safetensors or torchvision .pth state_dict (read with weights_only=True)")
-    m = msub.add_parser("transfer", help="RRC matrix and total order of a finished run")
+    m = add(msub, "transfer", help="RRC matrix and total order of a finished run")
     m.add_argument("run_dir")
     p.set_defaults(func=cmd_measure)
     return parser

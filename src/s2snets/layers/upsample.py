@@ -51,7 +51,8 @@ class TransposedUpsample(nn.Module):
         self.conv = nn.ConvTranspose2d(channels, channels, kernel, scale, padding=pad, output_padding=out_pad)
 
     def forward(self, x: Tensor, indices: Tensor | None = None, output_size: list[int] | None = None) -> Tensor:
-        return self.conv(x, output_size=output_size)
+        # Exactly s x, then cropped or edge-padded to output_size (odd sizes after pooling need one more row).
+        return _fit(self.conv(x), output_size)
 
 
 # ----------------------------------------------------------------------------------------------- resize-conv
