@@ -10,7 +10,9 @@ from s2snets.data import DEBIAN_FASHION_MNIST
 
 ROOT = Path(__file__).resolve().parents[1]
 HAS_FASHION = (DEBIAN_FASHION_MNIST / "train-images-idx3-ubyte.gz").is_file()
-needs_fashion = pytest.mark.skipif(not HAS_FASHION, reason="Debian's dataset-fashion-mnist is not installed (make setup installs it as root)")
+needs_fashion = pytest.mark.skipif(
+    not HAS_FASHION, reason="Debian's dataset-fashion-mnist is not installed (make setup installs it as root)"
+)
 
 torch.set_num_threads(min(2, os.cpu_count() or 1))
 
@@ -18,8 +20,9 @@ torch.set_num_threads(min(2, os.cpu_count() or 1))
 def run_cli(*args: str, env: dict | None = None, cwd: Path | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
     """Run ``python -m s2snets ARGS`` in a subprocess and capture its output."""
     full_env = {**os.environ, **(env or {})}
-    return subprocess.run([sys.executable, "-m", "s2snets", *args], capture_output=True, text=True, env=full_env,
-                          cwd=cwd or ROOT, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "s2snets", *args], capture_output=True, text=True, env=full_env, cwd=cwd or ROOT, timeout=timeout
+    )
 
 
 @pytest.fixture(scope="session")

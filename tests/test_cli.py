@@ -35,19 +35,27 @@ def test_truncated_idx_file(tmp_path):
     (tmp_path / "fm" / "train-images-idx3-ubyte.gz").unlink()
     raw.write_bytes(raw.read_bytes()[:-1])
     (tmp_path / "c.toml").write_text(f'[data]\nroot = "{tmp_path / "fm"}"\n')
-    one_line_error(run_cli("replicate", "--config", str(tmp_path / "c.toml"), "--runs", str(tmp_path / "runs")), "truncated", "train-images")
+    one_line_error(
+        run_cli("replicate", "--config", str(tmp_path / "c.toml"), "--runs", str(tmp_path / "runs")), "truncated", "train-images"
+    )
 
 
 def test_missing_dataset(tmp_path):
     (tmp_path / "c.toml").write_text(f'[data]\nroot = "{tmp_path / "none"}"\n')
-    one_line_error(run_cli("replicate", "--config", str(tmp_path / "c.toml"), "--runs", str(tmp_path / "runs")),
-                   "Fashion-MNIST not found", "apt-get install dataset-fashion-mnist")
+    one_line_error(
+        run_cli("replicate", "--config", str(tmp_path / "c.toml"), "--runs", str(tmp_path / "runs")),
+        "Fashion-MNIST not found",
+        "apt-get install dataset-fashion-mnist",
+    )
 
 
 def test_unknown_config_key(tmp_path):
     (tmp_path / "c.toml").write_text("[pretrain]\nepoch = 3\n")
-    one_line_error(run_cli("replicate", "--config", str(tmp_path / "c.toml")), "unknown config key 'pretrain.epoch'",
-                   "did you mean 'pretrain.epochs'")
+    one_line_error(
+        run_cli("replicate", "--config", str(tmp_path / "c.toml")),
+        "unknown config key 'pretrain.epoch'",
+        "did you mean 'pretrain.epochs'",
+    )
 
 
 def test_corrupt_image(tmp_path):
@@ -60,8 +68,11 @@ def test_corrupt_image(tmp_path):
 
 def test_checkpoint_of_another_architecture(tmp_path):
     save_file(build_classifier("resnet_s", 10, 1).state_dict(), tmp_path / "resnet.safetensors")
-    one_line_error(run_cli("measure", "gradients", "vgg_s", "--weights", str(tmp_path / "resnet.safetensors")),
-                   "does not fit this model", "key 'features.0.weight'")
+    one_line_error(
+        run_cli("measure", "gradients", "vgg_s", "--weights", str(tmp_path / "resnet.safetensors")),
+        "does not fit this model",
+        "key 'features.0.weight'",
+    )
     save_file(build_classifier("vgg_s", 10, 1).state_dict(), tmp_path / "vgg.safetensors")
     proc = run_cli("measure", "gradients", "vgg_s", "--weights", str(tmp_path / "vgg.safetensors"), "-n", "4")
     assert proc.returncode == 0 and "period 2: gradient lattice energy" in proc.stdout
@@ -70,7 +81,8 @@ def test_checkpoint_of_another_architecture(tmp_path):
 def test_nan_loss_stops_with_one_line(tmp_path):
     (tmp_path / "c.toml").write_text(
         'classifiers = ["vgg_s"]\n[data]\ndataset = "synthetic"\nsynthetic_n = 256\nsize = 16\n'
-        '[train_classifier]\nlr = 1e30\noptimizer = "sgd"\nbatch_size = 32\nepochs = 4\n')
+        '[train_classifier]\nlr = 1e30\noptimizer = "sgd"\nbatch_size = 32\nepochs = 4\n'
+    )
     proc = run_cli("replicate", "--config", str(tmp_path / "c.toml"), "--runs", str(tmp_path / "runs"), "--quiet")
     one_line_error(proc, "the loss became", "Lower the learning rate")
 

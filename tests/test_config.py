@@ -32,7 +32,8 @@ def test_wrong_types_and_bad_toml(tmp_path):
 
 
 def test_toml_round_trip(tmp_path):
-    cfg = from_dict(RunConfig, {"name": "x", "seed": 3, "classifiers": ["vgg_s"], "finetune": {"lr": 0.5},
-                                "hypothesis": {"seeds": [4, 5]}})
+    cfg = from_dict(
+        RunConfig, {"name": "x", "seed": 3, "classifiers": ["vgg_s"], "finetune": {"lr": 0.5}, "hypothesis": {"seeds": [4, 5]}}
+    )
     (tmp_path / "c.toml").write_text(to_toml(cfg))
     assert load_config(tmp_path / "c.toml") == cfg

@@ -16,8 +16,10 @@ def make_fashion_folder(folder, n=20, labels=None, gz=True):
     images = rng.integers(0, 256, (n, 28, 28), dtype=np.uint8)
     labels = np.arange(n, dtype=np.uint8) % 10 if labels is None else labels
     ext = ".gz" if gz else ""
-    for split, (img_name, lab_name) in {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
-                                        "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}.items():
+    for img_name, lab_name in (
+        ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+        ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+    ):
         write_idx(folder / (img_name + ext), images)
         write_idx(folder / (lab_name + ext), labels)
     return images, labels

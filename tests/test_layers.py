@@ -29,7 +29,9 @@ def test_subpixel_icnr_equals_nearest_resize_then_convolution(scale, channels, s
     ref = F.conv2d(F.interpolate(x, scale_factor=scale, mode="nearest"), w0, dilation=scale, padding=scale)
     torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
     # ... which is the same as resizing the low-resolution convolution: every s x s block is constant
-    torch.testing.assert_close(out, F.interpolate(F.conv2d(x, w0, padding=1), scale_factor=scale, mode="nearest"), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(
+        out, F.interpolate(F.conv2d(x, w0, padding=1), scale_factor=scale, mode="nearest"), rtol=1e-5, atol=1e-5
+    )
 
 
 def test_popular_scale2_icnr_bug_would_fail_at_scale4():
@@ -91,8 +93,14 @@ def test_transposed_padding_gives_exact_scale(k, s, n):
 def test_blur_pool_matches_explicit_binomial_reference():
     torch.manual_seed(0)
     x = torch.randn(2, 3, 11, 11)
-    for size, ref_row in [(1, [1.0]), (2, [1, 1]), (3, [1, 2, 1]), (4, [1, 3, 3, 1]), (5, [1, 4, 6, 4, 1]),
-                          (7, [1, 6, 15, 20, 15, 6, 1])]:
+    for size, ref_row in [
+        (1, [1.0]),
+        (2, [1, 1]),
+        (3, [1, 2, 1]),
+        (4, [1, 3, 3, 1]),
+        (5, [1, 4, 6, 4, 1]),
+        (7, [1, 6, 15, 20, 15, 6, 1]),
+    ]:
         row = torch.tensor(ref_row, dtype=torch.float32)
         kernel = torch.outer(row, row) / row.sum() ** 2
         assert torch.allclose(binomial_kernel(size), kernel)

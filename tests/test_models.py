@@ -72,7 +72,10 @@ def test_small_families_every_downsampling(name, kind):
     unchanged = downsampling_sites(model)
     assert len(replaced) + len(unchanged) == len(sites)  # each site rewritten or kept, none lost or added
     site_names = {n for n, _ in sites}
-    keep = lambda mdl: {n: type(m) for n, m in mdl.named_modules() if n and not any(n == s or n.startswith(s + ".") for s in site_names)}  # noqa: E731
+
+    def keep(mdl):
+        return {n: type(m) for n, m in mdl.named_modules() if n and not any(n == s or n.startswith(s + ".") for s in site_names)}
+
     assert keep(model) == keep(native)  # nothing else changed
     if kind != "native":
         for m in replaced:

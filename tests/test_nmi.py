@@ -8,8 +8,9 @@ from s2snets.metrics.nmi import inter_nmi, intra_nmi, nmi, quantize, sample_pair
 
 
 def sk(a, b, average="arithmetic"):
-    return np.array([normalized_mutual_info_score(x.flatten().numpy(), y.flatten().numpy(), average_method=average)
-                     for x, y in zip(a, b)])
+    return np.array(
+        [normalized_mutual_info_score(x.flatten().numpy(), y.flatten().numpy(), average_method=average) for x, y in zip(a, b)]
+    )
 
 
 @pytest.mark.parametrize("average", ["arithmetic", "geometric", "min", "max"])
@@ -66,7 +67,9 @@ def test_intra_inter_and_pairs():
     labels = torch.arange(30) % 3
     assert torch.allclose(intra_nmi(x, x), torch.ones(30, dtype=torch.float64), atol=1e-12)
     pairs = sample_pairs(labels, 50, seed=1, same_class=True)
-    assert pairs.shape == (50, 2) and torch.all(labels[pairs[:, 0]] == labels[pairs[:, 1]]) and torch.all(pairs[:, 0] != pairs[:, 1])
+    assert (
+        pairs.shape == (50, 2) and torch.all(labels[pairs[:, 0]] == labels[pairs[:, 1]]) and torch.all(pairs[:, 0] != pairs[:, 1])
+    )
     cross = sample_pairs(labels, 50, seed=1, same_class=False)
     assert torch.all(labels[cross[:, 0]] != labels[cross[:, 1]])
     assert torch.equal(pairs, sample_pairs(labels, 50, seed=1))

@@ -3,7 +3,14 @@ import torch
 import torch.nn.functional as F
 
 from s2snets.metrics.lint import lint_model
-from s2snets.metrics.overlap import Geometry, gradient_overlap_1d, overlap_2d, overlap_period, overlap_ratio, transposed_overlap_1d
+from s2snets.metrics.overlap import (
+    Geometry,
+    gradient_overlap_1d,
+    overlap_2d,
+    overlap_period,
+    overlap_ratio,
+    transposed_overlap_1d,
+)
 from s2snets.models import build_classifier, build_segnet
 
 
@@ -11,8 +18,14 @@ def brute_transposed(layers, length):
     """Reference: transposed convolutions of all-ones kernels on an all-ones input, layer by layer."""
     x = torch.ones(1, 1, length, dtype=torch.float64)
     for g in layers:
-        x = F.conv_transpose1d(x, torch.ones(1, 1, g.kernel, dtype=torch.float64), stride=g.stride, padding=g.padding,
-                               dilation=g.dilation, output_padding=g.output_padding)
+        x = F.conv_transpose1d(
+            x,
+            torch.ones(1, 1, g.kernel, dtype=torch.float64),
+            stride=g.stride,
+            padding=g.padding,
+            dilation=g.dilation,
+            output_padding=g.output_padding,
+        )
     return x[0, 0]
 
 
@@ -38,9 +51,15 @@ def test_distill_numbers():
     assert Geometry("conv", 1, 2).skips and not Geometry("conv", 4, 2).uneven and Geometry("conv", 3, 2).uneven
 
 
-@pytest.mark.parametrize("stack", [
-    [(3, 2, 0, 1)], [(3, 2, 1, 1), (3, 2, 1, 1)], [(4, 2, 1, 1), (3, 2, 0, 1), (5, 3, 2, 1)], [(3, 2, 0, 2), (2, 2, 0, 1)],
-])
+@pytest.mark.parametrize(
+    "stack",
+    [
+        [(3, 2, 0, 1)],
+        [(3, 2, 1, 1), (3, 2, 1, 1)],
+        [(4, 2, 1, 1), (3, 2, 0, 1), (5, 3, 2, 1)],
+        [(3, 2, 0, 2), (2, 2, 0, 1)],
+    ],
+)
 def test_stacks_agree_with_brute_force(stack):
     layers = [Geometry("transposed", k, s, p, d) for k, s, p, d in stack]
     assert torch.equal(transposed_overlap_1d(layers, 11), brute_transposed(layers, 11))

@@ -41,10 +41,26 @@ def test_report_renders_in_headless_chromium(quick_demo, tmp_path):
     page = (run / "report.html").read_text().replace("<head>", "<head>" + PROBE, 1)
     probe_page = tmp_path / "probe.html"
     probe_page.write_text(page)
-    proc = subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                           "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                           f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=5000", "--dump-dom",
-                           probe_page.as_uri()], capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [
+            CHROMIUM,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            f"--user-data-dir={tmp_path / 'profile'}",
+            "--virtual-time-budget=5000",
+            "--dump-dom",
+            probe_page.as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     found = re.search(r'<pre id="__probe">(.*?)</pre>', proc.stdout, re.S)
     assert found, proc.stderr[-2000:]
     result = json.loads(found.group(1).replace("&quot;", '"'))

@@ -4,7 +4,14 @@ from conftest import needs_fashion
 
 from s2snets.metrics.gradients import gradient_probe, noise_probe
 from s2snets.metrics.pattern import constant_pattern
-from s2snets.metrics.spectrum import azimuthal_spectrum, lattice_energy, lattice_mask, noise_lattice_share, radial_profile, spectral_error
+from s2snets.metrics.spectrum import (
+    azimuthal_spectrum,
+    lattice_energy,
+    lattice_mask,
+    noise_lattice_share,
+    radial_profile,
+    spectral_error,
+)
 from s2snets.models import build_classifier
 
 

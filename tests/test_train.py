@@ -21,7 +21,9 @@ RT = init_runtime("cpu")
 def fit(stage, tmp_path, steps=30, lr=3e-3, data=None):
     data = data or synthetic(256, 16, 4, seed=0)
     cfg = StageConfig(epochs=100, max_steps=steps, batch_size=32, lr=lr, checkpoint_every=10)
-    return train_stage(stage, data, cfg, seed=0, checkpoint=tmp_path / f"{stage.name}.safetensors", key="k", runtime=RT, progress=False)
+    return train_stage(
+        stage, data, cfg, seed=0, checkpoint=tmp_path / f"{stage.name}.safetensors", key="k", runtime=RT, progress=False
+    )
 
 
 def test_each_stage_lowers_its_loss(tmp_path):
@@ -64,7 +66,9 @@ def test_lr_schedule():
 
 
 def worker(tmp_path, ckpt, steps, out, kind="ae", lr="0.003", delay="0"):
-    return subprocess.run([sys.executable, WORKER, str(ckpt), str(steps), str(out), kind, lr, delay], capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, WORKER, str(ckpt), str(steps), str(out), kind, lr, delay], capture_output=True, text=True, timeout=300
+    )
 
 
 @pytest.mark.parametrize("kind", ["ae", "clf"])
@@ -72,8 +76,11 @@ def test_killed_and_resumed_equals_uninterrupted(tmp_path, kind):
     ref = worker(tmp_path, tmp_path / "ref.safetensors", 14, tmp_path / "ref.json", kind)
     assert ref.returncode == 0, ref.stderr
     ckpt = tmp_path / "run.safetensors"
-    proc = subprocess.Popen([sys.executable, WORKER, str(ckpt), "14", str(tmp_path / "x.json"), kind, "0.003", "0.15"],
-                            stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, WORKER, str(ckpt), "14", str(tmp_path / "x.json"), kind, "0.003", "0.15"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     for line in proc.stdout:  # kill it mid-way, after the checkpoint at step 6 and before the end
         if line.strip() == "step 8":
             proc.send_signal(signal.SIGKILL)
@@ -99,8 +106,11 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
 
 def test_ctrl_c_saves_and_exits_cleanly(tmp_path):
     ckpt = tmp_path / "int.safetensors"
-    proc = subprocess.Popen([sys.executable, WORKER, str(ckpt), "200", str(tmp_path / "i.json"), "ae", "0.003", "0.05"],
-                            stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, WORKER, str(ckpt), "200", str(tmp_path / "i.json"), "ae", "0.003", "0.05"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     for line in proc.stdout:
         if line.strip() == "step 5":
             proc.send_signal(signal.SIGINT)
@@ -114,9 +124,26 @@ def test_ctrl_c_saves_and_exits_cleanly(tmp_path):
 
 def test_two_process_ddp_trains_checkpoints_and_resumes(tmp_path):
     def torchrun(out, *extra):
-        return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29517",
-                               WORKER, str(tmp_path / "ddp.safetensors"), "12", str(out), "clf", "0.003", *extra],
-                              capture_output=True, text=True, timeout=300)
+        return subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "torch.distributed.run",
+                "--nproc_per_node=2",
+                "--master_port=29517",
+                WORKER,
+                str(tmp_path / "ddp.safetensors"),
+                "12",
+                str(out),
+                "clf",
+                "0.003",
+                *extra,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+
     first = torchrun(tmp_path / "d1.json", "0", "7")  # both ranks are interrupted at step 7
     assert first.returncode != 0 and "Interrupted" in first.stdout, first.stderr[-2000:]
     meta = read_meta(tmp_path / "ddp.safetensors")

@@ -26,8 +26,16 @@ def main() -> int:
     else:
         model = build_classifier("vgg_s", 4, 1)
         stage = classifier_stage("clf", model)
-    cfg = StageConfig(epochs=100, max_steps=steps, batch_size=32, lr=lr, optimizer="sgd" if lr > 1 else "adam",
-                      checkpoint_every=3, schedule="cosine", warmup_steps=2)
+    cfg = StageConfig(
+        epochs=100,
+        max_steps=steps,
+        batch_size=32,
+        lr=lr,
+        optimizer="sgd" if lr > 1 else "adam",
+        checkpoint_every=3,
+        schedule="cosine",
+        warmup_steps=2,
+    )
     delay = float(sys.argv[6]) if len(sys.argv) > 6 else 0.0
     stop_at = int(sys.argv[7]) if len(sys.argv) > 7 else 0
 
@@ -51,8 +59,16 @@ def main() -> int:
     weights = {k: v.double().sum().item() for k, v in model.state_dict().items() if v.is_floating_point()}
     if runtime.is_main:
         with open(out, "w") as f:
-            json.dump({"weights": weights, "steps": result.steps, "resumed_from": result.resumed_from,
-                       "world": runtime.world_size, "loss": result.history}, f)
+            json.dump(
+                {
+                    "weights": weights,
+                    "steps": result.steps,
+                    "resumed_from": result.resumed_from,
+                    "world": runtime.world_size,
+                    "loss": result.history,
+                },
+                f,
+            )
     if runtime.distributed:
         import torch.distributed as dist
 

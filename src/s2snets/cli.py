@@ -122,8 +122,10 @@ def cmd_lint(args: argparse.Namespace) -> int:
         _, _, rest = args.model.partition(":")
         preset, _, upsample = (rest or "small").partition(":")
         if preset not in SEGNET_PRESETS:
-            raise S2SNetsError(f"unknown SegNet preset '{preset}'; use segnet:PRESET[:UPSAMPLE], presets {', '.join(SEGNET_PRESETS)}")
-        model = build_segnet(preset, args.channels, upsample or "unpool")
+            raise S2SNetsError(
+                f"unknown SegNet preset '{preset}'; use segnet:PRESET[:UPSAMPLE], presets {', '.join(SEGNET_PRESETS)}"
+            )
+        model: torch.nn.Module = build_segnet(preset, args.channels, upsample or "unpool")
         size = args.input_size or 32
     else:
         model = build_classifier(args.model, 10, args.channels, args.downsample)
@@ -137,8 +139,10 @@ def cmd_lint(args: argparse.Namespace) -> int:
 
 
 def format_lint(report) -> str:
-    lines = [f"{report.model}: {len(report.layers)} sampling layers at input {report.input_size[0]}x{report.input_size[1]} "
-             f"(traced with {report.method})"]
+    lines = [
+        f"{report.model}: {len(report.layers)} sampling layers at input {report.input_size[0]}x{report.input_size[1]} "
+        f"(traced with {report.method})"
+    ]
     lines.append(f"  {'layer':<34}{'op':<18}{'k':>3}{'s':>3}{'p':>3}  {'finding':<44}{'ratio 2-D':>9}")
     for layer in report.layers:
         g = layer.geometry[0]
@@ -149,15 +153,19 @@ def format_lint(report) -> str:
         else:
             finding = "even"
         ratio = "inf" if layer.ratio == float("inf") else f"{layer.ratio:.2f}:1"
-        lines.append(f"  {layer.name[:33]:<34}{layer.op[:17]:<18}{g.kernel:>3}{g.stride:>3}{g.padding:>3}  {finding:<44}{ratio:>9}")
+        lines.append(
+            f"  {layer.name[:33]:<34}{layer.op[:17]:<18}{g.kernel:>3}{g.stride:>3}{g.padding:>3}  {finding:<44}{ratio:>9}"
+        )
     for label, summary in (("input gradient", report.input_gradient), ("forward output", report.forward_output)):
         if summary is not None:
             ph, pw = summary.period
             period = "aperiodic" if ph == 0 else ("even" if ph == pw == 1 else f"period {ph}x{pw}")
             ratio = summary.ratio
             lines.append(f"  {label}: {period}, max/min {'inf' if ratio == float('inf') else f'{ratio:.3f}'}")
-    lines.append(f"  findings: {len(report.findings)} layer(s) with uneven overlap or skipped inputs; "
-                 f"predicted artifact periods: {report.predicted_periods or 'none'}")
+    lines.append(
+        f"  findings: {len(report.findings)} layer(s) with uneven overlap or skipped inputs; "
+        f"predicted artifact periods: {report.predicted_periods or 'none'}"
+    )
     for w in report.warnings:
         lines.append(f"  note: {w}")
     return "\n".join(lines)
@@ -192,8 +200,10 @@ def cmd_measure(args: argparse.Namespace) -> int:
         x = torch.from_numpy(_read_image(args.image).copy()).float()
         x = x.mean(-1) if x.ndim == 3 else x
         for p in args.period:
-            print(f"period {p}: lattice energy {float(lattice_energy(x, p)):.4f} "
-                  f"(white noise: {noise_lattice_share(*x.shape, p):.4f})")
+            print(
+                f"period {p}: lattice energy {float(lattice_energy(x, p)):.4f} "
+                f"(white noise: {noise_lattice_share(x.shape[-2], x.shape[-1], p):.4f})"
+            )
     elif args.measure == "overlap":
         from s2snets.metrics.overlap import (
             Geometry,
@@ -211,7 +221,9 @@ def cmd_measure(args: argparse.Namespace) -> int:
             k, s, p, d = (parts + [None, None])[:4]
             pad = p if p is not None else (max(k - s, 0) + 1) // 2 if args.pass_ == "forward" else (k - 1) // 2
             layers.append(Geometry("transposed" if args.pass_ == "forward" else "conv", k, s, pad, d or 1))
-        counts = transposed_overlap_1d(layers, args.length) if args.pass_ == "forward" else gradient_overlap_1d(layers, args.length)
+        counts = (
+            transposed_overlap_1d(layers, args.length) if args.pass_ == "forward" else gradient_overlap_1d(layers, args.length)
+        )
         r = overlap_ratio(counts)
         print(" ".join(f"{int(c)}" for c in counts.tolist()))
         print(f"1-D max/min {r:.3f} (2-D {r * r:.3f}), period {overlap_period(counts)}")
@@ -248,10 +260,15 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--quiet", action="store_true", default=argparse.SUPPRESS, help="no progress bars or stage messages")
     common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show full tracebacks on errors")
     common.add_argument("--device", default=argparse.SUPPRESS, help="auto (default: CUDA, MPS, then CPU), cpu, cuda, cuda:N, mps")
-    common.add_argument("--amp", default=argparse.SUPPRESS, choices=["auto", "off", "bf16", "fp16"],
-                        help="mixed precision (auto: bf16 on CUDA, off on CPU)")
-    parser = argparse.ArgumentParser(prog="s2snets", description=DESCRIPTION, parents=[common],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    common.add_argument(
+        "--amp",
+        default=argparse.SUPPRESS,
+        choices=["auto", "off", "bf16", "fp16"],
+        help="mixed precision (auto: bf16 on CUDA, off on CPU)",
+    )
+    parser = argparse.ArgumentParser(
+        prog="s2snets", description=DESCRIPTION, parents=[common], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.set_defaults(quiet=False, debug=False, device=None, amp=None)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
@@ -301,8 +318,13 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--period", type=int, nargs="+", default=[2, 4, 8])
     m = add(msub, "overlap", help="1-D overlap counts of a layer stack, e.g. --layers '3,2;3,2'")
     m.add_argument("--layers", required=True, help="k,s[,p[,d]] per layer, separated by ';'")
-    m.add_argument("--pass", dest="pass_", choices=["forward", "gradient"], default="forward",
-                   help="forward: transposed convolutions; gradient: strided convolutions seen from the input")
+    m.add_argument(
+        "--pass",
+        dest="pass_",
+        choices=["forward", "gradient"],
+        default="forward",
+        help="forward: transposed convolutions; gradient: strided convolutions seen from the input",
+    )
     m.add_argument("--length", type=int, default=16, help="input positions")
     m = add(msub, "gradients", help="gradient lattice energy of a classifier on noise inputs at initialisation")
     m.add_argument("model")

@@ -41,7 +41,7 @@ FASHION_MNIST_FILES = {
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
 
 # IDX type codes -> (numpy dtype, big-endian)
-_IDX_DTYPES = {
+_IDX_DTYPES: dict[int, np.dtype] = {
     0x08: np.dtype(np.uint8),
     0x09: np.dtype(np.int8),
     0x0B: np.dtype(">i2"),
@@ -225,13 +225,13 @@ def fashion_mnist(split: str = "train", root: str | Path | None = None, pad_to: 
     scale = (28 * 28) / (pad_to * pad_to)
     mean = 0.2860 * scale
     std = float(np.sqrt(scale * (0.3530**2 + 0.2860**2) - mean**2))
-    return ImageSet(x, torch.from_numpy(labels.astype(np.int64)), FASHION_MNIST_CLASSES, (mean,), (std,), f"fashion-mnist/{split}")
+    return ImageSet(
+        x, torch.from_numpy(labels.astype(np.int64)), FASHION_MNIST_CLASSES, (mean,), (std,), f"fashion-mnist/{split}"
+    )
 
 
 # ----------------------------------------------------------------------------------------------- image folders
-def image_folder(
-    path: str | Path, size: int, channels: int = 3, on_corrupt: str = "error", progress: bool = False
-) -> ImageSet:
+def image_folder(path: str | Path, size: int, channels: int = 3, on_corrupt: str = "error", progress: bool = False) -> ImageSet:
     """Images in ``path/<class>/<image>`` (torchvision ImageFolder layout), resized and centre-cropped to size.
 
     ``on_corrupt``: "error" raises DataError naming the first unreadable image; "skip" leaves it out (the skipped

@@ -40,9 +40,14 @@ class Runtime:
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last and x.ndim == 4 else x
 
     def describe(self) -> dict:
-        return {"device": str(self.device), "amp": str(self.amp_dtype).replace("torch.", "") if self.amp_dtype else "off",
-                "channels_last": self.channels_last, "world_size": self.world_size,
-                "torch": torch.__version__, "threads": torch.get_num_threads()}
+        return {
+            "device": str(self.device),
+            "amp": str(self.amp_dtype).replace("torch.", "") if self.amp_dtype else "off",
+            "channels_last": self.channels_last,
+            "world_size": self.world_size,
+            "torch": torch.__version__,
+            "threads": torch.get_num_threads(),
+        }
 
 
 def select_device(name: str = "auto") -> torch.device:

@@ -100,19 +100,34 @@ class Stage:
 
 
 def classifier_stage(name: str, classifier: nn.Module) -> Stage:
-    return Stage(name, ClassifierLoss(classifier), list(classifier.parameters()), {"classifier": classifier},
-                 {"classifier": getattr(classifier, "arch", type(classifier).__name__)})
+    return Stage(
+        name,
+        ClassifierLoss(classifier),
+        list(classifier.parameters()),
+        {"classifier": classifier},
+        {"classifier": getattr(classifier, "arch", type(classifier).__name__)},
+    )
 
 
 def autoencoder_stage(name: str, autoencoder: nn.Module) -> Stage:
-    return Stage(name, AutoencoderLoss(autoencoder), list(autoencoder.parameters()), {"autoencoder": autoencoder},
-                 {"autoencoder": getattr(autoencoder, "arch", type(autoencoder).__name__)})
+    return Stage(
+        name,
+        AutoencoderLoss(autoencoder),
+        list(autoencoder.parameters()),
+        {"autoencoder": autoencoder},
+        {"autoencoder": getattr(autoencoder, "arch", type(autoencoder).__name__)},
+    )
 
 
 def finetune_stage(name: str, autoencoder: nn.Module, classifier: nn.Module) -> Stage:
     loss = FinetuneLoss(autoencoder, classifier)
-    return Stage(name, loss, list(autoencoder.decoder.parameters()), {"autoencoder": autoencoder},
-                 {"autoencoder": getattr(autoencoder, "arch", type(autoencoder).__name__)})
+    return Stage(
+        name,
+        loss,
+        list(autoencoder.decoder.parameters()),
+        {"autoencoder": autoencoder},
+        {"autoencoder": getattr(autoencoder, "arch", type(autoencoder).__name__)},
+    )
 
 
 # ----------------------------------------------------------------------------------------------- pieces
@@ -247,18 +262,32 @@ def train_stage(
             opt_tensors, opt_meta = optimizer_tensors(optimizer)
             tensors.update(opt_tensors)
             tensors.update(rng_tensors())
-            save_checkpoint(checkpoint, tensors, {
-                "key": key, "stage": stage.name, "step": step, "epoch": step / steps_per_epoch, "done": done,
-                "total_steps": total, "history": history, "seconds": elapsed + time.perf_counter() - started,
-                "optimizer": opt_meta, "arch": stage.arch, "config": cfg.__dict__, "seed": seed,
-                "runtime": runtime.describe(),
-            })
+            save_checkpoint(
+                checkpoint,
+                tensors,
+                {
+                    "key": key,
+                    "stage": stage.name,
+                    "step": step,
+                    "epoch": step / steps_per_epoch,
+                    "done": done,
+                    "total_steps": total,
+                    "history": history,
+                    "seconds": elapsed + time.perf_counter() - started,
+                    "optimizer": opt_meta,
+                    "arch": stage.arch,
+                    "config": cfg.__dict__,
+                    "seed": seed,
+                    "runtime": runtime.describe(),
+                },
+            )
         barrier(runtime)
 
     loss_module: nn.Module = stage.loss
     if runtime.distributed:
         loss_module = nn.parallel.DistributedDataParallel(
-            stage.loss, device_ids=[runtime.device.index] if runtime.device.type == "cuda" else None)
+            stage.loss, device_ids=[runtime.device.index] if runtime.device.type == "cuda" else None
+        )
     scaler = torch.amp.GradScaler("cuda", enabled=runtime.amp_dtype == torch.float16)
     stage.loss.train()
     started = time.perf_counter()
@@ -274,7 +303,8 @@ def train_stage(
         if not math.isfinite(value):
             raise TrainingError(
                 f"{stage.name}: the loss became {value} between steps {last_checked} and {step}; the last good "
-                f"checkpoint ({checkpoint.name}) is kept. Lower the learning rate (now {cfg.lr}) and re-run to resume")
+                f"checkpoint ({checkpoint.name}) is kept. Lower the learning rate (now {cfg.lr}) and re-run to resume"
+            )
         history.append((step, value))
         bar.set_postfix(loss=f"{value:.4f}")
         running, running_n, last_checked = torch.zeros((), device=runtime.device), 0, step
@@ -322,8 +352,14 @@ def train_stage(
 
 # ----------------------------------------------------------------------------------------------- inference
 @torch.no_grad()
-def predict_logits(model: nn.Module, data: ImageSet, runtime: Runtime, batch_size: int = 512,
-                   transform: Callable[[Tensor], Tensor] | None = None, limit: int | None = None) -> Tensor:
+def predict_logits(
+    model: nn.Module,
+    data: ImageSet,
+    runtime: Runtime,
+    batch_size: int = 512,
+    transform: Callable[[Tensor], Tensor] | None = None,
+    limit: int | None = None,
+) -> Tensor:
     """Logits (N, K) of ``model`` on ``data`` (optionally on ``transform(x)``, e.g. a reconstruction), float32 on CPU."""
     model.eval()
     out = []
@@ -334,7 +370,9 @@ def predict_logits(model: nn.Module, data: ImageSet, runtime: Runtime, batch_siz
 
 
 @torch.no_grad()
-def reconstruct(autoencoder: nn.Module, data: ImageSet, runtime: Runtime, batch_size: int = 512, limit: int | None = None) -> Tensor:
+def reconstruct(
+    autoencoder: nn.Module, data: ImageSet, runtime: Runtime, batch_size: int = 512, limit: int | None = None
+) -> Tensor:
     """Reconstructions in [0, 1] pixel units, clipped, float32 (N, C, H, W) on CPU."""
     autoencoder.eval()
     out = []

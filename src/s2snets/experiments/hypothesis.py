@@ -87,7 +87,7 @@ def spearman_permutation(x: list[float], y: list[float], permutations: int = 100
 
     rho = rho_of(range(n))
     if math.factorial(n) <= permutations:
-        orders = list(itertools.permutations(range(n)))
+        orders: list = list(itertools.permutations(range(n)))
         exact = True
     else:
         g = torch.Generator().manual_seed(seed)
@@ -98,26 +98,41 @@ def spearman_permutation(x: list[float], y: list[float], permutations: int = 100
     return {"rho": rho, "p": p, "n": n, "exact": exact}
 
 
-def decide(correlation: dict, blur_effect: dict | None, rho_threshold: float, alpha: float, min_effect: float = MIN_EFFECT) -> dict:
+def decide(
+    correlation: dict, blur_effect: dict | None, rho_threshold: float, alpha: float, min_effect: float = MIN_EFFECT
+) -> dict:
     """The verdict from the numbers: supported / not supported / inconclusive, with the rule that fired."""
     rho, p = correlation.get("rho", float("nan")), correlation.get("p", float("nan"))
     corr_ok = not math.isnan(rho) and rho >= rho_threshold and p < alpha
     blur_ok = blur_effect is not None and blur_effect["low"] > 0
     blur_negligible = blur_effect is not None and blur_effect["high"] < min_effect
     if corr_ok and blur_ok:
-        verdict, why = "supported", (f"rho = {rho:.2f} >= {rho_threshold} with p = {p:.3g} < {alpha}, and blur pooling lowers the "
-                                     f"pattern's lattice energy (95% CI {blur_effect['low']:.3f} to {blur_effect['high']:.3f}, above 0)")
+        verdict, why = (
+            "supported",
+            (
+                f"rho = {rho:.2f} >= {rho_threshold} with p = {p:.3g} < {alpha}, and blur pooling lowers the "
+                f"pattern's lattice energy (95% CI {blur_effect['low']:.3f} to {blur_effect['high']:.3f}, above 0)"
+            ),
+        )
     elif not corr_ok and not blur_ok and blur_negligible:
-        verdict, why = "not supported", (f"no rank correlation (rho = {rho:.2f}, p = {p:.3g}; needs rho >= {rho_threshold}, p < {alpha}) and the "
-                                         f"blur-pool effect's 95% CI ({blur_effect['low']:.3f} to {blur_effect['high']:.3f}) lies below "
-                                         f"the smallest effect that matters ({min_effect})")
+        verdict, why = (
+            "not supported",
+            (
+                f"no rank correlation (rho = {rho:.2f}, p = {p:.3g}; needs rho >= {rho_threshold}, p < {alpha}) and the "
+                f"blur-pool effect's 95% CI ({blur_effect['low']:.3f} to {blur_effect['high']:.3f}) lies below "
+                f"the smallest effect that matters ({min_effect})"
+            ),
+        )
     else:
         parts = [f"correlation test {'passed' if corr_ok else 'failed'} (rho = {rho:.2f}, p = {p:.3g})"]
         if blur_effect is None:
             parts.append("no blur-pool comparison in the grid")
         else:
             parts.append(f"blur-pool effect 95% CI {blur_effect['low']:.3f} to {blur_effect['high']:.3f}")
-        verdict, why = "inconclusive", "; ".join(parts) + f" (supported needs both tests; not supported needs both to fail with the CI below {min_effect})"
+        verdict, why = (
+            "inconclusive",
+            "; ".join(parts) + f" (supported needs both tests; not supported needs both to fail with the CI below {min_effect})",
+        )
     return {"verdict": verdict, "reason": why, "rho_threshold": rho_threshold, "alpha": alpha, "min_effect": min_effect}
 
 
@@ -128,14 +143,25 @@ def hypothesis(config: RunConfig, run: RunDir, runtime: Runtime, progress: bool 
     h = config.hypothesis
     ctx = load_context(config, run, runtime, progress, echo)
     data = ctx.test.head(config.measure.eval_limit, seed=config.seed)
-    key = config_hash("hypothesis", h, config.train_classifier, config.finetune, config.pretrain, config.measure,
-                      config.autoencoder.preset, ctx.data_key, config.seed)
+    key = config_hash(
+        "hypothesis",
+        h,
+        config.train_classifier,
+        config.finetune,
+        config.pretrain,
+        config.measure,
+        config.autoencoder.preset,
+        ctx.data_key,
+        config.seed,
+    )
     previous = run.read_json("hypothesis")
     if previous and previous.get("key") == key:
         ctx.say("hypothesis: finished earlier with the same inputs, skipped")
         return previous
-    ctx.say(f"hypothesis grid: {len(h.families)} families x {len(h.downsamples)} downsamplings x "
-            f"{len(h.upsamples)} upsamplings x {len(h.seeds)} seeds")
+    ctx.say(
+        f"hypothesis grid: {len(h.families)} families x {len(h.downsamples)} downsamplings x "
+        f"{len(h.upsamples)} upsamplings x {len(h.seeds)} seeds"
+    )
     originals = data.images.float() / 255.0
     plains = {u: pretrain_autoencoder(ctx, u) for u in h.upsamples}
     plain_pattern: dict = {}
@@ -143,37 +169,59 @@ def hypothesis(config: RunConfig, run: RunDir, runtime: Runtime, progress: bool 
     runs, lints, periods = [], {}, {}
     for family in h.families:
         for d in h.downsamples:
-            lints[f"{family}/{d}"] = lint_model(build_classifier(family, data.num_classes, data.channels, d, input_size=data.size),
-                                                example, f"{family}/{d}").as_dict()
+            lints[f"{family}/{d}"] = lint_model(
+                build_classifier(family, data.num_classes, data.channels, d, input_size=data.size), example, f"{family}/{d}"
+            ).as_dict()
         predicted = [p for d in h.downsamples for p in lints[f"{family}/{d}"]["predicted_periods"] if p <= data.size]
         periods[family] = max(predicted) if predicted else 2
     for u, plain in plains.items():
         recon = reconstruct(plain.model, data, runtime)
-        plain_pattern[u] = {f: float(lattice_energy(constant_pattern(originals, recon, ()).mean_difference.mean(0), periods[f]))
-                            for f in h.families}
+        plain_pattern[u] = {
+            f: float(lattice_energy(constant_pattern(originals, recon, ()).mean_difference.mean(0), periods[f]))
+            for f in h.families
+        }
         plain_pattern[u]["inter_nmi"] = float(inter_nmi(recon, data.labels, config.measure.nmi_pairs, config.seed).mean())
     for family, d, seed in itertools.product(h.families, h.downsamples, h.seeds):
         reuse = d == config.classifier_downsample and seed == config.seed
         clf = train_classifier(ctx, family, d, seed=seed, tag="" if reuse else f"-{d}-s{seed}")
         p = periods[family]
         probe_set = data.head(config.measure.probe_images, seed=config.seed)
-        probe = gradient_probe(clf.model, runtime.to_device(probe_set.normalize(probe_set.images)),
-                               probe_set.labels.to(runtime.device), (p,))
-        plain_top1 = {u: accuracy(predict_logits(clf.model, data, runtime, transform=plains[u].model), data.labels, data.num_classes)["top1"]
-                      for u in h.upsamples}
+        probe = gradient_probe(
+            clf.model, runtime.to_device(probe_set.normalize(probe_set.images)), probe_set.labels.to(runtime.device), (p,)
+        )
+        plain_top1 = {
+            u: accuracy(predict_logits(clf.model, data, runtime, transform=plains[u].model), data.labels, data.num_classes)[
+                "top1"
+            ]
+            for u in h.upsamples
+        }
         for u in h.upsamples:
             ft = finetune_decoder(ctx, plains[u], clf, u, seed=seed, tag=None if reuse else f"{family}-{d}-s{seed}")
             recon = reconstruct(ft.model, data, runtime)
             pattern = constant_pattern(originals, recon, ())
-            ft_top1 = accuracy(predict_logits(clf.model, data, runtime, transform=ft.model), data.labels, data.num_classes)["top1"]
-            runs.append({"family": family, "downsample": d, "upsample": u, "seed": seed, "period": p,
-                         "pattern_energy": float(lattice_energy(pattern.mean_difference.mean(0), p)),
-                         "gradient_energy": probe.lattice[p],
-                         "inter_nmi": float(inter_nmi(recon, data.labels, config.measure.nmi_pairs, config.seed).mean()),
-                         "plain_top1": plain_top1[u], "finetuned_top1": ft_top1, "restored": ft_top1 - plain_top1[u],
-                         "mean_constancy": pattern.mean_constancy})
-            ctx.say(f"  {family}/{d}/{u}/seed {seed}: pattern LE {runs[-1]['pattern_energy']:.4f}, "
-                    f"gradient LE {runs[-1]['gradient_energy']:.4f}, accuracy {plain_top1[u]:.3f} -> {ft_top1:.3f}")
+            ft_top1 = accuracy(predict_logits(clf.model, data, runtime, transform=ft.model), data.labels, data.num_classes)[
+                "top1"
+            ]
+            runs.append(
+                {
+                    "family": family,
+                    "downsample": d,
+                    "upsample": u,
+                    "seed": seed,
+                    "period": p,
+                    "pattern_energy": float(lattice_energy(pattern.mean_difference.mean(0), p)),
+                    "gradient_energy": probe.lattice[p],
+                    "inter_nmi": float(inter_nmi(recon, data.labels, config.measure.nmi_pairs, config.seed).mean()),
+                    "plain_top1": plain_top1[u],
+                    "finetuned_top1": ft_top1,
+                    "restored": ft_top1 - plain_top1[u],
+                    "mean_constancy": pattern.mean_constancy,
+                }
+            )
+            ctx.say(
+                f"  {family}/{d}/{u}/seed {seed}: pattern LE {runs[-1]['pattern_energy']:.4f}, "
+                f"gradient LE {runs[-1]['gradient_energy']:.4f}, accuracy {plain_top1[u]:.3f} -> {ft_top1:.3f}"
+            )
     result = summarise(runs, h, plain_pattern)
     result.update({"key": key, "lint": lints, "periods": periods, "plain": plain_pattern})
     if h.odena_probe:
@@ -190,16 +238,25 @@ def summarise(runs: list[dict], h, plain_pattern: dict) -> dict:
     for r in runs:
         cells.setdefault((r["family"], r["downsample"], r["upsample"]), []).append(r)
     measures = ("pattern_energy", "gradient_energy", "inter_nmi", "restored", "finetuned_top1")
-    cell_rows = [{"family": f, "downsample": d, "upsample": u, **{m: mean_ci([r[m] for r in rs]) for m in measures}}
-                 for (f, d, u), rs in cells.items()]
+    cell_rows = [
+        {"family": f, "downsample": d, "upsample": u, **{m: mean_ci([r[m] for r in rs]) for m in measures}}
+        for (f, d, u), rs in cells.items()
+    ]
     run_corr = spearman_permutation([r["gradient_energy"] for r in runs], [r["pattern_energy"] for r in runs], h.permutations)
-    cell_corr = spearman_permutation([c["gradient_energy"]["mean"] for c in cell_rows],
-                                     [c["pattern_energy"]["mean"] for c in cell_rows], h.permutations)
+    cell_corr = spearman_permutation(
+        [c["gradient_energy"]["mean"] for c in cell_rows], [c["pattern_energy"]["mean"] for c in cell_rows], h.permutations
+    )
     native = [r["pattern_energy"] for r in runs if r["downsample"] == "native"]
     blurred = [r["pattern_energy"] for r in runs if r["downsample"] == "blur_pool"]
     blur_effect = difference_ci(native, blurred) if native and blurred else None
-    return {"runs": runs, "cells": cell_rows, "correlation_runs": run_corr, "correlation_cells": cell_corr,
-            "blur_effect": blur_effect, "decision": decide(run_corr, blur_effect, h.rho_threshold, h.alpha)}
+    return {
+        "runs": runs,
+        "cells": cell_rows,
+        "correlation_runs": run_corr,
+        "correlation_cells": cell_corr,
+        "blur_effect": blur_effect,
+        "decision": decide(run_corr, blur_effect, h.rho_threshold, h.alpha),
+    }
 
 
 def odena_probe(ctx: Context, config: RunConfig) -> dict:
@@ -214,9 +271,17 @@ def odena_probe(ctx: Context, config: RunConfig) -> dict:
         before = _output_energy(model, data, ctx)
         stage_cfg = StageConfig(epochs=1, max_steps=steps, batch_size=64, lr=2e-3, checkpoint_every=max(steps, 1))
         key = config_hash("odena", n, stage_cfg, config.seed, ctx.data_key)
-        train_stage(autoencoder_stage(f"odena-{n}", model), ctx.train, stage_cfg, seed=config.seed,
-                    checkpoint=ctx.run.checkpoint(f"odena-transposed{n}"), key=key, runtime=ctx.runtime,
-                    progress=ctx.progress, log=ctx.say)
+        train_stage(
+            autoencoder_stage(f"odena-{n}", model),
+            ctx.train,
+            stage_cfg,
+            seed=config.seed,
+            checkpoint=ctx.run.checkpoint(f"odena-transposed{n}"),
+            key=key,
+            runtime=ctx.runtime,
+            progress=ctx.progress,
+            log=ctx.say,
+        )
         out[str(n)] = {"init": before, "trained": _output_energy(model, data, ctx), "steps": steps}
     return out
 
@@ -237,10 +302,14 @@ def _output_energy(model: torch.nn.Module, data, ctx: Context) -> dict:
 def verdict_text(result: dict) -> str:
     d = result["decision"]
     c = result["correlation_runs"]
-    lines = [f"Hypothesis (constant patterns are gradient checkerboards): {d['verdict'].upper()}",
-             f"  {d['reason']}",
-             f"  runs: {c['n']}, Spearman rho {c['rho']:.3f}, permutation p {c['p']:.3g}"]
+    lines = [
+        f"Hypothesis (constant patterns are gradient checkerboards): {d['verdict'].upper()}",
+        f"  {d['reason']}",
+        f"  runs: {c['n']}, Spearman rho {c['rho']:.3f}, permutation p {c['p']:.3g}",
+    ]
     if result.get("blur_effect"):
         b = result["blur_effect"]
-        lines.append(f"  blur-pool effect on pattern lattice energy: {b['mean']:+.4f} (95% CI {b['low']:+.4f} to {b['high']:+.4f})")
+        lines.append(
+            f"  blur-pool effect on pattern lattice energy: {b['mean']:+.4f} (95% CI {b['low']:+.4f} to {b['high']:+.4f})"
+        )
     return "\n".join(lines)

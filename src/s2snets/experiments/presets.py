@@ -23,8 +23,14 @@ def demo_config(quick: bool = False) -> RunConfig:
             pretrain=StageConfig(epochs=1, batch_size=64, lr=3e-3, checkpoint_every=50),
             finetune=StageConfig(epochs=1, max_steps=15, batch_size=64, lr=1e-3, checkpoint_every=50),
             measure=MeasureConfig(nmi_pairs=200, probe_images=64, figure_images=6),
-            hypothesis=HypothesisConfig(families=["resnet_s"], downsamples=["native", "blur_pool"], upsamples=["unpool"],
-                                        seeds=[0, 1, 2], permutations=2000, odena_steps=20),
+            hypothesis=HypothesisConfig(
+                families=["resnet_s"],
+                downsamples=["native", "blur_pool"],
+                upsamples=["unpool"],
+                seeds=[0, 1, 2],
+                permutations=2000,
+                odena_steps=20,
+            ),
         )
     return RunConfig(
         name="demo",
@@ -34,6 +40,12 @@ def demo_config(quick: bool = False) -> RunConfig:
         pretrain=StageConfig(epochs=2, batch_size=64, lr=3e-3, checkpoint_every=100),
         finetune=StageConfig(epochs=1, max_steps=150, batch_size=64, lr=1e-3, checkpoint_every=50),
         measure=MeasureConfig(nmi_pairs=500, probe_images=256, figure_images=8),
-        hypothesis=HypothesisConfig(families=["resnet_s"], downsamples=["native", "blur_pool", "max_pool"],
-                                    upsamples=["unpool"], seeds=[0, 1, 2], permutations=10000, odena_steps=150),
+        hypothesis=HypothesisConfig(
+            families=["resnet_s"],
+            downsamples=["native", "blur_pool", "max_pool"],
+            upsamples=["unpool"],
+            seeds=[0, 1, 2],
+            permutations=10000,
+            odena_steps=150,
+        ),
     )

@@ -38,8 +38,11 @@ def accuracy(logits: Tensor, labels: Tensor, num_classes: int) -> dict:
     top = logits.topk(min(5, logits.shape[1]), dim=1).indices
     hit1 = top[:, 0] == labels
     per_class = [float(hit1[labels == c].float().mean()) if (labels == c).any() else float("nan") for c in range(num_classes)]
-    return {"top1": float(hit1.float().mean()), "top5": float((top == labels[:, None]).any(1).float().mean()),
-            "per_class": per_class}
+    return {
+        "top1": float(hit1.float().mean()),
+        "top5": float((top == labels[:, None]).any(1).float().mean()),
+        "per_class": per_class,
+    }
 
 
 def reconstruction_error(originals: Tensor, reconstructions: Tensor) -> dict:
@@ -51,8 +54,12 @@ def reconstruction_error(originals: Tensor, reconstructions: Tensor) -> dict:
 def nmi_summary(ctx: Context, images: Tensor, labels: Tensor, originals: Tensor | None) -> dict:
     m = ctx.config.measure
     out = {
-        "inter_same_class": float(inter_nmi(images, labels, m.nmi_pairs, ctx.config.seed, True, m.nmi_levels, m.nmi_average).mean()),
-        "inter_cross_class": float(inter_nmi(images, labels, m.nmi_pairs, ctx.config.seed, False, m.nmi_levels, m.nmi_average).mean()),
+        "inter_same_class": float(
+            inter_nmi(images, labels, m.nmi_pairs, ctx.config.seed, True, m.nmi_levels, m.nmi_average).mean()
+        ),
+        "inter_cross_class": float(
+            inter_nmi(images, labels, m.nmi_pairs, ctx.config.seed, False, m.nmi_levels, m.nmi_average).mean()
+        ),
     }
     if originals is not None:
         out["intra"] = float(intra_nmi(originals, images, m.nmi_levels, m.nmi_average).mean())
@@ -70,13 +77,21 @@ def replicate(config: RunConfig, run: RunDir, runtime: Runtime, progress: bool =
     started = time.perf_counter()
     run.write_config(config)
     ctx = load_context(config, run, runtime, progress, echo)
-    ctx.say(f"data: {ctx.train.name} {len(ctx.train)} train / {ctx.test.name} {len(ctx.test)} test images, "
-            f"{ctx.train.channels}x{ctx.train.size}x{ctx.train.size}")
+    ctx.say(
+        f"data: {ctx.train.name} {len(ctx.train)} train / {ctx.test.name} {len(ctx.test)} test images, "
+        f"{ctx.train.channels}x{ctx.train.size}x{ctx.train.size}"
+    )
     classifiers = {name: train_classifier(ctx, name, config.classifier_downsample) for name in config.classifiers}
     plain = pretrain_autoencoder(ctx)
     finetuned = {name: finetune_decoder(ctx, plain, clf, config.autoencoder.upsample) for name, clf in classifiers.items()}
-    key = config_hash("evaluate", config.measure, [c.key for c in classifiers.values()], plain.key,
-                      [f.key for f in finetuned.values()], ctx.data_key)
+    key = config_hash(
+        "evaluate",
+        config.measure,
+        [c.key for c in classifiers.values()],
+        plain.key,
+        [f.key for f in finetuned.values()],
+        ctx.data_key,
+    )
     previous = run.read_json("results")
     if previous and previous.get("key") == key and run.metrics("arrays").with_suffix(".safetensors").is_file():
         ctx.say("evaluation: finished earlier with the same inputs, skipped")
@@ -104,8 +119,10 @@ def evaluate(ctx: Context, classifiers: dict[str, Trained], plain: Trained, fine
     transfer = torch.zeros(len(names), len(names), dtype=torch.float64)
     for j, b in enumerate(names):
         clf = classifiers[b].model
-        acc[b] = {"original": accuracy(predict_logits(clf, data, rt), labels, k),
-                  "plain": accuracy(predict_logits(clf, data, rt, transform=plain.model), labels, k)}
+        acc[b] = {
+            "original": accuracy(predict_logits(clf, data, rt), labels, k),
+            "plain": accuracy(predict_logits(clf, data, rt, transform=plain.model), labels, k),
+        }
         for i, a in enumerate(names):
             a_acc = accuracy(predict_logits(clf, data, rt, transform=finetuned[a].model), labels, k)
             transfer[i, j] = a_acc["top1"]
@@ -130,27 +147,57 @@ def evaluate(ctx: Context, classifiers: dict[str, Trained], plain: Trained, fine
     lints = {b: lint_model(_cpu_copy(classifiers[b].model), example, b) for b in names}
     lints["autoencoder"] = lint_model(_cpu_copy(plain.model), example, f"segnet-{cfg.autoencoder.upsample}")
 
-    stages = {t.result.name: {"steps": t.result.steps, "seconds": t.result.seconds, "final_loss": t.result.final_loss,
-                              "skipped": t.result.skipped, "history": t.result.history}
-              for t in [*classifiers.values(), plain, *finetuned.values()]}
+    stages = {
+        t.result.name: {
+            "steps": t.result.steps,
+            "seconds": t.result.seconds,
+            "final_loss": t.result.final_loss,
+            "skipped": t.result.skipped,
+            "history": t.result.history,
+        }
+        for t in [*classifiers.values(), plain, *finetuned.values()]
+    }
     results = {
-        "version": __version__, "config": to_dict(cfg), "runtime": rt.describe(),
-        "dataset": {"train": ctx.train.name, "test": data.name, "train_images": len(ctx.train), "eval_images": len(data),
-                    "classes": list(data.class_names), "channels": data.channels, "size": data.size},
-        "classifiers": names, "stages": stages, "accuracy": acc,
-        "reconstruction": {"plain": reconstruction_error(originals, recon_plain),
-                           "finetuned": {a: reconstruction_error(originals, recon_ft[a]) for a in names}},
-        "nmi": nmi, "pattern": {n: p.summary() for n, p in patterns.items()},
+        "version": __version__,
+        "config": to_dict(cfg),
+        "runtime": rt.describe(),
+        "dataset": {
+            "train": ctx.train.name,
+            "test": data.name,
+            "train_images": len(ctx.train),
+            "eval_images": len(data),
+            "classes": list(data.class_names),
+            "channels": data.channels,
+            "size": data.size,
+        },
+        "classifiers": names,
+        "stages": stages,
+        "accuracy": acc,
+        "reconstruction": {
+            "plain": reconstruction_error(originals, recon_plain),
+            "finetuned": {a: reconstruction_error(originals, recon_ft[a]) for a in names},
+        },
+        "nmi": nmi,
+        "pattern": {n: p.summary() for n, p in patterns.items()},
         "gradient_probe": {b: p.summary() for b, p in probes.items()},
         "lint": {n: r.as_dict() for n, r in lints.items()},
-        "transfer": {"names": names, "T": transfer.tolist(), "RRC": rrc_matrix.tolist(), "relation": relation.tolist(),
-                     "threshold": cfg.measure.rrc_threshold, "order": order.as_dict(),
-                     "lattice": [{"extent": list(c.extent), "intent": list(c.intent), "upper": c.upper} for c in lattice]},
+        "transfer": {
+            "names": names,
+            "T": transfer.tolist(),
+            "RRC": rrc_matrix.tolist(),
+            "relation": relation.tolist(),
+            "threshold": cfg.measure.rrc_threshold,
+            "order": order.as_dict(),
+            "lattice": [{"extent": list(c.extent), "intent": list(c.intent), "upper": c.upper} for c in lattice],
+        },
     }
     n_fig = min(cfg.measure.figure_images, len(data))
-    arrays = {"originals": originals[:n_fig], "recon/plain": recon_plain[:n_fig],
-              "pattern/plain/mean_difference": patterns["plain"].mean_difference,
-              "pattern/plain/constancy": patterns["plain"].constancy}
+    arrays = {
+        "originals": originals[:n_fig],
+        "recon/plain": recon_plain[:n_fig],
+        "pattern/plain/mean_difference": patterns["plain"].mean_difference,
+        "pattern/plain/constancy": patterns["plain"].constancy,
+    }
     for a in names:
         arrays[f"recon/{a}"] = recon_ft[a][:n_fig]
         arrays[f"pattern/{a}/mean_difference"] = patterns[a].mean_difference

@@ -52,12 +52,27 @@ class Trained:
 
 
 def _fit(ctx: Context, stage, stage_cfg: StageConfig, seed: int, name: str, key: str) -> StageResult:
-    return train_stage(stage, ctx.train, stage_cfg, seed=seed, checkpoint=ctx.run.checkpoint(name), key=key,
-                       runtime=ctx.runtime, progress=ctx.progress, log=ctx.say)
+    return train_stage(
+        stage,
+        ctx.train,
+        stage_cfg,
+        seed=seed,
+        checkpoint=ctx.run.checkpoint(name),
+        key=key,
+        runtime=ctx.runtime,
+        progress=ctx.progress,
+        log=ctx.say,
+    )
 
 
-def train_classifier(ctx: Context, name: str, downsample: str = "native", seed: int | None = None,
-                     stage_cfg: StageConfig | None = None, tag: str = "") -> Trained:
+def train_classifier(
+    ctx: Context,
+    name: str,
+    downsample: str = "native",
+    seed: int | None = None,
+    stage_cfg: StageConfig | None = None,
+    tag: str = "",
+) -> Trained:
     seed = ctx.config.seed if seed is None else seed
     stage_cfg = stage_cfg or ctx.config.train_classifier
     torch.manual_seed(seed)
@@ -81,8 +96,15 @@ def pretrain_autoencoder(ctx: Context, upsample: str | None = None, seed: int | 
     return Trained(model, key, _fit(ctx, autoencoder_stage(name, model), ctx.config.pretrain, seed, name, key))
 
 
-def finetune_decoder(ctx: Context, plain: Trained, classifier: Trained, upsample: str, seed: int | None = None,
-                     stage_cfg: StageConfig | None = None, tag: str = "") -> Trained:
+def finetune_decoder(
+    ctx: Context,
+    plain: Trained,
+    classifier: Trained,
+    upsample: str,
+    seed: int | None = None,
+    stage_cfg: StageConfig | None = None,
+    tag: str = "",
+) -> Trained:
     """A copy of the pretrained autoencoder whose decoder is fine-tuned through the frozen classifier."""
     seed = ctx.config.seed if seed is None else seed
     stage_cfg = stage_cfg or ctx.config.finetune

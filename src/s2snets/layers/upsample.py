@@ -56,7 +56,9 @@ class TransposedUpsample(nn.Module):
 
 
 # ----------------------------------------------------------------------------------------------- resize-conv
-def resize_conv(x: Tensor, weight: Tensor, bias: Tensor | None, scale: int, mode: str = "nearest", pad_mode: str = "reflect") -> Tensor:
+def resize_conv(
+    x: Tensor, weight: Tensor, bias: Tensor | None, scale: int, mode: str = "nearest", pad_mode: str = "reflect"
+) -> Tensor:
     """Resize by ``scale`` (nearest or bilinear), pad (reflect by default), stride-1 convolution (Odena et al. 2016)."""
     up = F.interpolate(x, scale_factor=scale, mode=mode, **({} if mode == "nearest" else {"align_corners": False}))
     k = weight.shape[-1]
@@ -98,7 +100,9 @@ def icnr_(weight: Tensor, scale: int, init=nn.init.kaiming_normal_) -> Tensor:
 class SubPixel(nn.Module):
     """Convolution to C * s**2 channels + PixelShuffle(s), ICNR-initialised; optional blur (Aitken et al. 2017)."""
 
-    def __init__(self, channels: int, scale: int = 2, kernel: int = 3, icnr: bool = True, blur: bool = False, pad_mode: str = "zeros"):
+    def __init__(
+        self, channels: int, scale: int = 2, kernel: int = 3, icnr: bool = True, blur: bool = False, pad_mode: str = "zeros"
+    ):
         super().__init__()
         self.scale, self.blur = scale, blur
         self.conv = nn.Conv2d(channels, channels * scale * scale, kernel, padding=kernel // 2, padding_mode=pad_mode)

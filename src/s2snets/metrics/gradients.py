@@ -49,8 +49,9 @@ def input_gradients(model: nn.Module, inputs: Tensor, labels: Tensor | None = No
     return grad
 
 
-def gradient_probe(model: nn.Module, inputs: Tensor, labels: Tensor | None = None, periods: tuple[int, ...] = (2, 4, 8),
-                   batch_size: int = 256) -> GradientProbe:
+def gradient_probe(
+    model: nn.Module, inputs: Tensor, labels: Tensor | None = None, periods: tuple[int, ...] = (2, 4, 8), batch_size: int = 256
+) -> GradientProbe:
     """Mean power spectrum and lattice energies of input gradients over ``inputs`` (N, C, H, W)."""
     power_sum, abs_sum, n = None, None, 0
     for start in range(0, len(inputs), batch_size):
@@ -65,12 +66,17 @@ def gradient_probe(model: nn.Module, inputs: Tensor, labels: Tensor | None = Non
         n += x.shape[0] * x.shape[1]
     mean_power, mean_abs = power_sum / n, abs_sum / n
     size = min(mean_power.shape)
-    return GradientProbe(mean_power.cpu(), mean_abs.cpu(), radial_profile(mean_power).cpu(),
-                         {p: spectrum_lattice_energy(mean_power, p) for p in periods if p <= size})
+    return GradientProbe(
+        mean_power.cpu(),
+        mean_abs.cpu(),
+        radial_profile(mean_power).cpu(),
+        {p: spectrum_lattice_energy(mean_power, p) for p in periods if p <= size},
+    )
 
 
-def noise_probe(model: nn.Module, channels: int, size: int, n: int = 64, seed: int = 0,
-                periods: tuple[int, ...] = (2, 4, 8)) -> GradientProbe:
+def noise_probe(
+    model: nn.Module, channels: int, size: int, n: int = 64, seed: int = 0, periods: tuple[int, ...] = (2, 4, 8)
+) -> GradientProbe:
     """The probe on Gaussian-noise inputs with the logit sum as loss: the architecture's own gradient pattern."""
     g = torch.Generator().manual_seed(seed)
     device = next(model.parameters()).device

@@ -80,11 +80,22 @@ class SamplingLayer:
 
     def as_dict(self) -> dict:
         gh, gw = self.geometry
-        return {"name": self.name, "op": self.op, "kind": gh.kind, "kernel": [gh.kernel, gw.kernel],
-                "stride": [gh.stride, gw.stride], "padding": [gh.padding, gw.padding], "dilation": [gh.dilation, gw.dilation],
-                "uneven": self.uneven, "skips": self.skips, "skip_fraction": self.skip_fraction,
-                "ratio": self.ratio if math.isfinite(self.ratio) else "inf",
-                "gradient_period" if gh.kind in ("conv", "pool") else "output_period": max(gh.stride, gw.stride) if (self.uneven or self.skips) else 1}
+        return {
+            "name": self.name,
+            "op": self.op,
+            "kind": gh.kind,
+            "kernel": [gh.kernel, gw.kernel],
+            "stride": [gh.stride, gw.stride],
+            "padding": [gh.padding, gw.padding],
+            "dilation": [gh.dilation, gw.dilation],
+            "uneven": self.uneven,
+            "skips": self.skips,
+            "skip_fraction": self.skip_fraction,
+            "ratio": self.ratio if math.isfinite(self.ratio) else "inf",
+            "gradient_period" if gh.kind in ("conv", "pool") else "output_period": max(gh.stride, gw.stride)
+            if (self.uneven or self.skips)
+            else 1,
+        }
 
 
 @dataclass
@@ -126,19 +137,24 @@ class LintReport:
     @property
     def predicted_periods(self) -> list[int]:
         """Artifact periods the graph predicts at the input gradient (and output, if any), ascending."""
-        periods = set()
+        periods: set[int] = set()
         for summary in (self.input_gradient, self.forward_output):
             if summary is not None:
                 periods.update(p for p in summary.period if p > 1)
         return sorted(periods)
 
     def as_dict(self) -> dict:
-        return {"model": self.model, "input_size": list(self.input_size), "method": self.method,
-                "layers": [layer.as_dict() for layer in self.layers],
-                "findings": [layer.name for layer in self.findings],
-                "input_gradient": self.input_gradient.as_dict() if self.input_gradient else None,
-                "forward_output": self.forward_output.as_dict() if self.forward_output else None,
-                "predicted_periods": self.predicted_periods, "warnings": self.warnings}
+        return {
+            "model": self.model,
+            "input_size": list(self.input_size),
+            "method": self.method,
+            "layers": [layer.as_dict() for layer in self.layers],
+            "findings": [layer.name for layer in self.findings],
+            "input_gradient": self.input_gradient.as_dict() if self.input_gradient else None,
+            "forward_output": self.forward_output.as_dict() if self.forward_output else None,
+            "predicted_periods": self.predicted_periods,
+            "warnings": self.warnings,
+        }
 
 
 # ----------------------------------------------------------------------------------------------- geometry
@@ -160,8 +176,8 @@ def module_geometry(m: nn.Module) -> tuple[str, tuple[Geometry, Geometry]] | Non
         d = _pair(getattr(m, "dilation", 1))
         return type(m).__name__, tuple(Geometry("pool", k[i], s[i], p[i], d[i]) for i in range(2))  # type: ignore[return-value]
     if isinstance(m, BlurPool):
-        k, s = m.filter_size, m.stride
-        return "BlurPool", (Geometry("pool", k, s, (k - 1) // 2),) * 2  # type: ignore[return-value]
+        kb, sb = m.filter_size, m.stride
+        return "BlurPool", (Geometry("pool", kb, sb, (kb - 1) // 2),) * 2  # type: ignore[return-value]
     if isinstance(m, MaxUnpool):
         return "MaxUnpool", (Geometry("upsample", m.scale, m.scale),) * 2  # type: ignore[return-value]
     if isinstance(m, TransposedUpsample | ZeroOrderHold):
@@ -173,9 +189,9 @@ def module_geometry(m: nn.Module) -> tuple[str, tuple[Geometry, Geometry]] | Non
     if isinstance(m, ResizeConv | SubPixel):
         return type(m).__name__, (Geometry("upsample", m.scale, m.scale),) * 2  # type: ignore[return-value]
     if isinstance(m, nn.Upsample):
-        s = int(m.scale_factor if not isinstance(m.scale_factor, tuple) else m.scale_factor[0]) if m.scale_factor else 0
-        if s >= 2:
-            return "Upsample", (Geometry("upsample", s, s),) * 2  # type: ignore[return-value]
+        factor = int(m.scale_factor if not isinstance(m.scale_factor, tuple) else m.scale_factor[0]) if m.scale_factor else 0
+        if factor >= 2:
+            return "Upsample", (Geometry("upsample", factor, factor),) * 2  # type: ignore[return-value]
     if isinstance(m, nn.PixelShuffle):
         r = m.upscale_factor
         return "PixelShuffle", (Geometry("upsample", r, r),) * 2  # type: ignore[return-value]
@@ -203,8 +219,8 @@ def _function_geometry(node: fx.Node, shapes: dict[str, Any]) -> tuple[str, tupl
     if target in (F.interpolate,):
         sf = arg(2, "scale_factor", None)
         if sf:
-            s = int(sf if not isinstance(sf, tuple | list) else sf[0])
-            return "interpolate", (Geometry("upsample", s, s),) * 2  # type: ignore[return-value]
+            factor = int(sf if not isinstance(sf, tuple | list) else sf[0])
+            return "interpolate", (Geometry("upsample", factor, factor),) * 2  # type: ignore[return-value]
     if target in (F.pixel_shuffle, torch.pixel_shuffle):
         r = int(arg(1, "upscale_factor", 2))
         return "pixel_shuffle", (Geometry("upsample", r, r),) * 2  # type: ignore[return-value]
@@ -295,8 +311,11 @@ def lint_model(model: nn.Module, example: Tensor, name: str = "model") -> LintRe
             found = module_geometry(modules[str(node.target)])
         elif node.op == "call_function":
             found = _function_geometry(node, shapes)
-        if found is None and node.op == "call_module" and isinstance(
-                modules[str(node.target)], nn.AdaptiveAvgPool2d | nn.AdaptiveMaxPool2d):
+        if (
+            found is None
+            and node.op == "call_module"
+            and isinstance(modules[str(node.target)], nn.AdaptiveAvgPool2d | nn.AdaptiveMaxPool2d)
+        ):
             geometry[node] = ("adaptive", ("adaptive", "adaptive"))  # type: ignore[assignment]
         if found is not None:
             geometry[node] = found
@@ -308,7 +327,9 @@ def lint_model(model: nn.Module, example: Tensor, name: str = "model") -> LintRe
     input_node = next(n for n in nodes if n.op == "placeholder")
     in_size = sizes[input_node] or (example.shape[-2], example.shape[-1])
     backward = [_propagate_backward(nodes, sizes, geometry, axis, warnings) for axis in (0, 1)]
-    gradient = MapSummary(backward[0].get(input_node, torch.ones(in_size[0])), backward[1].get(input_node, torch.ones(in_size[1])))
+    gradient = MapSummary(
+        backward[0].get(input_node, torch.ones(in_size[0])), backward[1].get(input_node, torch.ones(in_size[1]))
+    )
     output_node = next(n for n in nodes if n.op == "output")
     outs = [n for n in _tensor_inputs(output_node) if sizes.get(n)]
     forward_output = None
@@ -318,7 +339,9 @@ def lint_model(model: nn.Module, example: Tensor, name: str = "model") -> LintRe
     return LintReport(name, tuple(in_size), "fx", layers, gradient, forward_output, sorted(set(warnings)))
 
 
-def _propagate_backward(nodes: list[fx.Node], sizes: dict, geometry: dict, axis: int, warnings: list[str]) -> dict[fx.Node, Tensor]:
+def _propagate_backward(
+    nodes: list[fx.Node], sizes: dict, geometry: dict, axis: int, warnings: list[str]
+) -> dict[fx.Node, Tensor]:
     maps: dict[fx.Node, Tensor] = {}
     output_node = nodes[-1]
     for n in _tensor_inputs(output_node):
@@ -365,7 +388,9 @@ def _reaches_output(node: fx.Node) -> bool:
     return False
 
 
-def _propagate_forward(nodes: list[fx.Node], sizes: dict, geometry: dict, input_node: fx.Node, axis: int) -> dict[fx.Node, Tensor]:
+def _propagate_forward(
+    nodes: list[fx.Node], sizes: dict, geometry: dict, input_node: fx.Node, axis: int
+) -> dict[fx.Node, Tensor]:
     maps: dict[fx.Node, Tensor] = {input_node: torch.ones(sizes[input_node][axis], dtype=torch.float64)}
     for node in nodes:
         if node.op in ("placeholder", "output", "get_attr") or not sizes.get(node):
@@ -391,8 +416,9 @@ def _lint_with_hooks(model: nn.Module, example: Tensor, name: str, why: str) -> 
     hooks = []
     for mod_name, m in model.named_modules():
         if module_geometry(m) is not None:
-            hooks.append(m.register_forward_pre_hook(
-                lambda mod, inp, n=mod_name: calls.append((n, mod, tuple(inp[0].shape[-2:])))))
+            hooks.append(
+                m.register_forward_pre_hook(lambda mod, inp, n=mod_name: calls.append((n, mod, tuple(inp[0].shape[-2:]))))
+            )
     try:
         with torch.no_grad():
             out = model(example)
@@ -407,9 +433,13 @@ def _lint_with_hooks(model: nn.Module, example: Tensor, name: str, why: str) -> 
     maps = []
     for axis in (0, 1):
         chain = [(module_geometry(m)[1][axis], size[axis]) for _, m, size in calls]  # type: ignore[index]
-        counts = torch.ones(max(1, chain[-1][0].forward_length(chain[-1][1])) if chain else example.shape[-2 + axis], dtype=torch.float64)
+        counts = torch.ones(
+            max(1, chain[-1][0].forward_length(chain[-1][1])) if chain else example.shape[-2 + axis], dtype=torch.float64
+        )
         for geo, n_in in reversed(chain):
-            counts = _backward_rule(geo, counts if len(counts) == geo.forward_length(n_in) else _resize(counts, geo.forward_length(n_in)), n_in)
+            counts = _backward_rule(
+                geo, counts if len(counts) == geo.forward_length(n_in) else _resize(counts, geo.forward_length(n_in)), n_in
+            )
         maps.append(counts if chain else torch.ones(example.shape[-2 + axis], dtype=torch.float64))
     forward = None
     if isinstance(out, Tensor) and out.ndim == 4:
@@ -422,5 +452,12 @@ def _lint_with_hooks(model: nn.Module, example: Tensor, name: str, why: str) -> 
                 counts = _forward_rule(geo, counts, geo.forward_length(size[axis]))
             fwd.append(counts if len(counts) == out.shape[-2 + axis] else _resize(counts, out.shape[-2 + axis]))
         forward = MapSummary(fwd[0], fwd[1])
-    return LintReport(name, (example.shape[-2], example.shape[-1]), "hooks (approximate: branches composed as a chain)",
-                      layers, MapSummary(maps[0], maps[1]), forward, [why])
+    return LintReport(
+        name,
+        (example.shape[-2], example.shape[-1]),
+        "hooks (approximate: branches composed as a chain)",
+        layers,
+        MapSummary(maps[0], maps[1]),
+        forward,
+        [why],
+    )

@@ -62,7 +62,9 @@ class _Workspace:
         self.pixel_counts = torch.empty(0 if dense else rows, n, dtype=torch.int32, device=device)
 
 
-def _count_terms(xa: Tensor, xb: Tensor, levels: int, lut: Tensor, dense: bool, ws: _Workspace) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+def _count_terms(
+    xa: Tensor, xb: Tensor, levels: int, lut: Tensor, dense: bool, ws: _Workspace
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """Per row: sum n log n over a's levels, b's levels and the joint cells, and whether a or b is constant.
 
     xa, xb: integer levels (B, N). Returns float64 (B,) x3 and bool (B,).
@@ -145,7 +147,7 @@ def sample_pairs(labels: Tensor, pairs: int, seed: int = 0, same_class: bool = T
     """
     g = torch.Generator().manual_seed(seed)
     n = len(labels)
-    out = []
+    out: list[Tensor] = []
     while sum(len(o) for o in out) < pairs:
         i = torch.randint(0, n, (pairs * 2,), generator=g)
         j = torch.randint(0, n, (pairs * 2,), generator=g)
@@ -157,8 +159,15 @@ def sample_pairs(labels: Tensor, pairs: int, seed: int = 0, same_class: bool = T
     return torch.cat(out)[:pairs]
 
 
-def inter_nmi(images: Tensor, labels: Tensor, pairs: int = 500, seed: int = 0, same_class: bool = True,
-              levels: int = 256, average: str = "arithmetic") -> Tensor:
+def inter_nmi(
+    images: Tensor,
+    labels: Tensor,
+    pairs: int = 500,
+    seed: int = 0,
+    same_class: bool = True,
+    levels: int = 256,
+    average: str = "arithmetic",
+) -> Tensor:
     """nMI between images of random pairs of *different* images (within a class or across classes).
 
     A pattern that is constant across reconstructions raises it above the originals' value. (N, C, H, W) -> (pairs,).

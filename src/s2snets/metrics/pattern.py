@@ -30,9 +30,12 @@ class ConstantPattern:
     lattice: dict[int, float]  # lattice energy of mean_difference per period
 
     def summary(self) -> dict:
-        return {"mean_constancy": self.mean_constancy, "constant_share": self.constant_share,
-                "mean_abs_difference": float(self.mean_difference.abs().mean()),
-                "lattice_energy": {str(k): v for k, v in self.lattice.items()}}
+        return {
+            "mean_constancy": self.mean_constancy,
+            "constant_share": self.constant_share,
+            "mean_abs_difference": float(self.mean_difference.abs().mean()),
+            "lattice_energy": {str(k): v for k, v in self.lattice.items()},
+        }
 
 
 def constant_pattern(originals: Tensor, reconstructions: Tensor, periods: tuple[int, ...] = (2, 4, 8)) -> ConstantPattern:
@@ -47,5 +50,10 @@ def constant_pattern(originals: Tensor, reconstructions: Tensor, periods: tuple[
     valid = constancy[varying]
     size = min(mean_diff.shape[-2:])
     lattice = {p: float(lattice_energy(mean_diff.mean(0), p)) for p in periods if p <= size}
-    return ConstantPattern(mean_diff.float(), constancy.float(), float(valid.mean()) if valid.numel() else float("nan"),
-                           float((valid > 0.5).double().mean()) if valid.numel() else float("nan"), lattice)
+    return ConstantPattern(
+        mean_diff.float(),
+        constancy.float(),
+        float(valid.mean()) if valid.numel() else float("nan"),
+        float((valid > 0.5).double().mean()) if valid.numel() else float("nan"),
+        lattice,
+    )

@@ -45,9 +45,15 @@ class OrderCheck:
         return self.reflexive and not self.incomparable and not self.intransitive
 
     def as_dict(self) -> dict:
-        return {"total_order": self.is_total_order, "total_preorder": self.is_total_preorder,
-                "reflexive": self.reflexive, "incomparable": self.incomparable, "mutual": self.mutual,
-                "intransitive": self.intransitive, "ranking": self.ranking}
+        return {
+            "total_order": self.is_total_order,
+            "total_preorder": self.is_total_preorder,
+            "reflexive": self.reflexive,
+            "incomparable": self.incomparable,
+            "mutual": self.mutual,
+            "intransitive": self.intransitive,
+            "ranking": self.ranking,
+        }
 
 
 def check_total_order(relation: Tensor, names: list[str]) -> OrderCheck:
@@ -83,9 +89,12 @@ def concept_lattice(relation: Tensor, names: list[str]) -> list[Concept]:
     import concepts
 
     # concepts needs distinct object and attribute names: attributes carry a "for:" prefix, removed again below.
-    context = concepts.Context(list(names), [f"for:{n}" for n in names],
-                               [tuple(bool(v) for v in row) for row in relation.bool().tolist()])
+    context = concepts.Context(
+        list(names), [f"for:{n}" for n in names], [tuple(bool(v) for v in row) for row in relation.bool().tolist()]
+    )
     lattice = list(context.lattice)
     index = {c.extent: i for i, c in enumerate(lattice)}
-    return [Concept(tuple(c.extent), tuple(a.removeprefix("for:") for a in c.intent), [index[u.extent] for u in c.upper_neighbors])
-            for c in lattice]
+    return [
+        Concept(tuple(c.extent), tuple(a.removeprefix("for:") for a in c.intent), [index[u.extent] for u in c.upper_neighbors])
+        for c in lattice
+    ]

@@ -39,12 +39,19 @@ class AlexNetS(nn.Module):
         super().__init__()
         w = width
         self.features = nn.Sequential(
-            *_cbr(in_channels, w, 7, 2, 3), nn.MaxPool2d(3, 2, 1),
-            *_cbr(w, 2 * w, 5), nn.MaxPool2d(3, 2, 1),
-            *_cbr(2 * w, 3 * w, 3), *_cbr(3 * w, 3 * w, 3), *_cbr(3 * w, 2 * w, 3), nn.MaxPool2d(3, 2, 1),
+            *_cbr(in_channels, w, 7, 2, 3),
+            nn.MaxPool2d(3, 2, 1),
+            *_cbr(w, 2 * w, 5),
+            nn.MaxPool2d(3, 2, 1),
+            *_cbr(2 * w, 3 * w, 3),
+            *_cbr(3 * w, 3 * w, 3),
+            *_cbr(3 * w, 2 * w, 3),
+            nn.MaxPool2d(3, 2, 1),
         )
         self.avgpool = nn.AdaptiveAvgPool2d((2, 2))
-        self.classifier = nn.Sequential(nn.Dropout(0.3), nn.Linear(8 * w, 4 * w), nn.ReLU(inplace=True), nn.Linear(4 * w, num_classes))
+        self.classifier = nn.Sequential(
+            nn.Dropout(0.3), nn.Linear(8 * w, 4 * w), nn.ReLU(inplace=True), nn.Linear(4 * w, num_classes)
+        )
 
     def forward(self, x: Tensor) -> Tensor:
         return self.classifier(torch.flatten(self.avgpool(self.features(x)), 1))
@@ -78,7 +85,8 @@ class BasicBlock(nn.Module):
         self.relu = nn.ReLU(inplace=True)
         self.shortcut = (
             nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride, bias=False), nn.BatchNorm2d(c_out))
-            if stride != 1 or c_in != c_out else nn.Identity()
+            if stride != 1 or c_in != c_out
+            else nn.Identity()
         )
 
     def forward(self, x: Tensor) -> Tensor:
@@ -171,8 +179,20 @@ def _replace_first_conv(model: nn.Module, in_channels: int) -> None:
     for parent in model.modules():
         for child_name, child in parent.named_children():
             if isinstance(child, nn.Conv2d) and child.in_channels == 3:
-                setattr(parent, child_name, nn.Conv2d(in_channels, child.out_channels, child.kernel_size, child.stride,
-                                                      child.padding, child.dilation, child.groups, child.bias is not None))
+                setattr(
+                    parent,
+                    child_name,
+                    nn.Conv2d(
+                        in_channels,
+                        child.out_channels,
+                        child.kernel_size,
+                        child.stride,
+                        child.padding,
+                        child.dilation,
+                        child.groups,
+                        child.bias is not None,
+                    ),
+                )
                 return
 
 
@@ -214,8 +234,10 @@ def _stride(m: nn.Module) -> int:
 def downsampling_sites(model: nn.Module) -> list[tuple[str, nn.Module]]:
     """(name, module) of every Conv2d, MaxPool2d or AvgPool2d with stride > 1, in definition order."""
     return [
-        (name, m) for name, m in model.named_modules()
-        if isinstance(m, nn.Conv2d | nn.MaxPool2d | nn.AvgPool2d) and _stride(m) > 1
+        (name, m)
+        for name, m in model.named_modules()
+        if isinstance(m, nn.Conv2d | nn.MaxPool2d | nn.AvgPool2d)
+        and _stride(m) > 1
         and not any(name.startswith(n + ".") for n, site in model.named_modules() if isinstance(site, DownsampleSite))
     ]
 
@@ -223,8 +245,11 @@ def downsampling_sites(model: nn.Module) -> list[tuple[str, nn.Module]]:
 def _pool_channels(model: nn.Module, example: Tensor) -> dict[str, int]:
     """Input channel count of every pooling site, found with one forward pass under hooks."""
     channels: dict[str, int] = {}
-    hooks = [m.register_forward_hook(lambda mod, inp, out, n=name: channels.__setitem__(n, inp[0].shape[1]))
-             for name, m in model.named_modules() if isinstance(m, nn.MaxPool2d | nn.AvgPool2d)]
+    hooks = [
+        m.register_forward_hook(lambda mod, inp, out, n=name: channels.__setitem__(n, inp[0].shape[1]))
+        for name, m in model.named_modules()
+        if isinstance(m, nn.MaxPool2d | nn.AvgPool2d)
+    ]
     try:
         with torch.no_grad():
             was_training = model.training
@@ -294,8 +319,14 @@ def default_input_size(name: str) -> int:
     return max(32, MIN_INPUT.get(name, 32))
 
 
-def build_classifier(name: str, num_classes: int = 10, in_channels: int = 1, downsample: str | None = None,
-                     weights: str | Path | None = None, input_size: int | None = None) -> nn.Module:
+def build_classifier(
+    name: str,
+    num_classes: int = 10,
+    in_channels: int = 1,
+    downsample: str | None = None,
+    weights: str | Path | None = None,
+    input_size: int | None = None,
+) -> nn.Module:
     """A classifier by zoo name or ``"package.module:factory"`` (called with num_classes=, in_channels=).
 
     ``weights``: a local safetensors or ``.pth`` file (read with ``weights_only=True``), or ``"DEFAULT"`` for the

@@ -19,7 +19,8 @@ class ProbeGenerator(nn.Module):
         self.latent, self.width = latent, width
         self.project = nn.Linear(latent, width * 16)
         self.ups = nn.ModuleList(
-            make_upsample("transposed" if i >= stages - n_transposed else "resize_conv", width, 2) for i in range(stages))
+            make_upsample("transposed" if i >= stages - n_transposed else "resize_conv", width, 2) for i in range(stages)
+        )
         self.convs = nn.ModuleList(nn.Conv2d(width, width, 3, padding=1) for _ in range(stages))
         self.head = nn.Conv2d(width, channels, 1)
 

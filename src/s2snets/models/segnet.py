@@ -58,8 +58,15 @@ class SegNetEncoder(nn.Module):
 class SegNetDecoder(nn.Module):
     """Mirror of the encoder: per block, upsample (C -> C), then conv3x3+BN+ReLU layers; a final 1x1 conv."""
 
-    def __init__(self, out_channels: int, widths: tuple[int, ...], convs_per_block: tuple[int, ...], upsample: str,
-                 batch_norm: bool = True, upsample_kwargs: dict | None = None):
+    def __init__(
+        self,
+        out_channels: int,
+        widths: tuple[int, ...],
+        convs_per_block: tuple[int, ...],
+        upsample: str,
+        batch_norm: bool = True,
+        upsample_kwargs: dict | None = None,
+    ):
         super().__init__()
         ups, blocks = [], []
         for i in reversed(range(len(widths))):
@@ -82,20 +89,33 @@ class SegNetDecoder(nn.Module):
 class SegNet(nn.Module):
     """SegNet autoencoder. (B, C, H, W) -> (B, C, H, W), H and W divisible by 2**len(widths) for exact shapes."""
 
-    def __init__(self, in_channels: int = 3, widths: tuple[int, ...] = (64, 128, 256, 512, 512),
-                 convs_per_block: tuple[int, ...] = (2, 2, 3, 3, 3), upsample: str = "unpool",
-                 batch_norm: bool = True, upsample_kwargs: dict | None = None):
+    def __init__(
+        self,
+        in_channels: int = 3,
+        widths: tuple[int, ...] = (64, 128, 256, 512, 512),
+        convs_per_block: tuple[int, ...] = (2, 2, 3, 3, 3),
+        upsample: str = "unpool",
+        batch_norm: bool = True,
+        upsample_kwargs: dict | None = None,
+    ):
         super().__init__()
         if len(widths) != len(convs_per_block) or not widths:
             raise ModelError("widths and convs_per_block must be non-empty and of the same length")
-        self.in_channels, self.widths, self.convs_per_block, self.upsample_name = in_channels, tuple(widths), tuple(convs_per_block), upsample
+        self.in_channels, self.widths, self.convs_per_block, self.upsample_name = (
+            in_channels,
+            tuple(widths),
+            tuple(convs_per_block),
+            upsample,
+        )
         self.encoder = SegNetEncoder(in_channels, self.widths, self.convs_per_block, batch_norm)
         self.decoder = SegNetDecoder(in_channels, self.widths, self.convs_per_block, upsample, batch_norm, upsample_kwargs)
         self.encoder_frozen = False
 
     @property
     def arch(self) -> str:
-        return f"segnet(in={self.in_channels},widths={list(self.widths)},convs={list(self.convs_per_block)},up={self.upsample_name})"
+        return (
+            f"segnet(in={self.in_channels},widths={list(self.widths)},convs={list(self.convs_per_block)},up={self.upsample_name})"
+        )
 
     def freeze_encoder(self) -> SegNet:
         """The original fine-tuning wiring: encoder in eval mode (BN statistics frozen), no gradients, outputs detached."""
@@ -122,9 +142,14 @@ class SegNet(nn.Module):
 
     def load_vgg16(self, state_dict: dict[str, Tensor]) -> SegNet:
         """Copy the 13 conv layers of torchvision's VGG16 ``features`` into the encoder (paper preset, 3 channels)."""
-        vgg_keys = sorted({k.rsplit(".", 1)[0] for k, v in state_dict.items()
-                           if k.startswith("features.") and k.endswith(".weight") and v.ndim == 4},
-                          key=lambda k: int(k.split(".")[1]))
+        vgg_keys = sorted(
+            {
+                k.rsplit(".", 1)[0]
+                for k, v in state_dict.items()
+                if k.startswith("features.") and k.endswith(".weight") and v.ndim == 4
+            },
+            key=lambda k: int(k.split(".")[1]),
+        )
         convs = [m for m in self.encoder.modules() if isinstance(m, nn.Conv2d)]
         if len(vgg_keys) != len(convs):
             raise CheckpointError(f"VGG16 state_dict has {len(vgg_keys)} conv layers, the encoder {len(convs)}")

@@ -122,7 +122,10 @@ def overlap_maps(arrays: dict, results: dict) -> plt.Figure:
         m = arrays[f"lint/{k}/input_gradient"].numpy()
         axes[0, i].imshow(m, cmap="cividis")
         info = results["lint"][k]["input_gradient"]
-        axes[0, i].set_title(f"{k}: grad period {info['period'][0]}\nmax/min {info['ratio'] if isinstance(info['ratio'], str) else round(info['ratio'], 3)}", fontsize=7)
+        axes[0, i].set_title(
+            f"{k}: grad period {info['period'][0]}\nmax/min {info['ratio'] if isinstance(info['ratio'], str) else round(info['ratio'], 3)}",
+            fontsize=7,
+        )
     if extra:
         m = arrays["lint/autoencoder/forward_output"].numpy()
         axes[0, -1].imshow(m, cmap="cividis")
@@ -159,11 +162,11 @@ def lattice_diagram(results: dict) -> plt.Figure:
     levels: dict[int, list[int]] = {}
     for i, c in enumerate(concepts):
         levels.setdefault(len(c["extent"]), []).append(i)
-    pos = {}
-    for y, size in enumerate(sorted(levels)):
+    pos: dict[int, tuple[float, float]] = {}
+    for level, size in enumerate(sorted(levels)):
         row = levels[size]
-        for x, i in enumerate(row):
-            pos[i] = ((x + 1) / (len(row) + 1), y)
+        for slot, i in enumerate(row):
+            pos[i] = ((slot + 1) / (len(row) + 1), float(level))
     fig, ax = plt.subplots(figsize=(6, 1.1 * len(levels) + 1))
     for i, c in enumerate(concepts):
         for u in c["upper"]:
@@ -210,8 +213,10 @@ def hypothesis_scatter(hyp: dict) -> plt.Figure:
     cells = hyp["cells"]
     labels = [f"{c['family']}\n{c['downsample']}\n{c['upsample']}" for c in cells]
     means = [c["pattern_energy"]["mean"] for c in cells]
-    err = [[c["pattern_energy"]["mean"] - c["pattern_energy"]["low"] for c in cells],
-           [c["pattern_energy"]["high"] - c["pattern_energy"]["mean"] for c in cells]]
+    err = [
+        [c["pattern_energy"]["mean"] - c["pattern_energy"]["low"] for c in cells],
+        [c["pattern_energy"]["high"] - c["pattern_energy"]["mean"] for c in cells],
+    ]
     axes[1].bar(range(len(cells)), means, yerr=np.nan_to_num(np.array(err), posinf=0), capsize=3, color="#55a868")
     for v in hyp.get("plain", {}).values():
         for f, e in v.items():

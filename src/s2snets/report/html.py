@@ -41,7 +41,7 @@ def _fmt(v, pct: bool = False) -> str:
     return f"{v * 100:.2f}%" if pct else (f"{v:.4g}" if isinstance(v, float) else html.escape(str(v)))
 
 
-def _table(header: list[str], rows: list[list], pct_cols: set[int] = frozenset()) -> str:
+def _table(header: list[str], rows: list[list], pct_cols: frozenset[int] | set[int] = frozenset()) -> str:
     head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
     body = "".join("<tr>" + "".join(f"<td>{_fmt(v, i in pct_cols)}</td>" for i, v in enumerate(r)) + "</tr>" for r in rows)
     return f"<table><tr>{head}</tr>{body}</table>"
@@ -55,16 +55,25 @@ def _replicate_section(results: dict, figs: dict[str, Path]) -> str:
     for n in names:
         o, p, f = (acc[n][k]["top1"] for k in ("original", "plain", "finetuned"))
         rows.append([n, o, p, f, f"{(p - o) * 100:+.2f} pt", f"{(f - o) * 100:+.2f} pt", acc[n]["finetuned"]["top5"]])
-    parts.append(_table(["classifier", "original", "plain AE", "fine-tuned", "plain − original", "fine-tuned − original",
-                         "fine-tuned top-5"], rows, {1, 2, 3, 6}))
+    parts.append(
+        _table(
+            ["classifier", "original", "plain AE", "fine-tuned", "plain − original", "fine-tuned − original", "fine-tuned top-5"],
+            rows,
+            {1, 2, 3, 6},
+        )
+    )
     d = results["dataset"]
-    parts.append(f'<p class="muted">Evaluated on {d["eval_images"]} images of {html.escape(d["test"])}; trained on '
-                 f'{d["train_images"]} images of {html.escape(d["train"])}. Accuracy of the pipeline autoencoder → classifier.</p>')
+    parts.append(
+        f'<p class="muted">Evaluated on {d["eval_images"]} images of {html.escape(d["test"])}; trained on '
+        f"{d['train_images']} images of {html.escape(d['train'])}. Accuracy of the pipeline autoencoder → classifier.</p>"
+    )
     for key, title in (("accuracy", "accuracy"), ("reconstructions", "reconstructions")):
         if key in figs:
             parts.append(_img(figs[key], title))
     rec = results["reconstruction"]
-    rows = [["plain", rec["plain"]["mse"], rec["plain"]["psnr"]]] + [[f"fine-tuned: {n}", rec["finetuned"][n]["mse"], rec["finetuned"][n]["psnr"]] for n in names]
+    rows = [["plain", rec["plain"]["mse"], rec["plain"]["psnr"]]] + [
+        [f"fine-tuned: {n}", rec["finetuned"][n]["mse"], rec["finetuned"][n]["psnr"]] for n in names
+    ]
     parts.append("<h3>Reconstruction error (pixels in [0, 1])</h3>" + _table(["autoencoder", "MSE", "PSNR (dB)"], rows))
 
     parts.append("<h2>Constant patterns and nMI</h2>")
@@ -73,11 +82,32 @@ def _replicate_section(results: dict, figs: dict[str, Path]) -> str:
     for k in keys:
         nm = results["nmi"][k]
         pat = results["pattern"].get(k, {})
-        rows.append([k, nm.get("intra"), nm["inter_same_class"], nm["inter_cross_class"], pat.get("mean_constancy"),
-                     pat.get("constant_share"), *[pat.get("lattice_energy", {}).get(str(p)) for p in results["config"]["measure"]["periods"]]])
+        rows.append(
+            [
+                k,
+                nm.get("intra"),
+                nm["inter_same_class"],
+                nm["inter_cross_class"],
+                pat.get("mean_constancy"),
+                pat.get("constant_share"),
+                *[pat.get("lattice_energy", {}).get(str(p)) for p in results["config"]["measure"]["periods"]],
+            ]
+        )
     periods = [f"pattern LE p{p}" for p in results["config"]["measure"]["periods"]]
-    parts.append(_table(["images", "intra nMI", "inter nMI (same class)", "inter nMI (cross class)", "mean constancy",
-                         "share constant (>0.5)", *periods], rows))
+    parts.append(
+        _table(
+            [
+                "images",
+                "intra nMI",
+                "inter nMI (same class)",
+                "inter nMI (cross class)",
+                "mean constancy",
+                "share constant (>0.5)",
+                *periods,
+            ],
+            rows,
+        )
+    )
     for key in ("patterns", "nmi"):
         if key in figs:
             parts.append(_img(figs[key], key))
@@ -86,15 +116,22 @@ def _replicate_section(results: dict, figs: dict[str, Path]) -> str:
     t = results["transfer"]
     o = t["order"]
     verdict = "a total order" if o["total_order"] else ("a total preorder (ties)" if o["total_preorder"] else "not a total order")
-    parts.append(f"<p>The relation “A’s signal suffices for B” (RRC ≥ {t['threshold']}) is <b>{verdict}</b>. "
-                 f"Ranking by how many classifiers each signal suffices for: {html.escape(' > '.join(o['ranking']))}.</p>")
-    viol = ([f"incomparable: {a} / {b}" for a, b in o["incomparable"]] + [f"mutual: {a} ↔ {b}" for a, b in o["mutual"]]
-            + [f"intransitive: {a} → {b} → {c}" for a, b, c in o["intransitive"]])
+    parts.append(
+        f"<p>The relation “A’s signal suffices for B” (RRC ≥ {t['threshold']}) is <b>{verdict}</b>. "
+        f"Ranking by how many classifiers each signal suffices for: {html.escape(' > '.join(o['ranking']))}.</p>"
+    )
+    viol = (
+        [f"incomparable: {a} / {b}" for a, b in o["incomparable"]]
+        + [f"mutual: {a} ↔ {b}" for a, b in o["mutual"]]
+        + [f"intransitive: {a} → {b} → {c}" for a, b, c in o["intransitive"]]
+    )
     if viol:
         parts.append("<p class='muted'>Violations: " + html.escape("; ".join(viol)) + "</p>")
     rows = [[a] + row for a, row in zip(t["names"], t["T"])]
-    parts.append("<h3>T[A, B]: accuracy of B on the reconstructions of the decoder fine-tuned for A</h3>"
-                 + _table(["signal of A \\ classifier B", *t["names"]], rows, set(range(1, len(t["names"]) + 1))))
+    parts.append(
+        "<h3>T[A, B]: accuracy of B on the reconstructions of the decoder fine-tuned for A</h3>"
+        + _table(["signal of A \\ classifier B", *t["names"]], rows, set(range(1, len(t["names"]) + 1)))
+    )
     for key in ("transfer", "lattice"):
         if key in figs:
             parts.append(_img(figs[key], key))
@@ -103,13 +140,25 @@ def _replicate_section(results: dict, figs: dict[str, Path]) -> str:
     rows = []
     for n, lint in results["lint"].items():
         g = lint["input_gradient"] or {}
-        rows.append([n, len(lint["findings"]), ", ".join(lint["findings"][:6]) + ("…" if len(lint["findings"]) > 6 else ""),
-                     "×".join(map(str, g.get("period", []))), g.get("ratio"),
-                     ", ".join(map(str, lint["predicted_periods"])) or "none"])
+        rows.append(
+            [
+                n,
+                len(lint["findings"]),
+                ", ".join(lint["findings"][:6]) + ("…" if len(lint["findings"]) > 6 else ""),
+                "×".join(map(str, g.get("period", []))),
+                g.get("ratio"),
+                ", ".join(map(str, lint["predicted_periods"])) or "none",
+            ]
+        )
     parts.append(_table(["model", "findings", "layers", "input-gradient period", "max/min", "predicted periods"], rows))
-    rows = [[n, *[results["gradient_probe"][n]["lattice_energy"].get(str(p)) for p in results["config"]["measure"]["periods"]]] for n in names]
-    parts.append("<h3>Gradient probe: lattice energy of dL/dx on test images</h3>"
-                 + _table(["classifier", *[f"period {p}" for p in results["config"]["measure"]["periods"]]], rows))
+    rows = [
+        [n, *[results["gradient_probe"][n]["lattice_energy"].get(str(p)) for p in results["config"]["measure"]["periods"]]]
+        for n in names
+    ]
+    parts.append(
+        "<h3>Gradient probe: lattice energy of dL/dx on test images</h3>"
+        + _table(["classifier", *[f"period {p}" for p in results["config"]["measure"]["periods"]]], rows)
+    )
     for key in ("overlap", "gradient_spectra", "training"):
         if key in figs:
             parts.append(_img(figs[key], key))
@@ -118,36 +167,67 @@ def _replicate_section(results: dict, figs: dict[str, Path]) -> str:
 
 def _hypothesis_section(hyp: dict, figs: dict[str, Path]) -> str:
     d = hyp["decision"]
-    parts = ["<h2>The open question: are the constant patterns gradient checkerboards?</h2>",
-             f'<p class="verdict"><b>Verdict: {html.escape(d["verdict"])}.</b> {html.escape(d["reason"])}.</p>',
-             f'<p class="muted">Rules: supported when Spearman ρ ≥ {d["rho_threshold"]} with permutation p &lt; {d["alpha"]} '
-             f'and the blur-pool effect’s 95% CI lies above 0; not supported when both fail and the CI lies below '
-             f'{d["min_effect"]}; inconclusive otherwise. Lattice energies at the analysis period per family: '
-             f'{html.escape(json.dumps(hyp["periods"]))}.</p>']
+    parts = [
+        "<h2>The open question: are the constant patterns gradient checkerboards?</h2>",
+        f'<p class="verdict"><b>Verdict: {html.escape(d["verdict"])}.</b> {html.escape(d["reason"])}.</p>',
+        f'<p class="muted">Rules: supported when Spearman ρ ≥ {d["rho_threshold"]} with permutation p &lt; {d["alpha"]} '
+        f"and the blur-pool effect’s 95% CI lies above 0; not supported when both fail and the CI lies below "
+        f"{d['min_effect']}; inconclusive otherwise. Lattice energies at the analysis period per family: "
+        f"{html.escape(json.dumps(hyp['periods']))}.</p>",
+    ]
     rows = []
     for c in hyp["cells"]:
         pe, ge = c["pattern_energy"], c["gradient_energy"]
-        rows.append([f"{c['family']} / {c['downsample']} / {c['upsample']}", pe["mean"], f"{_fmt(pe['low'])} – {_fmt(pe['high'])}",
-                     ge["mean"], c["inter_nmi"]["mean"], c["restored"]["mean"], pe["n"]])
-    parts.append(_table(["cell (family / downsampling / upsampling)", "pattern LE", "95% CI", "gradient LE", "inter nMI",
-                         "accuracy restored", "seeds"], rows))
+        rows.append(
+            [
+                f"{c['family']} / {c['downsample']} / {c['upsample']}",
+                pe["mean"],
+                f"{_fmt(pe['low'])} – {_fmt(pe['high'])}",
+                ge["mean"],
+                c["inter_nmi"]["mean"],
+                c["restored"]["mean"],
+                pe["n"],
+            ]
+        )
+    parts.append(
+        _table(
+            [
+                "cell (family / downsampling / upsampling)",
+                "pattern LE",
+                "95% CI",
+                "gradient LE",
+                "inter nMI",
+                "accuracy restored",
+                "seeds",
+            ],
+            rows,
+        )
+    )
     cr, cc = hyp["correlation_runs"], hyp["correlation_cells"]
-    parts.append(f"<p>Across runs: Spearman ρ = {_fmt(cr['rho'])}, permutation p = {_fmt(cr['p'])} (n = {cr['n']}). "
-                 f"Across cell means: ρ = {_fmt(cc['rho'])}, p = {_fmt(cc['p'])} (n = {cc['n']}"
-                 f"{', exact' if cc.get('exact') else ''}).</p>")
+    parts.append(
+        f"<p>Across runs: Spearman ρ = {_fmt(cr['rho'])}, permutation p = {_fmt(cr['p'])} (n = {cr['n']}). "
+        f"Across cell means: ρ = {_fmt(cc['rho'])}, p = {_fmt(cc['p'])} (n = {cc['n']}"
+        f"{', exact' if cc.get('exact') else ''}).</p>"
+    )
     if hyp.get("blur_effect"):
         b = hyp["blur_effect"]
-        parts.append(f"<p>Blur-pool effect (native − blur_pool pattern lattice energy): {_fmt(b['mean'])} "
-                     f"(95% CI {_fmt(b['low'])} to {_fmt(b['high'])}).</p>")
+        parts.append(
+            f"<p>Blur-pool effect (native − blur_pool pattern lattice energy): {_fmt(b['mean'])} "
+            f"(95% CI {_fmt(b['low'])} to {_fmt(b['high'])}).</p>"
+        )
     if "hypothesis" in figs:
         parts.append(_img(figs["hypothesis"], "hypothesis"))
     if "odena" in hyp:
-        rows = [[f"{n} transposed", v["init"]["2"], v["init"]["4"], v["trained"]["2"], v["trained"]["4"]]
-                for n, v in sorted(hyp["odena"].items())]
-        parts.append("<h3>Odena’s initialisation probe</h3>"
-                     "<p class='muted'>The article reports frequency-2 and -4 artifacts with deconvolutions in the last two layers, "
-                     "frequency-2 with one, none with resize-convolution only.</p>"
-                     + _table(["generator", "init, period 2", "init, period 4", "trained, period 2", "trained, period 4"], rows))
+        rows = [
+            [f"{n} transposed", v["init"]["2"], v["init"]["4"], v["trained"]["2"], v["trained"]["4"]]
+            for n, v in sorted(hyp["odena"].items())
+        ]
+        parts.append(
+            "<h3>Odena’s initialisation probe</h3>"
+            "<p class='muted'>The article reports frequency-2 and -4 artifacts with deconvolutions in the last two layers, "
+            "frequency-2 with one, none with resize-convolution only.</p>"
+            + _table(["generator", "init, period 2", "init, period 4", "trained, period 2", "trained, period 4"], rows)
+        )
         if "odena" in figs:
             parts.append(_img(figs["odena"], "odena"))
     return "\n".join(parts)
@@ -166,21 +246,29 @@ def write_report(run_root: str | Path) -> Path:
         raise DataError(f"a metrics file in {root} is not valid JSON ({exc}); re-run the stage") from None
     figs = draw_all(root)
     name = (results or {}).get("config", {}).get("name", root.name)
-    body = [f"<h1>s2snets report: {html.escape(name)}</h1>",
-            "<p class='muted'>What do deep networks like to see (Palacio et al., CVPR 2018), replicated end to end, "
-            "with checkerboard artifacts (Odena et al., 2016) made measurable. Every number below was computed by this run.</p>"]
+    body = [
+        f"<h1>s2snets report: {html.escape(name)}</h1>",
+        "<p class='muted'>What do deep networks like to see (Palacio et al., CVPR 2018), replicated end to end, "
+        "with checkerboard artifacts (Odena et al., 2016) made measurable. Every number below was computed by this run.</p>",
+    ]
     if hyp is not None:
         body.append(_hypothesis_section(hyp, figs))
     if results is not None:
         body.append(_replicate_section(results, figs))
         rt = results["runtime"]
-        body.append(f"<p class='muted'>s2snets {html.escape(results['version'])}, torch {html.escape(rt['torch'])}, "
-                    f"device {html.escape(rt['device'])}, AMP {html.escape(rt['amp'])}, "
-                    f"total time {results.get('seconds_total', 0):.0f} s for the replication stages.</p>")
+        body.append(
+            f"<p class='muted'>s2snets {html.escape(results['version'])}, torch {html.escape(rt['torch'])}, "
+            f"device {html.escape(rt['device'])}, AMP {html.escape(rt['amp'])}, "
+            f"total time {results.get('seconds_total', 0):.0f} s for the replication stages.</p>"
+        )
     else:
-        body.append("<p class='muted'>No replication results: run <code>s2snets replicate</code> for the accuracy, nMI and transfer sections.</p>")
-    page = (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>s2snets report: {html.escape(name)}</title>"
-            f"<style>{CSS}</style></head><body>{''.join(body)}</body></html>\n")
+        body.append(
+            "<p class='muted'>No replication results: run <code>s2snets replicate</code> for the accuracy, nMI and transfer sections.</p>"
+        )
+    page = (
+        f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>s2snets report: {html.escape(name)}</title>"
+        f"<style>{CSS}</style></head><body>{''.join(body)}</body></html>\n"
+    )
     path = root / "report.html"
     atomic_write_text(path, page)
     return path
