@@ -5,7 +5,9 @@ BIN     := $(VENV)/bin
 DATA    := /usr/share/datasets/fashion-mnist
 STAMP   := $(VENV)/.installed
 
-.PHONY: setup demo test bench lint clean
+.PHONY: setup data browser demo test bench lint clean
+
+# make bench BENCH_ARGS=--demo also times `s2snets demo` from scratch (about 10 minutes).
 
 setup: $(STAMP) data browser
 
@@ -33,7 +35,7 @@ test: setup
 	$(BIN)/python -m pytest
 
 bench: setup
-	$(BIN)/python benchmarks/run_all.py
+	$(BIN)/python benchmarks/run_all.py $(BENCH_ARGS)
 
 lint: setup
 	$(BIN)/ruff check src tests benchmarks
