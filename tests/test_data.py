@@ -126,7 +126,7 @@ def test_image_folder(tmp_path):
     with pytest.raises(DataError, match="broken.png"):
         image_folder(tmp_path, size=16)
     d = image_folder(tmp_path, size=16, on_corrupt="skip")
-    assert len(d) == 6 and any("broken.png" in p for p in image_folder.last_skipped)
+    assert len(d) == 6 and any("broken.png" in p for p in d.skipped)
 
 
 def test_image_folder_empty_class_and_empty_root(tmp_path):

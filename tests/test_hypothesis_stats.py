@@ -43,3 +43,6 @@ def test_verdict_for_each_outcome():
     assert decide(weak, {"mean": 0.1, "low": -0.05, "high": 0.25}, 0.5, 0.05)["verdict"] == "inconclusive"
     assert decide(weak, None, 0.5, 0.05)["verdict"] == "inconclusive"
     assert decide({"rho": 0.9, "p": 0.2}, {"mean": 0.1, "low": 0.05, "high": 0.15}, 0.5, 0.05)["verdict"] == "inconclusive"
+    no_pattern = decide(weak, {"mean": 0.0, "low": -0.01, "high": 0.01}, 0.5, 0.05, pattern_excess=0.001)
+    assert no_pattern["verdict"] == "inconclusive" and "no pattern formed" in no_pattern["reason"]
+    assert decide(strong, {"mean": 0.1, "low": 0.05, "high": 0.15}, 0.5, 0.05, pattern_excess=0.05)["verdict"] == "supported"

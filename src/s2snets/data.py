@@ -61,6 +61,7 @@ class ImageSet:
     mean: tuple[float, ...]
     std: tuple[float, ...]
     name: str
+    skipped: tuple[str, ...] = ()  # unreadable files left out (image folders with on_corrupt="skip")
 
     def __post_init__(self) -> None:
         if self.images.dtype != torch.uint8 or self.images.ndim != 4:
@@ -235,7 +236,7 @@ def image_folder(path: str | Path, size: int, channels: int = 3, on_corrupt: str
     """Images in ``path/<class>/<image>`` (torchvision ImageFolder layout), resized and centre-cropped to size.
 
     ``on_corrupt``: "error" raises DataError naming the first unreadable image; "skip" leaves it out (the skipped
-    paths are in ``image_folder.last_skipped``). An empty folder, or a class folder without images, is an error.
+    paths are in the set's ``skipped``). An empty folder, or a class folder without images, is an error.
     """
     from PIL import Image, UnidentifiedImageError
     from torchvision import datasets, transforms
@@ -269,12 +270,13 @@ def image_folder(path: str | Path, size: int, channels: int = 3, on_corrupt: str
             skipped.append(file)
             continue
         labels.append(label)
-    image_folder.last_skipped = skipped  # type: ignore[attr-defined]
     if not images:
         raise DataError(f"no readable images in {root}")
     x = torch.stack(images)
     mean, std = channel_stats(x)
-    return ImageSet(x, torch.tensor(labels, dtype=torch.int64), tuple(folder.classes), mean, std, f"folder/{root.name}")
+    return ImageSet(
+        x, torch.tensor(labels, dtype=torch.int64), tuple(folder.classes), mean, std, f"folder/{root.name}", tuple(skipped)
+    )
 
 
 # ----------------------------------------------------------------------------------------------- synthetic

@@ -17,7 +17,8 @@ downsampling by blur pooling lowers the pattern's lattice energy.
 
 Verdict rules (thresholds from the config): *supported* when Spearman rho >= rho_threshold with permutation
 p < alpha AND the blur-pool effect (native - blur_pool pattern energy) has a 95% CI above 0; *not supported* when
-neither holds and the effect's CI upper bound is below ``min_effect``; *inconclusive* otherwise. The correlation is
+neither holds and the effect's CI upper bound is below ``min_effect``; *inconclusive* otherwise, and also whenever
+no cell's pattern energy exceeds the plain autoencoder's by ``min_effect`` (no pattern formed to explain). The correlation is
 computed over runs (cells x seeds); the cell-level correlation is reported beside it (with few cells its
 permutation p-value cannot go below 1/n!).
 """
@@ -99,10 +100,30 @@ def spearman_permutation(x: list[float], y: list[float], permutations: int = 100
 
 
 def decide(
-    correlation: dict, blur_effect: dict | None, rho_threshold: float, alpha: float, min_effect: float = MIN_EFFECT
+    correlation: dict,
+    blur_effect: dict | None,
+    rho_threshold: float,
+    alpha: float,
+    min_effect: float = MIN_EFFECT,
+    pattern_excess: float | None = None,
 ) -> dict:
-    """The verdict from the numbers: supported / not supported / inconclusive, with the rule that fired."""
+    """The verdict from the numbers: supported / not supported / inconclusive, with the rule that fired.
+
+    ``pattern_excess``: the largest cell-mean pattern energy above the plain autoencoder's. Below ``min_effect`` no
+    pattern formed that the experiment could attribute, and the verdict is inconclusive whatever the tests say.
+    """
     rho, p = correlation.get("rho", float("nan")), correlation.get("p", float("nan"))
+    if pattern_excess is not None and pattern_excess < min_effect:
+        return {
+            "verdict": "inconclusive",
+            "rho_threshold": rho_threshold,
+            "alpha": alpha,
+            "min_effect": min_effect,
+            "reason": (
+                f"no pattern formed: the fine-tuned reconstructions' pattern lattice energy exceeds the plain "
+                f"autoencoder's by at most {pattern_excess:.4f} (< {min_effect}); fine-tune longer"
+            ),
+        }
     corr_ok = not math.isnan(rho) and rho >= rho_threshold and p < alpha
     blur_ok = blur_effect is not None and blur_effect["low"] > 0
     blur_negligible = blur_effect is not None and blur_effect["high"] < min_effect
@@ -249,13 +270,15 @@ def summarise(runs: list[dict], h, plain_pattern: dict) -> dict:
     native = [r["pattern_energy"] for r in runs if r["downsample"] == "native"]
     blurred = [r["pattern_energy"] for r in runs if r["downsample"] == "blur_pool"]
     blur_effect = difference_ci(native, blurred) if native and blurred else None
+    excess = max(c["pattern_energy"]["mean"] - plain_pattern[c["upsample"]][c["family"]] for c in cell_rows)
     return {
         "runs": runs,
         "cells": cell_rows,
         "correlation_runs": run_corr,
         "correlation_cells": cell_corr,
         "blur_effect": blur_effect,
-        "decision": decide(run_corr, blur_effect, h.rho_threshold, h.alpha),
+        "pattern_excess": excess,
+        "decision": decide(run_corr, blur_effect, h.rho_threshold, h.alpha, pattern_excess=excess),
     }
 
 

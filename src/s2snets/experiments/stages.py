@@ -103,7 +103,7 @@ def finetune_decoder(
     upsample: str,
     seed: int | None = None,
     stage_cfg: StageConfig | None = None,
-    tag: str = "",
+    tag: str | None = None,
 ) -> Trained:
     """A copy of the pretrained autoencoder whose decoder is fine-tuned through the frozen classifier."""
     seed = ctx.config.seed if seed is None else seed

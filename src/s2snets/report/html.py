@@ -172,7 +172,8 @@ def _hypothesis_section(hyp: dict, figs: dict[str, Path]) -> str:
         f'<p class="verdict"><b>Verdict: {html.escape(d["verdict"])}.</b> {html.escape(d["reason"])}.</p>',
         f'<p class="muted">Rules: supported when Spearman ρ ≥ {d["rho_threshold"]} with permutation p &lt; {d["alpha"]} '
         f"and the blur-pool effect’s 95% CI lies above 0; not supported when both fail and the CI lies below "
-        f"{d['min_effect']}; inconclusive otherwise. Lattice energies at the analysis period per family: "
+        f"{d['min_effect']}; inconclusive otherwise, and whenever no cell's pattern exceeds the plain autoencoder's by "
+        f"{d['min_effect']}. Lattice energies at the analysis period per family: "
         f"{html.escape(json.dumps(hyp['periods']))}.</p>",
     ]
     rows = []
