@@ -303,7 +303,7 @@ def train_stage(
         if not math.isfinite(value):
             raise TrainingError(
                 f"{stage.name}: the loss became {value} between steps {last_checked} and {step}; the last good "
-                f"checkpoint ({checkpoint.name}) is kept. Lower the learning rate (now {cfg.lr}) and re-run to resume"
+                f"checkpoint ({checkpoint.name}) is kept. Lower the learning rate (now {cfg.lr}) and re-run"
             )
         history.append((step, value))
         bar.set_postfix(loss=f"{value:.4f}")

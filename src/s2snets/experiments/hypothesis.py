@@ -32,6 +32,7 @@ import time
 import torch
 from scipy import stats
 
+from s2snets import __version__
 from s2snets.config import RunConfig, StageConfig, config_hash
 from s2snets.experiments.replicate import accuracy, load_context
 from s2snets.experiments.stages import Context, finetune_decoder, pretrain_autoencoder, train_classifier
@@ -166,6 +167,7 @@ def hypothesis(config: RunConfig, run: RunDir, runtime: Runtime, progress: bool 
     data = ctx.test.head(config.measure.eval_limit, seed=config.seed)
     key = config_hash(
         "hypothesis",
+        __version__,  # measures may change between versions: recompute, but reuse the trained stages
         h,
         config.train_classifier,
         config.finetune,

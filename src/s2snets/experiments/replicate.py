@@ -86,6 +86,7 @@ def replicate(config: RunConfig, run: RunDir, runtime: Runtime, progress: bool =
     finetuned = {name: finetune_decoder(ctx, plain, clf, config.autoencoder.upsample) for name, clf in classifiers.items()}
     key = config_hash(
         "evaluate",
+        __version__,
         config.measure,
         [c.key for c in classifiers.values()],
         plain.key,
