@@ -142,3 +142,22 @@ def test_synthetic_is_deterministic_and_learnable_shape():
     assert torch.equal(a.images, b.images) and a.images.shape == (32, 1, 16, 16)
     assert set(a.labels.tolist()) == {0, 1, 2, 3}
     assert not torch.equal(a.images, synthetic(32, 16, 4, seed=4).images)
+
+
+def test_folder_dataset_through_the_config(tmp_path):
+    from s2snets.config import DataConfig
+    from s2snets.data import load_split
+
+    rng = np.random.default_rng(1)
+    for split in ("train", "test"):
+        for cls in ("a", "b", "c"):
+            (tmp_path / split / cls).mkdir(parents=True)
+            for i in range(4):
+                Image.fromarray(rng.integers(0, 256, (30, 30, 3), dtype=np.uint8)).save(tmp_path / split / cls / f"{i}.jpg")
+    cfg = DataConfig(dataset="folder", root=str(tmp_path), size=16, channels=1, train_limit=10)
+    train, test = load_split(cfg, "train"), load_split(cfg, "test")
+    assert train.images.shape == (10, 1, 16, 16) and len(test) == 12 and test.class_names == ("a", "b", "c")
+    x = test.normalize(test.images)
+    assert abs(float(x.mean())) < 1e-4  # the folder's own statistics travel with it
+    with pytest.raises(DataError, match="data.root must name"):
+        load_split(DataConfig(dataset="folder"), "train")

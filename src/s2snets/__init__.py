@@ -5,7 +5,6 @@ from s2snets.errors import (
     ConfigError,
     DataError,
     ModelError,
-    NotAvailableError,
     S2SNetsError,
     TrainingError,
 )
@@ -17,7 +16,6 @@ __all__ = [
     "ConfigError",
     "DataError",
     "ModelError",
-    "NotAvailableError",
     "S2SNetsError",
     "TrainingError",
     "__version__",

@@ -31,7 +31,3 @@ class Interrupted(S2SNetsError):
     """The user pressed Ctrl-C; progress was saved."""
 
     exit_code = 130
-
-
-class NotAvailableError(S2SNetsError):
-    """A feature that this build does not provide."""
