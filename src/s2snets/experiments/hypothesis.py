@@ -199,19 +199,16 @@ def hypothesis(config: RunConfig, run: RunDir, runtime: Runtime, progress: bool 
         periods[family] = max(predicted) if predicted else 2
     for u, plain in plains.items():
         recon = reconstruct(plain.model, data, runtime)
-        plain_pattern[u] = {
-            f: float(lattice_energy(constant_pattern(originals, recon, ()).mean_difference.mean(0), periods[f]))
-            for f in h.families
-        }
+        plain_difference = constant_pattern(originals, recon, ()).mean_difference.mean(0)
+        plain_pattern[u] = {f: float(lattice_energy(plain_difference, periods[f])) for f in h.families}
         plain_pattern[u]["inter_nmi"] = float(inter_nmi(recon, data.labels, config.measure.nmi_pairs, config.seed).mean())
+    probe_set = data.head(config.measure.probe_images, seed=config.seed)
+    probe_x, probe_y = runtime.to_device(probe_set.normalize(probe_set.images)), probe_set.labels.to(runtime.device)
     for family, d, seed in itertools.product(h.families, h.downsamples, h.seeds):
         reuse = d == config.classifier_downsample and seed == config.seed
         clf = train_classifier(ctx, family, d, seed=seed, tag="" if reuse else f"-{d}-s{seed}")
         p = periods[family]
-        probe_set = data.head(config.measure.probe_images, seed=config.seed)
-        probe = gradient_probe(
-            clf.model, runtime.to_device(probe_set.normalize(probe_set.images)), probe_set.labels.to(runtime.device), (p,)
-        )
+        probe = gradient_probe(clf.model, probe_x, probe_y, (p,))
         plain_top1 = {
             u: accuracy(predict_logits(clf.model, data, runtime, transform=plains[u].model), data.labels, data.num_classes)[
                 "top1"

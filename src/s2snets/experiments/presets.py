@@ -2,37 +2,17 @@
 
 from __future__ import annotations
 
-from s2snets.config import (
-    AutoencoderConfig,
-    DataConfig,
-    HypothesisConfig,
-    MeasureConfig,
-    RunConfig,
-    StageConfig,
-)
+from dataclasses import replace
+
+from s2snets.config import AutoencoderConfig, DataConfig, HypothesisConfig, MeasureConfig, RunConfig, StageConfig
 
 
 def demo_config(quick: bool = False) -> RunConfig:
-    """The demo: the four small families on Fashion-MNIST, a small autoencoder, a small hypothesis grid."""
-    if quick:
-        return RunConfig(
-            name="demo-quick",
-            data=DataConfig(dataset="fashion-mnist", size=32, train_limit=2048, test_limit=512),
-            autoencoder=AutoencoderConfig(preset="small", upsample="unpool"),
-            train_classifier=StageConfig(epochs=1, batch_size=128, lr=3e-3, checkpoint_every=50),
-            pretrain=StageConfig(epochs=1, batch_size=64, lr=3e-3, checkpoint_every=50),
-            finetune=StageConfig(epochs=1, max_steps=15, batch_size=64, lr=1e-3, checkpoint_every=50),
-            measure=MeasureConfig(nmi_pairs=200, probe_images=64, figure_images=6),
-            hypothesis=HypothesisConfig(
-                families=["resnet_s"],
-                downsamples=["native", "blur_pool"],
-                upsamples=["unpool"],
-                seeds=[0, 1, 2],
-                permutations=2000,
-                odena_steps=20,
-            ),
-        )
-    return RunConfig(
+    """The demo: the four small families on Fashion-MNIST, a small autoencoder, a small hypothesis grid.
+
+    ``quick`` is a smoke run of the same pipeline: less data, fewer steps, two downsamplings in the grid.
+    """
+    full = RunConfig(
         name="demo",
         data=DataConfig(dataset="fashion-mnist", size=32, train_limit=12000, test_limit=2000),
         autoencoder=AutoencoderConfig(preset="small", upsample="unpool"),
@@ -48,4 +28,15 @@ def demo_config(quick: bool = False) -> RunConfig:
             permutations=10000,
             odena_steps=150,
         ),
+    )
+    if not quick:
+        return full
+    return replace(
+        full,
+        name="demo-quick",
+        data=replace(full.data, train_limit=2048, test_limit=512),
+        pretrain=replace(full.pretrain, epochs=1, checkpoint_every=50),
+        finetune=replace(full.finetune, max_steps=15),
+        measure=replace(full.measure, nmi_pairs=200, probe_images=64, figure_images=6),
+        hypothesis=replace(full.hypothesis, downsamples=["native", "blur_pool"], permutations=2000, odena_steps=20),
     )
