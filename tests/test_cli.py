@@ -131,3 +131,14 @@ def test_demo_quick_end_to_end(quick_demo):
     again = run_cli("demo", "--quick", "--runs", str(run.parent))
     assert again.returncode == 0 and "finished earlier with the same config, skipped" in again.stdout
     assert "steps in" not in again.stdout
+
+
+def test_config_command_prints_a_valid_complete_config(tmp_path):
+    from s2snets.config import RunConfig, load_config
+    from s2snets.experiments.presets import demo_config
+
+    for preset, expected in (("default", RunConfig()), ("demo", demo_config())):
+        proc = run_cli("config", "--preset", preset)
+        assert proc.returncode == 0
+        (tmp_path / f"{preset}.toml").write_text(proc.stdout)
+        assert load_config(tmp_path / f"{preset}.toml") == expected

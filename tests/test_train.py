@@ -59,6 +59,31 @@ def test_finished_stage_is_skipped_and_loaded(tmp_path):
     assert again.skipped and torch.equal(fresh.classifier.weight, clf.classifier.weight)
 
 
+def test_bf16_autocast_on_cpu_and_amp_validation(tmp_path):
+    from s2snets.errors import ConfigError
+    from s2snets.runtime import Runtime
+
+    torch.manual_seed(0)
+    ae = build_segnet("tiny", 1)
+    rt = Runtime(torch.device("cpu"), amp_dtype=torch.bfloat16)
+    cfg = StageConfig(max_steps=6, batch_size=32, lr=3e-3, checkpoint_every=3)
+    r = train_stage(
+        autoencoder_stage("bf16", ae),
+        synthetic(128, 16, 4),
+        cfg,
+        seed=0,
+        checkpoint=tmp_path / "b.safetensors",
+        key="k",
+        runtime=rt,
+        progress=False,
+    )
+    assert r.steps == 6 and all(torch.isfinite(torch.tensor(h[1])) for h in r.history)
+    assert all(p.dtype == torch.float32 for p in ae.parameters())  # autocast keeps fp32 master weights
+    with pytest.raises(ConfigError, match="fp16' needs CUDA"):
+        init_runtime("cpu", "fp16")
+    assert init_runtime("cpu", "auto").amp_dtype is None and init_runtime("cpu", "bf16").amp_dtype == torch.bfloat16
+
+
 def test_lr_schedule():
     cfg = StageConfig(lr=1.0, warmup_steps=2, schedule="cosine")
     assert lr_at(0, 10, cfg) == 0.5 and lr_at(1, 10, cfg) == 1.0 and lr_at(2, 10, cfg) == pytest.approx(1.0)

@@ -20,6 +20,7 @@ s2snets: what image classifiers like to see (S2SNets, CVPR 2018), and where chec
   s2snets report RUN_DIR        one self-contained HTML report for a run
   s2snets lint MODEL            uneven overlap in any model (forward and gradient pass)
   s2snets measure ...           nMI, spectra, overlap maps, gradient probes, transfer order
+  s2snets config                a complete config file with every key and its default, to start from
 """
 
 
@@ -102,6 +103,15 @@ def _write_report(args: argparse.Namespace, run) -> None:
 
     path = write_report(run.root)
     print(f"\nreport: {path}")
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    from s2snets.config import RunConfig, to_toml
+    from s2snets.experiments.presets import demo_config
+
+    config = demo_config(quick=args.preset == "demo-quick") if args.preset.startswith("demo") else RunConfig()
+    print(to_toml(config), end="")
+    return 0
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -293,6 +303,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--runs", default="runs")
     p.add_argument("--name", default=None)
     p.set_defaults(func=cmd_hypothesis)
+
+    p = add(sub, "config", help="print a complete TOML config (every key, defaults or a preset) to edit and pass to --config")
+    p.add_argument("--preset", choices=["default", "demo", "demo-quick"], default="default")
+    p.set_defaults(func=cmd_config)
 
     p = add(sub, "report", help="write RUN_DIR/report.html (self-contained, opens offline)")
     p.add_argument("run_dir")

@@ -19,30 +19,32 @@ from typing import Any
 
 from s2snets.errors import ConfigError
 
+SMALL_FAMILIES = ("alexnet_s", "vgg_s", "resnet_s", "inception_s")
+
 
 @dataclass
 class DataConfig:
     dataset: str = "fashion-mnist"  # fashion-mnist | folder | synthetic
     root: str = ""  # folder of IDX files or of class folders; "" = the default search path
     size: int = 32  # images are padded (Fashion-MNIST) or resized (folders) to size x size
-    channels: int = 1
+    channels: int = 1  # 1 (grayscale) or 3 (RGB); Fashion-MNIST is 1
     train_limit: int = 0  # 0 = the whole split; otherwise the first n (after a seeded shuffle)
-    test_limit: int = 0
+    test_limit: int = 0  # the same for the test split (evaluation)
     on_corrupt: str = "error"  # error | skip (image folders)
-    synthetic_n: int = 512
+    synthetic_n: int = 512  # images per split for dataset = "synthetic"
 
 
 @dataclass
 class StageConfig:
-    epochs: int = 1
+    epochs: int = 1  # passes over the training split
     max_steps: int = 0  # 0 = as many as the epochs give
-    batch_size: int = 128
-    lr: float = 1e-3
+    batch_size: int = 128  # global batch; split across processes under torchrun
+    lr: float = 1e-3  # peak learning rate
     optimizer: str = "adam"  # adam | adamw | sgd
-    momentum: float = 0.9
-    weight_decay: float = 0.0
+    momentum: float = 0.9  # sgd only (Nesterov when > 0)
+    weight_decay: float = 0.0  # L2 (adam, sgd) or decoupled (adamw)
     schedule: str = "cosine"  # constant | cosine
-    warmup_steps: int = 0
+    warmup_steps: int = 0  # linear warm-up before the schedule
     checkpoint_every: int = 100  # steps; a checkpoint is also written at each epoch end
 
 
@@ -54,37 +56,37 @@ class AutoencoderConfig:
 
 @dataclass
 class MeasureConfig:
-    nmi_levels: int = 256
+    nmi_levels: int = 256  # quantisation levels of pixel values for nMI
     nmi_average: str = "arithmetic"  # arithmetic | geometric | min | max
-    nmi_pairs: int = 500
+    nmi_pairs: int = 500  # random image pairs per inter-image nMI
     eval_limit: int = 0  # 0 = the whole test split
-    periods: list[int] = field(default_factory=lambda: [2, 4, 8])
-    rrc_threshold: float = 0.95
-    figure_images: int = 8
-    probe_images: int = 256
+    periods: list[int] = field(default_factory=lambda: [2, 4, 8])  # lattice-energy periods reported
+    rrc_threshold: float = 0.95  # A's signal suffices for B when RRC[A, B] >= this
+    figure_images: int = 8  # images in the reconstruction figure
+    probe_images: int = 256  # test images for the gradient probe
 
 
 @dataclass
 class HypothesisConfig:
-    families: list[str] = field(default_factory=lambda: ["resnet_s"])
-    downsamples: list[str] = field(default_factory=lambda: ["native", "blur_pool", "max_pool"])
-    upsamples: list[str] = field(default_factory=lambda: ["unpool"])
-    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
-    permutations: int = 10000
-    rho_threshold: float = 0.5
-    alpha: float = 0.05
-    odena_probe: bool = True
-    odena_steps: int = 150
+    families: list[str] = field(default_factory=lambda: ["resnet_s"])  # classifier families in the grid
+    downsamples: list[str] = field(default_factory=lambda: ["native", "blur_pool", "max_pool"])  # + strided_conv, avg_pool
+    upsamples: list[str] = field(default_factory=lambda: ["unpool"])  # decoder upsamplings in the grid
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])  # one classifier + fine-tuning per seed and cell
+    permutations: int = 10000  # for the Spearman permutation test
+    rho_threshold: float = 0.5  # "supported" needs Spearman rho at least this ...
+    alpha: float = 0.05  # ... with permutation p below this
+    odena_probe: bool = True  # also run Odena's generator initialisation probe
+    odena_steps: int = 150  # training steps of each probe generator
 
 
 @dataclass
 class RunConfig:
-    name: str = "run"
-    seed: int = 0
+    name: str = "run"  # run directory: runs/<name>/
+    seed: int = 0  # seeds model initialisation, data order and pair sampling
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
     amp: str = "auto"  # auto (bf16 on CUDA, off on CPU) | off | bf16 | fp16
-    classifiers: list[str] = field(default_factory=lambda: ["alexnet_s", "vgg_s", "resnet_s", "inception_s"])
-    classifier_downsample: str = "native"
+    classifiers: list[str] = field(default_factory=lambda: list(SMALL_FAMILIES))  # zoo names or package.module:factory
+    classifier_downsample: str = "native"  # native | strided_conv | max_pool | avg_pool | blur_pool
     data: DataConfig = field(default_factory=DataConfig)
     autoencoder: AutoencoderConfig = field(default_factory=AutoencoderConfig)
     train_classifier: StageConfig = field(default_factory=StageConfig)
@@ -162,17 +164,31 @@ def to_toml(config: Any) -> str:
 
     def emit(obj: Any, prefix: str) -> list[str]:
         lines, tables = [], []
+        notes = field_comments(type(obj))
         for f in dataclasses.fields(obj):
             v = getattr(obj, f.name)
             if dataclasses.is_dataclass(v):
                 tables.append((f.name, v))
             else:
-                lines.append(f"{f.name} = {scalar(v)}")
+                line = f"{f.name} = {scalar(v)}"
+                lines.append(f"{line:<39} # {notes[f.name]}" if f.name in notes else line)
         for name, v in tables:
             lines += ["", f"[{prefix}{name}]"] + emit(v, f"{prefix}{name}.")
         return lines
 
     return "\n".join(emit(config, "")) + "\n"
+
+
+def field_comments(cls: type) -> dict[str, str]:
+    """The ``# comment`` written after each field in the dataclass's source: the documentation of that key."""
+    import inspect
+    import re
+
+    try:
+        source = inspect.getsource(cls)
+    except (OSError, TypeError):
+        return {}
+    return {m.group(1): m.group(2).strip() for m in re.finditer(r"^\s+(\w+):[^#\n]*#(.*)$", source, re.M)}
 
 
 def config_hash(*parts: Any) -> str:
