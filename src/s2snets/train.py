@@ -357,26 +357,37 @@ def predict_logits(
     data: ImageSet,
     runtime: Runtime,
     batch_size: int = 512,
-    transform: Callable[[Tensor], Tensor] | None = None,
+    inputs: Tensor | None = None,
     limit: int | None = None,
 ) -> Tensor:
-    """Logits (N, K) of ``model`` on ``data`` (optionally on ``transform(x)``, e.g. a reconstruction), float32 on CPU."""
+    """Logits (N, K) of ``model``, float32 on CPU, on ``data``'s images, or on ``inputs``: model-ready (normalised)
+    tensors (N, C, H, W) such as ``autoencode``'s outputs, computed once and fed to every classifier."""
     model.eval()
+    if inputs is None:
+        source = (x for x, _ in batches(data, batch_size, runtime, limit))
+    else:
+        source = (runtime.to_device(inputs[s : s + batch_size]) for s in range(0, len(inputs), batch_size))
     out = []
-    for x, _ in batches(data, batch_size, runtime, limit):
+    for x in source:
         with runtime.autocast():
-            out.append(model(transform(x) if transform else x).float().cpu())
+            out.append(model(x).float().cpu())
     return torch.cat(out)
 
 
 @torch.no_grad()
-def reconstruct(
+def autoencode(
     autoencoder: nn.Module, data: ImageSet, runtime: Runtime, batch_size: int = 512, limit: int | None = None
 ) -> Tensor:
-    """Reconstructions in [0, 1] pixel units, clipped, float32 (N, C, H, W) on CPU."""
+    """The autoencoder's raw outputs: normalised image space, not clipped, float32 (N, C, H, W) on CPU. This is what
+    a classifier sees in the pipeline autoencoder -> classifier."""
     autoencoder.eval()
     out = []
     for x, _ in batches(data, batch_size, runtime, limit):
         with runtime.autocast():
-            out.append(data.denormalize(autoencoder(x).float()).clamp(0, 1).cpu())
-    return torch.cat(out).contiguous()
+            out.append(autoencoder(x).float().cpu())
+    return torch.cat(out)
+
+
+def to_pixels(data: ImageSet, raw: Tensor) -> Tensor:
+    """Raw autoencoder outputs -> reconstructions in [0, 1] pixel units, clipped. (N, C, H, W) -> (N, C, H, W)."""
+    return data.denormalize(raw).clamp(0, 1).contiguous()

@@ -45,7 +45,7 @@ from s2snets.models.classifiers import build_classifier
 from s2snets.models.generator import ProbeAutoencoder
 from s2snets.rundir import RunDir
 from s2snets.runtime import Runtime
-from s2snets.train import autoencoder_stage, predict_logits, reconstruct, train_stage
+from s2snets.train import autoencode, autoencoder_stage, predict_logits, to_pixels, train_stage
 
 MIN_EFFECT = 0.02  # lattice-energy difference below which a blur-pool effect is called negligible
 
@@ -197,8 +197,9 @@ def hypothesis(config: RunConfig, run: RunDir, runtime: Runtime, progress: bool 
             ).as_dict()
         predicted = [p for d in h.downsamples for p in lints[f"{family}/{d}"]["predicted_periods"] if p <= data.size]
         periods[family] = max(predicted) if predicted else 2
-    for u, plain in plains.items():
-        recon = reconstruct(plain.model, data, runtime)
+    plain_raw = {u: autoencode(plain.model, data, runtime) for u, plain in plains.items()}  # once, for every classifier
+    for u in plains:
+        recon = to_pixels(data, plain_raw[u])
         plain_difference = constant_pattern(originals, recon, ()).mean_difference.mean(0)
         plain_pattern[u] = {f: float(lattice_energy(plain_difference, periods[f])) for f in h.families}
         plain_pattern[u]["inter_nmi"] = float(inter_nmi(recon, data.labels, config.measure.nmi_pairs, config.seed).mean())
@@ -210,18 +211,15 @@ def hypothesis(config: RunConfig, run: RunDir, runtime: Runtime, progress: bool 
         p = periods[family]
         probe = gradient_probe(clf.model, probe_x, probe_y, (p,))
         plain_top1 = {
-            u: accuracy(predict_logits(clf.model, data, runtime, transform=plains[u].model), data.labels, data.num_classes)[
-                "top1"
-            ]
+            u: accuracy(predict_logits(clf.model, data, runtime, inputs=plain_raw[u]), data.labels, data.num_classes)["top1"]
             for u in h.upsamples
         }
         for u in h.upsamples:
             ft = finetune_decoder(ctx, plains[u], clf, u, seed=seed, tag=None if reuse else f"{family}-{d}-s{seed}")
-            recon = reconstruct(ft.model, data, runtime)
+            ft_raw = autoencode(ft.model, data, runtime)
+            recon = to_pixels(data, ft_raw)
             pattern = constant_pattern(originals, recon, ())
-            ft_top1 = accuracy(predict_logits(clf.model, data, runtime, transform=ft.model), data.labels, data.num_classes)[
-                "top1"
-            ]
+            ft_top1 = accuracy(predict_logits(clf.model, data, runtime, inputs=ft_raw), data.labels, data.num_classes)["top1"]
             runs.append(
                 {
                     "family": family,

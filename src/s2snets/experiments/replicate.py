@@ -30,7 +30,7 @@ from s2snets.metrics.pattern import constant_pattern
 from s2snets.metrics.transfer import check_total_order, concept_lattice, rrc, suffices
 from s2snets.rundir import RunDir
 from s2snets.runtime import Runtime
-from s2snets.train import predict_logits, reconstruct
+from s2snets.train import autoencode, predict_logits, to_pixels
 
 
 def accuracy(logits: Tensor, labels: Tensor, num_classes: int) -> dict:
@@ -114,18 +114,20 @@ def evaluate(ctx: Context, classifiers: dict[str, Trained], plain: Trained, fine
     k = data.num_classes
     ctx.say(f"evaluation on {len(data)} test images")
 
-    recon_plain = reconstruct(plain.model, data, rt)
-    recon_ft = {a: reconstruct(finetuned[a].model, data, rt) for a in names}
+    raw_plain = autoencode(plain.model, data, rt)
+    raw_ft = {a: autoencode(finetuned[a].model, data, rt) for a in names}
+    recon_plain = to_pixels(data, raw_plain)
+    recon_ft = {a: to_pixels(data, raw_ft[a]) for a in names}
     acc: dict = {}
     transfer = torch.zeros(len(names), len(names), dtype=torch.float64)
     for j, b in enumerate(names):
         clf = classifiers[b].model
         acc[b] = {
             "original": accuracy(predict_logits(clf, data, rt), labels, k),
-            "plain": accuracy(predict_logits(clf, data, rt, transform=plain.model), labels, k),
+            "plain": accuracy(predict_logits(clf, data, rt, inputs=raw_plain), labels, k),
         }
         for i, a in enumerate(names):
-            a_acc = accuracy(predict_logits(clf, data, rt, transform=finetuned[a].model), labels, k)
+            a_acc = accuracy(predict_logits(clf, data, rt, inputs=raw_ft[a]), labels, k)
             transfer[i, j] = a_acc["top1"]
             if a == b:
                 acc[b]["finetuned"] = a_acc

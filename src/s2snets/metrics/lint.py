@@ -14,7 +14,6 @@ max/min overlap ratio in 2-D. For the whole model it propagates exact 1-D count 
 from __future__ import annotations
 
 import math
-import operator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,9 +27,11 @@ from s2snets.metrics.overlap import (
     Geometry,
     adaptive_windows,
     gather_taps,
+    gradient_overlap_1d,
     overlap_period,
     overlap_ratio,
     scatter_taps,
+    transposed_overlap_1d,
 )
 
 LEAF_LAYERS = (BlurPool, MaxUnpool, ResizeConv, SubPixel, TransposedUpsample, ZeroOrderHold)
@@ -70,12 +71,8 @@ class SamplingLayer:
         r = 1.0
         for g in self.geometry:
             n = 8 * g.stride * max(g.span, g.stride)
-            if g.kind in ("transposed", "upsample"):
-                counts = scatter_taps(torch.ones(n, dtype=torch.float64), g, g.forward_length(n))
-            else:
-                m = g.forward_length(n)
-                counts = scatter_taps(torch.ones(m, dtype=torch.float64), g, n)
-            r *= overlap_ratio(counts)
+            upsampling = g.kind in ("transposed", "upsample")
+            r *= overlap_ratio(transposed_overlap_1d([g], n) if upsampling else gradient_overlap_1d([g], n))
         return r
 
     def as_dict(self) -> dict:
@@ -292,16 +289,13 @@ def lint_model(model: nn.Module, example: Tensor, name: str = "model") -> LintRe
     for node in nodes:
         meta = node.meta.get("tensor_meta")
         sizes[node] = _spatial(meta)
-        if node.op == "get_attr":
-            shapes[node.name] = tuple(getattr(gm, str(node.target)).shape) if hasattr(gm, str(node.target)) else None
-        elif getattr(meta, "shape", None) is not None:
-            shapes[node.name] = tuple(meta.shape)
-    for node in nodes:  # weights reached through attributes (module.weight) show up as get_attr nodes
-        if node.op == "get_attr":
+        if node.op == "get_attr":  # weights reached through attributes (module.weight), e.g. of functional convs
             try:
                 shapes[node.name] = tuple(gm.get_parameter(str(node.target)).shape)
             except AttributeError:
                 pass
+        elif getattr(meta, "shape", None) is not None:
+            shapes[node.name] = tuple(meta.shape)
 
     geometry: dict[fx.Node, tuple[str, tuple[Geometry, Geometry]]] = {}
     layers: list[SamplingLayer] = []
@@ -406,7 +400,7 @@ def _propagate_forward(
         for s in srcs:
             m = maps[s]
             total += m if len(m) == n_out else _resize(m, n_out)
-        maps[node] = total if node.target not in (operator.getitem,) or len(srcs) != 1 else maps[srcs[0]]
+        maps[node] = total
     return maps
 
 
