@@ -1,10 +1,14 @@
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
 
-from s2snets.metrics.lint import lint_model
+from s2snets.metrics.geometry import register_geometry, single
+from s2snets.metrics.lint import lint, lint_model
 from s2snets.metrics.overlap import (
     Geometry,
+    dominant_period,
     gradient_overlap_1d,
     overlap_2d,
     overlap_period,
@@ -85,7 +89,9 @@ def test_lint_resnet50_names_its_known_sites():
     for name in ("conv1", "maxpool", "layer2.0.conv2", "layer3.0.conv2", "layer4.0.conv2"):
         assert found[name].uneven
     assert {"layer3.0.downsample.0", "layer4.0.downsample.0"} <= set(found)
-    assert report.input_gradient.ratio > 1.5 and 4 in report.predicted_periods
+    # The composed map repeats every 4 pixels, but most of its non-DC power alternates pixel to pixel: period 2.
+    assert report.input_gradient.ratio > 1.5 and report.input_gradient.period == (4, 4)
+    assert report.predicted_periods == [2] and report.input_gradient.dominant[0][1] > 0.5
 
 
 def test_lint_alexnet_vgg16_inception_v3():
@@ -120,3 +126,107 @@ def test_lint_falls_back_to_hooks():
 
     rep = lint_model(Dynamic(), torch.ones(1, 1, 16, 16))
     assert rep.method.startswith("hooks") and rep.findings[0].name == "conv" and rep.warnings
+
+
+# ----------------------------------------------------------------------------------------------- weight-aware taps
+def brute_weighted_gradient(weights, stride, length):
+    """Reference: autograd of one strided 1-D convolution with the given taps, uniform output gradient."""
+    x = torch.ones(1, 1, length, dtype=torch.float64, requires_grad=True)
+    w = torch.tensor(weights, dtype=torch.float64).view(1, 1, -1)
+    F.conv1d(x, w, stride=stride).sum().backward()
+    return x.grad[0, 0]
+
+
+@pytest.mark.parametrize(
+    "weights,stride,even", [((0.25, 0.5, 0.25), 2, True), ((1, 3, 3, 1), 2, True), ((1, 1, 1), 2, False), ((1, 2, 1), 3, False)]
+)
+def test_fixed_taps_match_autograd(weights, stride, even):
+    g = Geometry("pool", len(weights), stride, 0, weights=tuple(float(w) for w in weights))
+    assert torch.allclose(gradient_overlap_1d([g], 48), brute_weighted_gradient(weights, stride, 48))
+    assert g.uneven is (not even) and not g.skips
+
+
+def test_blur_pool_lints_even_like_autograd():
+    from s2snets.layers.downsample import BlurPool
+
+    model = torch.nn.Sequential(BlurPool(3, 2))
+    x = torch.randn(1, 1, 32, 32, requires_grad=True)
+    model(x).sum().backward()
+    inner = x.grad[0, 0, 4:-4, 4:-4]
+    assert float(inner.max() - inner.min()) < 1e-6  # autograd: flat
+    report = lint(model, 32, 1)
+    assert not report.findings and report.input_gradient.even and report.predicted_periods == []
+    blur = lint(build_classifier("resnet_s", 10, 1, "blur_pool"), 32, 1)
+    assert blur.layers and not blur.findings and blur.input_gradient.even
+
+
+def test_dominant_period_is_where_the_power_sits():
+    i = torch.arange(64, dtype=torch.float64)
+    alternating = 1 + 0.15 * (-1) ** i * (1 + 0.5 * torch.cos(2 * math.pi * i / 16))
+    assert overlap_period(alternating) == 16  # exact repeat length
+    p, share = dominant_period(alternating)
+    assert p == 2 and share > 0.5
+    assert dominant_period(torch.ones(32, dtype=torch.float64)) == (1, 0.0)
+    assert dominant_period(1 + torch.cos(2 * math.pi * i / 8)) == (8, pytest.approx(1.0))
+
+
+def test_alexnet_s_predicts_period_2_with_its_share():
+    report = lint(build_classifier("alexnet_s", 10, 1), 32, 1)
+    (ph, sh), (pw, sw) = report.input_gradient.dominant
+    assert (ph, pw) == (2, 2) and sh > 0.5 and report.predicted_periods == [2]
+    assert "dominant period 2x2" in str(report)
+
+
+# ----------------------------------------------------------------------------------------------- open registry
+def _net(pool):
+    return torch.nn.Sequential(
+        torch.nn.Conv2d(1, 8, 3, 1, 1), pool, torch.nn.Conv2d(8, 8, 3, 1, 1), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten()
+    )
+
+
+def test_third_party_blur_pools_recognised_by_structure():
+    timm = pytest.importorskip("timm")
+    kornia = pytest.importorskip("kornia")
+    for pool in (timm.layers.BlurPool2d(8, 3, 2), kornia.filters.BlurPool2D(3, 2), kornia.filters.MaxBlurPool2D(3, 2, 2)):
+        report = lint(_net(pool), 32, 1)
+        assert report.complete and len(report.layers) == 1 and report.layers[0].geometry[0].stride == 2, type(pool)
+        assert not report.findings and report.input_gradient.even, type(pool)
+
+
+def test_antialiased_cnns_blur_pool_with_padding_child():
+    aa = pytest.importorskip("antialiased_cnns")
+    report = lint(_net(aa.BlurPool(8, filt_size=3, stride=2)), 32, 1)
+    assert report.complete and len(report.layers) == 1 and report.input_gradient.even
+
+
+class _Halve(torch.nn.Module):
+    def forward(self, x):
+        return x[..., ::2, ::2]
+
+
+class _DynamicHalve(torch.nn.Module):
+    def forward(self, x):
+        if x.sum() > 0:  # torch.fx cannot trace this: the hooks fallback runs
+            x = x * 2
+        return x[..., ::2, ::2]
+
+
+@pytest.mark.parametrize("layer", [_Halve, _DynamicHalve])
+def test_unknown_size_change_is_a_finding_not_even(layer):
+    report = lint(_net(layer()), 32, 1)
+    assert not report.complete and "16x16" in report.unanalysed[0] and "INCOMPLETE" in str(report)
+
+
+def test_registered_custom_layer_is_analysed():
+    class Subsample(torch.nn.Module):
+        def forward(self, x):
+            if x.sum() > 0:
+                x = x * 1
+            return x[..., ::2, ::2]
+
+    register_geometry(Subsample, lambda m: single("Subsample", "pool", 1, 2))
+    report = lint(_net(Subsample()), 32, 1)
+    assert report.complete and report.layers[0].op == "Subsample" and report.layers[0].skips
+    assert report.layers[0].skip_fraction == pytest.approx(0.75)
+    with pytest.raises(TypeError):
+        register_geometry(int, lambda m: None)

@@ -149,36 +149,7 @@ def cmd_lint(args: argparse.Namespace) -> int:
 
 
 def format_lint(report) -> str:
-    lines = [
-        f"{report.model}: {len(report.layers)} sampling layers at input {report.input_size[0]}x{report.input_size[1]} "
-        f"(traced with {report.method})"
-    ]
-    lines.append(f"  {'layer':<34}{'op':<18}{'k':>3}{'s':>3}{'p':>3}  {'finding':<44}{'ratio 2-D':>9}")
-    for layer in report.layers:
-        g = layer.geometry[0]
-        if layer.skips:
-            finding = f"skips inputs: {layer.skip_fraction:.0%} never read"
-        elif layer.uneven:
-            finding = f"uneven overlap (k={g.span} not divisible by s={g.stride})"
-        else:
-            finding = "even"
-        ratio = "inf" if layer.ratio == float("inf") else f"{layer.ratio:.2f}:1"
-        lines.append(
-            f"  {layer.name[:33]:<34}{layer.op[:17]:<18}{g.kernel:>3}{g.stride:>3}{g.padding:>3}  {finding:<44}{ratio:>9}"
-        )
-    for label, summary in (("input gradient", report.input_gradient), ("forward output", report.forward_output)):
-        if summary is not None:
-            ph, pw = summary.period
-            period = "aperiodic" if ph == 0 else ("even" if ph == pw == 1 else f"period {ph}x{pw}")
-            ratio = summary.ratio
-            lines.append(f"  {label}: {period}, max/min {'inf' if ratio == float('inf') else f'{ratio:.3f}'}")
-    lines.append(
-        f"  findings: {len(report.findings)} layer(s) with uneven overlap or skipped inputs; "
-        f"predicted artifact periods: {report.predicted_periods or 'none'}"
-    )
-    for w in report.warnings:
-        lines.append(f"  note: {w}")
-    return "\n".join(lines)
+    return report.table()
 
 
 def _read_image(path: str):

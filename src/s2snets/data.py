@@ -188,6 +188,23 @@ def _find_idx(folder: Path, stem: str) -> Path | None:
     return None
 
 
+def fashion_mnist_files(split: str = "train", root: str | Path | None = None) -> tuple[Path, Path]:
+    """The (images, labels) IDX files of a Fashion-MNIST split, found on the search path. DataError if absent."""
+    if split not in FASHION_MNIST_FILES:
+        raise DataError(f"unknown Fashion-MNIST split '{split}'; use 'train' or 'test'")
+    image_stem, label_stem = FASHION_MNIST_FILES[split]
+    searched = fashion_mnist_search_path(root)
+    for folder in searched:
+        image_file, label_file = _find_idx(folder, image_stem), _find_idx(folder, label_stem)
+        if image_file and label_file:
+            return image_file, label_file
+    raise DataError(
+        "Fashion-MNIST not found: looked in "
+        + ", ".join(str(p) for p in searched)
+        + ". Install it with 'apt-get install dataset-fashion-mnist' or point S2SNETS_DATA at the IDX files"
+    )
+
+
 def fashion_mnist(split: str = "train", root: str | Path | None = None, pad_to: int = 32) -> ImageSet:
     """Fashion-MNIST as an ImageSet: uint8 (N, 1, pad_to, pad_to), zero-padded from 28 x 28 (pad_to=28: none).
 
@@ -197,18 +214,7 @@ def fashion_mnist(split: str = "train", root: str | Path | None = None, pad_to: 
         raise DataError(f"unknown Fashion-MNIST split '{split}'; use 'train' or 'test'")
     if pad_to < 28 or (pad_to - 28) % 2:
         raise DataError(f"pad_to must be 28 or an even size above it, got {pad_to}")
-    image_stem, label_stem = FASHION_MNIST_FILES[split]
-    searched = fashion_mnist_search_path(root)
-    for folder in searched:
-        image_file, label_file = _find_idx(folder, image_stem), _find_idx(folder, label_stem)
-        if image_file and label_file:
-            break
-    else:
-        raise DataError(
-            "Fashion-MNIST not found: looked in "
-            + ", ".join(str(p) for p in searched)
-            + ". Install it with 'apt-get install dataset-fashion-mnist' or point S2SNETS_DATA at the IDX files"
-        )
+    image_file, label_file = fashion_mnist_files(split, root)
     images, labels = read_idx(image_file), read_idx(label_file)
     if images.ndim != 3 or images.shape[1:] != (28, 28) or images.dtype != np.uint8:
         raise DataError(f"{image_file}: expected uint8 images of 28 x 28, got {images.dtype} {images.shape}")

@@ -1,14 +1,23 @@
 """A lint for uneven overlap in any model: every sampling layer, and the composed maps of the whole graph.
 
 The model is traced with torch.fx (shapes from one forward pass); where tracing fails, forward hooks record the
-sampling layers in execution order and they are composed as a chain (marked approximate). Per layer it reports
-uneven overlap (kernel not divisible by stride), skipped inputs (kernel smaller than stride) and the layer's own
-max/min overlap ratio in 2-D. For the whole model it propagates exact 1-D count maps along the graph, per axis:
+sampling layers in execution order and they are composed as a chain (marked approximate). What each layer does to
+the grid comes from the open registry in ``s2snets.metrics.geometry`` (``register_geometry``): learned
+convolutions and max pools by the count model (the idealised map), fixed filters (blur pools, average pools, frozen
+depthwise kernels) by their real taps.
+
+Per layer it reports uneven overlap, skipped inputs and the layer's own max/min ratio in 2-D. For the whole model it
+propagates 1-D maps along the graph, per axis, circularly (the pattern without its borders):
 
 * input gradient: a uniform gradient at the output(s), carried back through every node (scatter for convolutions
   and pools, gather for transposed convolutions and upsampling, unchanged through element-wise nodes, summed where
-  branches join): the map of how much gradient each input pixel receives, its period and max/min ratio;
+  branches join): how much gradient each input pixel receives;
 * forward output (for image-to-image models): ones at the input carried forward: the overlap pattern of the output.
+
+Each map's **dominant lattice period** is the smallest period P whose frequency lattice (multiples of L / P) holds
+at least half of the map's non-DC power: a map that alternates 0.7 / 1.0 under a slow modulation predicts period 2
+with its power share, whatever its exact repeat length. Any node that changes the spatial size and is not
+understood is a finding ("not analysed"), and the report says its prediction is incomplete.
 """
 
 from __future__ import annotations
@@ -21,62 +30,90 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, fx, nn
 
-from s2snets.layers.downsample import BlurPool
-from s2snets.layers.upsample import MaxUnpool, ResizeConv, SubPixel, TransposedUpsample, ZeroOrderHold
+from s2snets.metrics.geometry import Geometry, Sampling, module_geometry, pair, registered, single
 from s2snets.metrics.overlap import (
-    Geometry,
     adaptive_windows,
+    dominant_period,
     gather_taps,
     gradient_overlap_1d,
+    lattice_shares_1d,
     overlap_period,
     overlap_ratio,
     scatter_taps,
     transposed_overlap_1d,
 )
+from s2snets.metrics.spectrum import lattice_energy
 
-LEAF_LAYERS = (BlurPool, MaxUnpool, ResizeConv, SubPixel, TransposedUpsample, ZeroOrderHold)
-
-
-def _pair(v: Any) -> tuple[int, int]:
-    if isinstance(v, tuple | list):
-        return (int(v[0]), int(v[-1]))
-    return (int(v), int(v))
+ADAPTIVE = "adaptive"
 
 
 @dataclass
 class SamplingLayer:
+    """One layer that changes the grid, with what it alone does to the overlap."""
+
     name: str
-    op: str
-    geometry: tuple[Geometry, Geometry]  # (H axis, W axis)
+    sampling: Sampling
+
+    @property
+    def op(self) -> str:
+        return self.sampling.op
+
+    @property
+    def geometry(self) -> tuple[Geometry, Geometry]:
+        """The (H, W) geometry of the strided stage (the first stage when none is strided)."""
+        for stage in self.sampling.stages:
+            if stage[0].stride > 1 or stage[1].stride > 1:
+                return stage
+        return self.sampling.stages[0]
+
+    def own_map(self, axis: int) -> Tensor:
+        """The layer's own 1-D overlap map (forward for upsampling, gradient for downsampling), borders included."""
+        stages = self.sampling.axis(axis)
+        stride = math.prod(g.stride for g in stages)
+        n = 8 * stride * max(max(g.span for g in stages), stride)
+        if self.sampling.kind == "up":
+            return transposed_overlap_1d(stages, n)
+        return gradient_overlap_1d(stages, n * stride)
+
+    def axis_ratio(self, axis: int) -> float:
+        return overlap_ratio(self.own_map(axis))
 
     @property
     def uneven(self) -> bool:
-        return any(g.uneven for g in self.geometry)
+        return any(1 + 1e-9 < self.axis_ratio(a) < math.inf for a in (0, 1)) and not self.skips
 
     @property
     def skips(self) -> bool:
-        return any(g.skips for g in self.geometry)
+        return any(self.axis_ratio(a) == math.inf for a in (0, 1))
 
     @property
     def skip_fraction(self) -> float:
-        """Share of 2-D input positions never read: 1 - prod(span/stride) for skipping axes."""
+        """Share of 2-D input positions that get nothing (never read; no gradient)."""
         keep = 1.0
-        for g in self.geometry:
-            keep *= min(1.0, g.span / g.stride) if g.stride > 1 else 1.0
+        for a in (0, 1):
+            m = self.own_map(a)
+            inner = m[len(m) // 4 : len(m) - len(m) // 4]
+            keep *= float((inner > 0).double().mean())
         return 1 - keep
 
     @property
     def ratio(self) -> float:
         """The layer's own 2-D max/min overlap ratio (forward for upsampling, gradient for downsampling)."""
-        r = 1.0
-        for g in self.geometry:
-            n = 8 * g.stride * max(g.span, g.stride)
-            upsampling = g.kind in ("transposed", "upsample")
-            r *= overlap_ratio(transposed_overlap_1d([g], n) if upsampling else gradient_overlap_1d([g], n))
-        return r
+        return self.axis_ratio(0) * self.axis_ratio(1)
+
+    def finding(self) -> str:
+        g = self.geometry[0]
+        if self.skips:
+            return f"skips inputs: {self.skip_fraction:.0%} never read"
+        if self.uneven:
+            if g.weights is None:
+                return f"uneven overlap (k={g.span} not divisible by s={g.stride})"
+            return "uneven overlap (fixed filter's phases differ)"
+        return "even" + (" (fixed filter)" if g.weights is not None else "")
 
     def as_dict(self) -> dict:
         gh, gw = self.geometry
+        ratio = self.ratio
         return {
             "name": self.name,
             "op": self.op,
@@ -85,24 +122,35 @@ class SamplingLayer:
             "stride": [gh.stride, gw.stride],
             "padding": [gh.padding, gw.padding],
             "dilation": [gh.dilation, gw.dilation],
+            "weights": "fixed filter" if gh.weights is not None else "count model",
             "uneven": self.uneven,
             "skips": self.skips,
             "skip_fraction": self.skip_fraction,
-            "ratio": self.ratio if math.isfinite(self.ratio) else "inf",
-            "gradient_period" if gh.kind in ("conv", "pool") else "output_period": max(gh.stride, gw.stride)
-            if (self.uneven or self.skips)
-            else 1,
+            "ratio": ratio if math.isfinite(ratio) else "inf",
+            "finding": self.finding(),
         }
 
 
 @dataclass
 class MapSummary:
+    """A composed map, per axis: rows (H,) and cols (W,); the 2-D map is their outer product."""
+
     rows: Tensor  # (H,)
     cols: Tensor  # (W,)
 
     @property
     def period(self) -> tuple[int, int]:
+        """Exact repeat length per axis (1 = even, 0 = none within half the length): the fundamental period."""
         return overlap_period(self.rows), overlap_period(self.cols)
+
+    @property
+    def dominant(self) -> tuple[tuple[int, float], tuple[int, float]]:
+        """Per axis: (dominant lattice period, its share of the non-DC power); (1, 0.0) for an even axis."""
+        return dominant_period(self.rows), dominant_period(self.cols)
+
+    @property
+    def even(self) -> bool:
+        return all(p == 1 for p, _ in self.dominant)
 
     @property
     def ratio(self) -> float:
@@ -112,13 +160,37 @@ class MapSummary:
     def map2d(self) -> Tensor:
         return torch.outer(self.rows, self.cols)
 
+    def lattice_shares(self) -> dict[int, float]:
+        """2-D lattice energy of the composed map for P = 2, 4, 8, ... up to its size."""
+        m = self.map2d
+        size = min(m.shape)
+        return {p: float(lattice_energy(m, p)) for p in (2, 4, 8, 16, 32) if p <= size}
+
+    def __repr__(self) -> str:
+        return f"MapSummary({len(self.rows)}x{len(self.cols)}, {self.describe()})"
+
+    def describe(self) -> str:
+        if self.even:
+            return "even"
+        (ph, sh), (pw, sw) = self.dominant
+        return f"dominant period {ph}x{pw} (power share {sh:.0%} / {sw:.0%})"
+
     def as_dict(self) -> dict:
         r = self.ratio
-        return {"period": list(self.period), "ratio": r if math.isfinite(r) else "inf"}
+        (ph, sh), (pw, sw) = self.dominant
+        return {
+            "dominant_period": [ph, pw],
+            "dominant_share": [sh, sw],
+            "period": list(self.period),
+            "ratio": r if math.isfinite(r) else "inf",
+            "lattice_shares": {"rows": lattice_shares_1d(self.rows), "cols": lattice_shares_1d(self.cols)},
+        }
 
 
 @dataclass
 class LintReport:
+    """What ``lint`` found. ``str(report)`` is the readable table; ``as_dict()`` the JSON form."""
+
     model: str
     input_size: tuple[int, int]
     method: str  # "fx" or "hooks (approximate: branches composed as a chain)"
@@ -126,18 +198,24 @@ class LintReport:
     input_gradient: MapSummary | None
     forward_output: MapSummary | None
     warnings: list[str] = field(default_factory=list)
+    unanalysed: list[str] = field(default_factory=list)  # size-changing nodes the registry does not know
 
     @property
     def findings(self) -> list[SamplingLayer]:
         return [layer for layer in self.layers if layer.uneven or layer.skips]
 
     @property
+    def complete(self) -> bool:
+        """False when some size-changing operation was not analysed: then 'even' is not a verdict."""
+        return not self.unanalysed
+
+    @property
     def predicted_periods(self) -> list[int]:
-        """Artifact periods the graph predicts at the input gradient (and output, if any), ascending."""
+        """Dominant lattice periods of the input gradient (and output, if any), both axes, ascending."""
         periods: set[int] = set()
         for summary in (self.input_gradient, self.forward_output):
             if summary is not None:
-                periods.update(p for p in summary.period if p > 1)
+                periods.update(p for p, _ in summary.dominant if p > 1)
         return sorted(periods)
 
     def as_dict(self) -> dict:
@@ -150,83 +228,97 @@ class LintReport:
             "input_gradient": self.input_gradient.as_dict() if self.input_gradient else None,
             "forward_output": self.forward_output.as_dict() if self.forward_output else None,
             "predicted_periods": self.predicted_periods,
+            "complete": self.complete,
+            "unanalysed": self.unanalysed,
             "warnings": self.warnings,
         }
 
+    def __repr__(self) -> str:
+        grad = self.input_gradient.describe() if self.input_gradient else "n/a"
+        return (
+            f"LintReport({self.model!r}, {self.input_size[0]}x{self.input_size[1]}, {len(self.layers)} sampling layers, "
+            f"{len(self.findings)} findings, input gradient {grad}, predicted periods {self.predicted_periods}"
+            + ("" if self.complete else f", INCOMPLETE: {len(self.unanalysed)} not analysed")
+            + ")"
+        )
 
-# ----------------------------------------------------------------------------------------------- geometry
-def module_geometry(m: nn.Module) -> tuple[str, tuple[Geometry, Geometry]] | None:
-    """The sampling geometry of a module, or None if it keeps the spatial layout position by position."""
-    if isinstance(m, nn.ConvTranspose2d):
-        k, s, p, d, op = (_pair(v) for v in (m.kernel_size, m.stride, m.padding, m.dilation, m.output_padding))
-        return "ConvTranspose2d", tuple(Geometry("transposed", k[i], s[i], p[i], d[i], op[i]) for i in range(2))  # type: ignore[return-value]
-    if isinstance(m, nn.Conv2d):
-        if isinstance(m.padding, str):
-            pad = tuple((m.dilation[i] * (m.kernel_size[i] - 1)) // 2 for i in range(2)) if m.padding == "same" else (0, 0)
-        else:
-            pad = _pair(m.padding)
-        k, s, d = _pair(m.kernel_size), _pair(m.stride), _pair(m.dilation)
-        return "Conv2d", tuple(Geometry("conv", k[i], s[i], pad[i], d[i]) for i in range(2))  # type: ignore[return-value]
-    if isinstance(m, nn.MaxPool2d | nn.AvgPool2d):
-        k, p = _pair(m.kernel_size), _pair(m.padding)
-        s = _pair(m.stride if m.stride is not None else m.kernel_size)
-        d = _pair(getattr(m, "dilation", 1))
-        return type(m).__name__, tuple(Geometry("pool", k[i], s[i], p[i], d[i]) for i in range(2))  # type: ignore[return-value]
-    if isinstance(m, BlurPool):
-        kb, sb = m.filter_size, m.stride
-        return "BlurPool", (Geometry("pool", kb, sb, (kb - 1) // 2),) * 2  # type: ignore[return-value]
-    if isinstance(m, MaxUnpool):
-        return "MaxUnpool", (Geometry("upsample", m.scale, m.scale),) * 2  # type: ignore[return-value]
-    if isinstance(m, TransposedUpsample | ZeroOrderHold):
-        conv = m.conv if isinstance(m, TransposedUpsample) else m.up.conv
-        name, geo = module_geometry(conv)  # type: ignore[misc]
-        if isinstance(m, ZeroOrderHold):  # the box smoothing evens the overlap: model it as its net effect
-            return "ZeroOrderHold", (Geometry("upsample", m.scale, m.scale),) * 2  # type: ignore[return-value]
-        return "TransposedUpsample", geo
-    if isinstance(m, ResizeConv | SubPixel):
-        return type(m).__name__, (Geometry("upsample", m.scale, m.scale),) * 2  # type: ignore[return-value]
-    if isinstance(m, nn.Upsample):
-        factor = int(m.scale_factor if not isinstance(m.scale_factor, tuple) else m.scale_factor[0]) if m.scale_factor else 0
-        if factor >= 2:
-            return "Upsample", (Geometry("upsample", factor, factor),) * 2  # type: ignore[return-value]
-    if isinstance(m, nn.PixelShuffle):
-        r = m.upscale_factor
-        return "PixelShuffle", (Geometry("upsample", r, r),) * 2  # type: ignore[return-value]
-    return None
+    def __str__(self) -> str:
+        return self.table()
+
+    def table(self) -> str:
+        """The human-readable report: one line per sampling layer, the composed maps, the prediction."""
+        lines = [
+            f"{self.model}: {len(self.layers)} sampling layers at input {self.input_size[0]}x{self.input_size[1]} "
+            f"(traced with {self.method})",
+            f"  {'layer':<34}{'op':<18}{'k':>3}{'s':>3}{'p':>3}  {'finding':<46}{'ratio 2-D':>9}",
+        ]
+        for layer in self.layers:
+            g = layer.geometry[0]
+            ratio = "inf" if layer.ratio == math.inf else f"{layer.ratio:.2f}:1"
+            lines.append(
+                f"  {layer.name[:33]:<34}{layer.op[:17]:<18}{g.kernel:>3}{g.stride:>3}{g.padding:>3}  "
+                f"{layer.finding()[:45]:<46}{ratio:>9}"
+            )
+        for label, summary in (("input gradient", self.input_gradient), ("forward output", self.forward_output)):
+            if summary is not None:
+                ratio = summary.ratio
+                lines.append(f"  {label}: {summary.describe()}, max/min {'inf' if ratio == math.inf else f'{ratio:.3f}'}")
+        for item in self.unanalysed:
+            lines.append(f"  not analysed: {item}")
+        verdict = f"predicted artifact periods: {self.predicted_periods or 'none'}"
+        if not self.complete:
+            verdict += " -- INCOMPLETE: size-changing operations above were not analysed (describe them with register_geometry)"
+        lines.append(f"  findings: {len(self.findings)} layer(s) with uneven overlap or skipped inputs; {verdict}")
+        lines += [f"  note: {w}" for w in self.warnings]
+        return "\n".join(lines)
+
+    def _repr_html_(self) -> str:
+        import html
+
+        return f"<pre>{html.escape(self.table())}</pre>"
 
 
-def _function_geometry(node: fx.Node, shapes: dict[str, Any]) -> tuple[str, tuple[Geometry, Geometry]] | None:
+# ----------------------------------------------------------------------------------------------- functional calls
+def _function_geometry(node: fx.Node, shapes: dict[str, Any]) -> Sampling | None:
     target, args, kwargs = node.target, node.args, node.kwargs
 
     def arg(i: int, name: str, default: Any) -> Any:
         return args[i] if len(args) > i else kwargs.get(name, default)
 
-    if target in (F.max_pool2d, F.avg_pool2d, torch.max_pool2d, torch._C._nn.avg_pool2d):
-        k = _pair(arg(1, "kernel_size", 1))
-        s = _pair(arg(2, "stride", None) or k)
-        p = _pair(arg(3, "padding", 0))
-        return target.__name__, tuple(Geometry("pool", k[i], s[i], p[i]) for i in range(2))  # type: ignore[return-value]
+    name = getattr(target, "__name__", str(target))
+    if target in (F.max_pool2d, torch.max_pool2d) or name in ("max_pool2d", "_max_pool2d", "max_pool2d_with_indices"):
+        k = arg(1, "kernel_size", 1)
+        return single(
+            name, "pool", k, arg(2, "stride", None) or k, arg(3, "padding", 0), arg(4, "dilation", 1), note="count model"
+        )
+    if target in (F.avg_pool2d, torch._C._nn.avg_pool2d) or name == "avg_pool2d":
+        k = pair(arg(1, "kernel_size", 1))
+        from s2snets.metrics.geometry import fixed_filter
+
+        return fixed_filter(name, torch.ones(k) / (k[0] * k[1]), arg(2, "stride", None) or k, arg(3, "padding", 0))
     if target in (F.conv2d, torch.conv2d):
         w = shapes.get(getattr(arg(1, "weight", None), "name", ""))
         if w is None:
             return None
-        s, p, d = _pair(arg(3, "stride", 1)), arg(4, "padding", 0), _pair(arg(5, "dilation", 1))
-        p = (0, 0) if isinstance(p, str) else _pair(p)
-        return "conv2d", tuple(Geometry("conv", int(w[2 + i]), s[i], p[i], d[i]) for i in range(2))  # type: ignore[return-value]
-    if target in (F.interpolate,):
+        p = arg(4, "padding", 0)
+        p = (0, 0) if isinstance(p, str) else p
+        return single("conv2d", "conv", (int(w[2]), int(w[3])), arg(3, "stride", 1), p, arg(5, "dilation", 1), note="count model")
+    if target is F.interpolate:
         sf = arg(2, "scale_factor", None)
         if sf:
             factor = int(sf if not isinstance(sf, tuple | list) else sf[0])
-            return "interpolate", (Geometry("upsample", factor, factor),) * 2  # type: ignore[return-value]
+            return single("interpolate", "upsample", factor, factor) if factor >= 2 else None
     if target in (F.pixel_shuffle, torch.pixel_shuffle):
         r = int(arg(1, "upscale_factor", 2))
-        return "pixel_shuffle", (Geometry("upsample", r, r),) * 2  # type: ignore[return-value]
+        return single("pixel_shuffle", "upsample", r, r)
     return None
 
 
 class _Tracer(fx.Tracer):
+    """Registered layers are analysed as one unit, never traced into."""
+
     def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
-        return isinstance(m, LEAF_LAYERS) or super().is_leaf_module(m, qualname)
+        return registered(m) or super().is_leaf_module(m, qualname)
 
 
 def _spatial(meta: Any) -> tuple[int, int] | None:
@@ -246,33 +338,81 @@ def _tensor_inputs(node: fx.Node) -> list[fx.Node]:
     return list(dict.fromkeys(found))
 
 
-def _backward_rule(geo: Geometry | str, upstream: Tensor, n_in: int) -> Tensor:
-    if geo == "adaptive":
+# ----------------------------------------------------------------------------------------------- propagation
+def _stage_lengths(stages: list[Geometry], n_in: int, n_out: int) -> list[int]:
+    """Lengths before each stage and after the last: n_in, ..., n_out (intermediate ones from the strides)."""
+    lengths = [n_in]
+    for g in stages[:-1]:
+        n = lengths[-1]
+        lengths.append(n * g.stride if g.kind in ("transposed", "upsample") else max(1, -(-n // g.stride)))
+    return lengths + [n_out]
+
+
+def _backward_rule(sampling: Sampling | str, axis: int, upstream: Tensor, n_in: int) -> Tensor:
+    if sampling == ADAPTIVE:
         out = torch.zeros(n_in, dtype=torch.float64)
         for j, (a, b) in enumerate(adaptive_windows(n_in, len(upstream))):
             out[a:b] += upstream[j]
         return out
-    if geo.kind in ("conv", "pool"):
-        return scatter_taps(upstream, geo, n_in, circular=True)
-    return gather_taps(upstream, geo, n_in, circular=True)
+    assert isinstance(sampling, Sampling)
+    stages = sampling.axis(axis)
+    lengths = _stage_lengths(stages, n_in, len(upstream))
+    counts = upstream
+    for g, n in zip(reversed(stages), reversed(lengths[:-1])):
+        counts = (
+            scatter_taps(counts, g, n, circular=True) if g.kind in ("conv", "pool") else gather_taps(counts, g, n, circular=True)
+        )
+    return counts
 
 
-def _forward_rule(geo: Geometry | str, counts: Tensor, n_out: int) -> Tensor:
-    if geo == "adaptive":
+def _forward_rule(sampling: Sampling | str, axis: int, counts: Tensor, n_out: int) -> Tensor:
+    if sampling == ADAPTIVE:
         return torch.stack([counts[a:b].sum() for a, b in adaptive_windows(len(counts), n_out)])
-    if geo.kind in ("conv", "pool"):
-        return gather_taps(counts, geo, n_out, circular=True)
-    return scatter_taps(counts, geo, n_out, circular=True)
+    assert isinstance(sampling, Sampling)
+    stages = sampling.axis(axis)
+    lengths = _stage_lengths(stages, len(counts), n_out)
+    for g, n in zip(stages, lengths[1:]):
+        counts = (
+            gather_taps(counts, g, n, circular=True) if g.kind in ("conv", "pool") else scatter_taps(counts, g, n, circular=True)
+        )
+    return counts
 
 
 def _resize(counts: Tensor, n: int) -> Tensor:
-    """Uniform stand-in where the graph changes the size in a way the lint does not model."""
+    """Uniform stand-in where the graph changes the size in a way the lint does not model (reported as such)."""
     return torch.full((n,), float(counts.mean()) if len(counts) else 1.0, dtype=torch.float64)
+
+
+def lint(
+    model: nn.Module, input_size: int | tuple[int, int] = 32, in_channels: int | None = None, name: str | None = None
+) -> LintReport:
+    """Lint ``model`` for uneven overlap at ``input_size`` (an int or (H, W)).
+
+    ``in_channels`` defaults to the first convolution's input channels (3 if there is none).
+
+        >>> import torchvision
+        >>> report = lint(torchvision.models.resnet18(), 224)      # doctest: +SKIP
+        >>> report.predicted_periods                               # doctest: +SKIP
+    """
+    h, w = pair(input_size)
+    if in_channels is None:
+        first = next((m for m in model.modules() if isinstance(m, nn.Conv2d)), None)
+        in_channels = first.in_channels if first is not None else 3
+    device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    return lint_model(model, torch.zeros(1, in_channels, h, w, device=device), name or type(model).__name__)
 
 
 def lint_model(model: nn.Module, example: Tensor, name: str = "model") -> LintReport:
     """Lint ``model`` for uneven overlap, tracing it with ``example`` (1, C, H, W)."""
+    was_training = model.training
     model = model.eval()
+    try:
+        return _lint_fx(model, example, name)
+    finally:
+        model.train(was_training)
+
+
+def _lint_fx(model: nn.Module, example: Tensor, name: str) -> LintReport:
     try:
         graph = _Tracer().trace(model)
         gm = fx.GraphModule(model, graph)
@@ -297,32 +437,37 @@ def lint_model(model: nn.Module, example: Tensor, name: str = "model") -> LintRe
         elif getattr(meta, "shape", None) is not None:
             shapes[node.name] = tuple(meta.shape)
 
-    geometry: dict[fx.Node, tuple[str, tuple[Geometry, Geometry]]] = {}
+    geometry: dict[fx.Node, Sampling | str] = {}
     layers: list[SamplingLayer] = []
+    unanalysed: list[str] = []
     for node in nodes:
-        found = None
-        if node.op == "call_module":
-            found = module_geometry(modules[str(node.target)])
+        found: Sampling | None = None
+        module = modules.get(str(node.target)) if node.op == "call_module" else None
+        if module is not None:
+            found = module_geometry(module)
         elif node.op == "call_function":
             found = _function_geometry(node, shapes)
-        if (
-            found is None
-            and node.op == "call_module"
-            and isinstance(modules[str(node.target)], nn.AdaptiveAvgPool2d | nn.AdaptiveMaxPool2d)
-        ):
-            geometry[node] = ("adaptive", ("adaptive", "adaptive"))  # type: ignore[assignment]
+        label = str(node.target) if module is not None else f"{node.name} ({getattr(node.target, '__name__', node.target)})"
+        if found is None and isinstance(module, nn.AdaptiveAvgPool2d | nn.AdaptiveMaxPool2d):
+            geometry[node] = ADAPTIVE
+            continue
         if found is not None:
             geometry[node] = found
-            label = str(node.target) if node.op == "call_module" else f"{node.name} ({found[0]})"
-            if any(g.stride > 1 for g in found[1]):
-                layers.append(SamplingLayer(label, found[0], found[1]))
+            if found.kind != "same":
+                layers.append(SamplingLayer(label, found))
+            continue
+        inputs = [s for s in _tensor_inputs(node) if sizes.get(s)]
+        if node.op in ("call_module", "call_function", "call_method") and sizes.get(node) and inputs:
+            before, after = sizes[inputs[0]], sizes[node]
+            if before != after:
+                unanalysed.append(f"{label}, spatial {before[0]}x{before[1]} -> {after[0]}x{after[1]}")
 
-    warnings: list[str] = []
     input_node = next(n for n in nodes if n.op == "placeholder")
     in_size = sizes[input_node] or (example.shape[-2], example.shape[-1])
-    backward = [_propagate_backward(nodes, sizes, geometry, axis, warnings) for axis in (0, 1)]
+    backward = [_propagate_backward(nodes, sizes, geometry, axis) for axis in (0, 1)]
     gradient = MapSummary(
-        backward[0].get(input_node, torch.ones(in_size[0])), backward[1].get(input_node, torch.ones(in_size[1]))
+        backward[0].get(input_node, torch.ones(in_size[0], dtype=torch.float64)),
+        backward[1].get(input_node, torch.ones(in_size[1], dtype=torch.float64)),
     )
     output_node = next(n for n in nodes if n.op == "output")
     outs = [n for n in _tensor_inputs(output_node) if sizes.get(n)]
@@ -330,12 +475,17 @@ def lint_model(model: nn.Module, example: Tensor, name: str = "model") -> LintRe
     if outs:
         fwd = [_propagate_forward(nodes, sizes, geometry, input_node, axis) for axis in (0, 1)]
         forward_output = MapSummary(fwd[0][outs[0]], fwd[1][outs[0]])
-    return LintReport(name, tuple(in_size), "fx", layers, gradient, forward_output, sorted(set(warnings)))
+    return LintReport(name, tuple(in_size), "fx", layers, gradient, forward_output, _model_notes(layers), unanalysed)
 
 
-def _propagate_backward(
-    nodes: list[fx.Node], sizes: dict, geometry: dict, axis: int, warnings: list[str]
-) -> dict[fx.Node, Tensor]:
+def _model_notes(layers: list[SamplingLayer]) -> list[str]:
+    notes = sorted({layer.sampling.note for layer in layers if layer.sampling.note and layer.sampling.note != "fixed filter"})
+    return [
+        f"{n}: idealised map, real weights may even it out or sharpen it" if n.startswith("count model") else n for n in notes
+    ]
+
+
+def _propagate_backward(nodes: list[fx.Node], sizes: dict, geometry: dict, axis: int) -> dict[fx.Node, Tensor]:
     maps: dict[fx.Node, Tensor] = {}
     output_node = nodes[-1]
     for n in _tensor_inputs(output_node):
@@ -351,20 +501,20 @@ def _propagate_backward(
                 continue
             # Below a non-spatial head (flatten -> linear -> logits) the gradient is taken as uniform.
             upstream = torch.ones(own[axis], dtype=torch.float64) if own else None
-        for src in _tensor_inputs(node):
+        inputs = _tensor_inputs(node)
+        for src in inputs:
             src_size = sizes.get(src)
             if not src_size:
                 continue
             n_in = src_size[axis]
             if upstream is None:
                 contribution = torch.ones(n_in, dtype=torch.float64)
-            elif node in geometry and src is _tensor_inputs(node)[0]:
-                contribution = _backward_rule(geometry[node][1][axis], upstream, n_in)
+            elif node in geometry and src is inputs[0]:
+                contribution = _backward_rule(geometry[node], axis, upstream, n_in)
             elif len(upstream) == n_in:
                 contribution = upstream
             else:
-                contribution = _resize(upstream, n_in)
-                warnings.append(f"size change at '{node.name}' not modelled; treated as uniform")
+                contribution = _resize(upstream, n_in)  # reported in ``unanalysed``
             maps[src] = maps[src] + contribution if src in maps else contribution.clone()
     return maps
 
@@ -394,7 +544,7 @@ def _propagate_forward(
         if not srcs:
             continue
         if node in geometry:
-            maps[node] = _forward_rule(geometry[node][1][axis], maps[srcs[0]], n_out)
+            maps[node] = _forward_rule(geometry[node], axis, maps[srcs[0]], n_out)
             continue
         total = torch.zeros(n_out, dtype=torch.float64)
         for s in srcs:
@@ -405,45 +555,60 @@ def _propagate_forward(
 
 
 def _lint_with_hooks(model: nn.Module, example: Tensor, name: str, why: str) -> LintReport:
-    """Fallback: sampling modules in execution order with their input sizes, composed as a chain."""
-    calls: list[tuple[str, nn.Module, tuple[int, int]]] = []
+    """Fallback: registered layers in execution order with their sizes, composed as a chain; every module whose
+    size change no registered descendant explains is reported as not analysed."""
+    calls: list[tuple[str, nn.Module, tuple[int, int], tuple[int, int] | None]] = []
+    inside_registered = _names_inside_registered(model)
     hooks = []
+
+    def record(mod_name: str):
+        def hook(mod: nn.Module, inp: tuple, out: Any) -> None:
+            x = inp[0] if inp and isinstance(inp[0], Tensor) else None
+            if x is not None and x.ndim == 4:
+                out_t = out[0] if isinstance(out, tuple | list) else out
+                out_size = tuple(out_t.shape[-2:]) if isinstance(out_t, Tensor) and out_t.ndim == 4 else None
+                calls.append((mod_name, mod, tuple(x.shape[-2:]), out_size))  # type: ignore[arg-type]
+
+        return hook
+
     for mod_name, m in model.named_modules():
-        if module_geometry(m) is not None:
-            hooks.append(
-                m.register_forward_pre_hook(lambda mod, inp, n=mod_name: calls.append((n, mod, tuple(inp[0].shape[-2:]))))
-            )
+        if mod_name and mod_name not in inside_registered:
+            hooks.append(m.register_forward_hook(record(mod_name)))
     try:
         with torch.no_grad():
             out = model(example)
     finally:
         for h in hooks:
             h.remove()
-    layers = []
-    for mod_name, m, _ in calls:
-        op, geo = module_geometry(m)  # type: ignore[misc]
-        if any(g.stride > 1 for g in geo):
-            layers.append(SamplingLayer(mod_name, op, geo))
+    # Forward hooks fire when a module returns, so registered layers (never traced into) come in execution order.
+    sampled = [(n, m, module_geometry(m), i, o) for n, m, i, o in calls if registered(m)]
+    sampled = [(n, m, g, i, o) for n, m, g, i, o in sampled if g is not None]
+    layers = [SamplingLayer(n, g) for n, _, g, _, _ in sampled if g.kind != "same"]
+    changed = {n for n, _, i, o in calls if o is not None and i != o}
+    unanalysed = [
+        f"{n} ({type(m).__name__}), spatial {i[0]}x{i[1]} -> {o[0]}x{o[1]}"
+        for n, m, i, o in calls
+        if n in changed
+        and not registered(m)
+        and not isinstance(m, nn.AdaptiveAvgPool2d | nn.AdaptiveMaxPool2d)
+        and not any(c.startswith(n + ".") for c in changed)
+    ]
     maps = []
     for axis in (0, 1):
-        chain = [(module_geometry(m)[1][axis], size[axis]) for _, m, size in calls]  # type: ignore[index]
-        counts = torch.ones(
-            max(1, chain[-1][0].forward_length(chain[-1][1])) if chain else example.shape[-2 + axis], dtype=torch.float64
-        )
-        for geo, n_in in reversed(chain):
-            counts = _backward_rule(
-                geo, counts if len(counts) == geo.forward_length(n_in) else _resize(counts, geo.forward_length(n_in)), n_in
-            )
-        maps.append(counts if chain else torch.ones(example.shape[-2 + axis], dtype=torch.float64))
+        last = sampled[-1] if sampled else None
+        counts = torch.ones(last[4][axis] if last and last[4] else example.shape[-2 + axis], dtype=torch.float64)
+        for _, _, g, i, o in reversed(sampled):
+            n_out = o[axis] if o else len(counts)
+            counts = _backward_rule(g, axis, counts if len(counts) == n_out else _resize(counts, n_out), i[axis])
+        maps.append(counts if sampled else torch.ones(example.shape[-2 + axis], dtype=torch.float64))
     forward = None
     if isinstance(out, Tensor) and out.ndim == 4:
         fwd = []
         for axis in (0, 1):
             counts = torch.ones(example.shape[-2 + axis], dtype=torch.float64)
-            for _, m, size in calls:
-                geo = module_geometry(m)[1][axis]  # type: ignore[index]
-                counts = counts if len(counts) == size[axis] else _resize(counts, size[axis])
-                counts = _forward_rule(geo, counts, geo.forward_length(size[axis]))
+            for _, _, g, i, o in sampled:
+                counts = counts if len(counts) == i[axis] else _resize(counts, i[axis])
+                counts = _forward_rule(g, axis, counts, o[axis] if o else i[axis])
             fwd.append(counts if len(counts) == out.shape[-2 + axis] else _resize(counts, out.shape[-2 + axis]))
         forward = MapSummary(fwd[0], fwd[1])
     return LintReport(
@@ -453,5 +618,14 @@ def _lint_with_hooks(model: nn.Module, example: Tensor, name: str, why: str) -> 
         layers,
         MapSummary(maps[0], maps[1]),
         forward,
-        [why],
+        [why, *_model_notes(layers)],
+        unanalysed,
     )
+
+
+def _names_inside_registered(model: nn.Module) -> set[str]:
+    inside: set[str] = set()
+    for name, m in model.named_modules():
+        if name and registered(m):
+            inside.update(f"{name}.{child}" for child, _ in m.named_modules() if child)
+    return inside

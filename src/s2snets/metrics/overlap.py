@@ -11,6 +11,12 @@ output position o = i*s - p + t*d.
 
 2-D maps are the outer product of the per-axis 1-D maps (the layers are separable in their count structure); the
 max/min ratio of a 2-D map is the product of the axes' ratios (2:1 in 1-D becomes 4:1 in 2-D for k=3, s=2).
+
+Taps carry weights. Learned convolutions use the *count model* (every tap weighs 1: the idealised map of a layer
+whose weights are not known in advance); layers with fixed filters (blur pool, average pool, zero-order hold, a
+frozen depthwise kernel) carry their actual filter, so a binomial [1, 2, 1] / 4 at stride 2 comes out even, as
+autograd says it is. Evenness is decided by the *phase sums*: input phase r = (i + p) mod s receives
+sum_{t : t*d = r (mod s)} w_t per output window; equal sums are even, a zero sum skips inputs.
 """
 
 from __future__ import annotations
@@ -31,20 +37,38 @@ class Geometry:
     padding: int = 0
     dilation: int = 1
     output_padding: int = 0
+    weights: tuple[float, ...] | None = None  # per-tap weights (fixed filters); None: the count model, all 1
+
+    def __post_init__(self) -> None:
+        if self.weights is not None and len(self.weights) != self.kernel:
+            raise ValueError(f"{len(self.weights)} tap weights for a kernel of {self.kernel}")
 
     @property
     def span(self) -> int:
         return self.dilation * (self.kernel - 1) + 1
 
     @property
+    def taps(self) -> tuple[float, ...]:
+        return self.weights if self.weights is not None else (1.0,) * self.kernel
+
+    @property
+    def phase_sums(self) -> tuple[float, ...]:
+        """Total tap weight that lands on each of the ``stride`` phases of the input (gradient) or output (forward)."""
+        sums = [0.0] * self.stride
+        for t, w in enumerate(self.taps):
+            sums[(t * self.dilation) % self.stride] += abs(w)
+        return tuple(sums)
+
+    @property
     def uneven(self) -> bool:
-        """Kernel extent not divisible by the stride: some positions get more contributions than others."""
-        return self.stride > 1 and self.span % self.stride != 0 and self.span >= self.stride
+        """Some phases get more (weighted) contributions than others: k = 3 at s = 2 with equal taps, not [1, 2, 1]."""
+        sums = self.phase_sums
+        return self.stride > 1 and min(sums) > 0 and max(sums) > min(sums) * (1 + 1e-9)
 
     @property
     def skips(self) -> bool:
-        """Kernel extent smaller than the stride: some inputs are never read (and get no gradient)."""
-        return self.stride > 1 and self.span < self.stride
+        """Some phase gets nothing: those inputs are never read (and get no gradient), e.g. k < s."""
+        return self.stride > 1 and min(self.phase_sums) == 0
 
     def forward_length(self, n: int) -> int:
         if self.kind in ("transposed", "upsample"):
@@ -59,13 +83,13 @@ def scatter_taps(counts: Tensor, g: Geometry, out_length: int, circular: bool = 
     """
     out = torch.zeros(out_length, dtype=counts.dtype)
     base = torch.arange(len(counts)) * g.stride - g.padding
-    for t in range(g.kernel):
+    for t, w in enumerate(g.taps):
         o = base + t * g.dilation
         if circular:
-            out.index_add_(0, o % out_length, counts)
+            out.index_add_(0, o % out_length, counts * w)
         else:
             ok = (o >= 0) & (o < out_length)
-            out.index_add_(0, o[ok], counts[ok])
+            out.index_add_(0, o[ok], counts[ok] * w)
     return out
 
 
@@ -74,13 +98,13 @@ def gather_taps(counts: Tensor, g: Geometry, out_length: int, circular: bool = F
     with ``circular``). -> (out_length,)."""
     out = torch.zeros(out_length, dtype=counts.dtype)
     base = torch.arange(out_length) * g.stride - g.padding
-    for t in range(g.kernel):
+    for t, w in enumerate(g.taps):
         i = base + t * g.dilation
         if circular:
-            out += counts[i % len(counts)]
+            out += counts[i % len(counts)] * w
         else:
             ok = (i >= 0) & (i < len(counts))
-            out[ok] += counts[i[ok]]
+            out[ok] += counts[i[ok]] * w
     return out
 
 
@@ -137,3 +161,35 @@ def overlap_period(counts: Tensor) -> int:
         if torch.allclose(c[p:], c[: len(c) - p]):
             return p
     return 0
+
+
+# ----------------------------------------------------------------------------------------------- lattice periods
+EVEN_TOLERANCE = 1e-9  # relative non-DC power below which a map counts as even
+DOMINANT_SHARE = 0.5  # a lattice is dominant when it holds at least this share of the non-DC power
+
+
+def lattice_shares_1d(counts: Tensor) -> dict[int, float]:
+    """Share of a 1-D map's non-DC power on the period-P lattice (frequencies k * L / P), for every P dividing L.
+
+    (L,) -> {P: share in [0, 1]}, P = 2 .. L ascending; empty for an even map (no non-DC power). The map is taken as
+    one period of a periodic signal (the lint propagates maps circularly, so it has no edges).
+    """
+    n = len(counts)
+    power = torch.fft.fft(counts.double() - counts.double().mean()).abs().square()
+    total = float(power.sum())
+    scale = float(counts.double().square().sum()) or 1.0
+    if n < 2 or total <= EVEN_TOLERANCE * scale:
+        return {}
+    return {p: float(power[:: n // p].sum()) / total for p in range(2, n + 1) if n % p == 0}
+
+
+def dominant_period(counts: Tensor, min_share: float = DOMINANT_SHARE) -> tuple[int, float]:
+    """The smallest period whose lattice holds at least ``min_share`` of the non-DC power, and that share.
+
+    (1, 0.0) for an even map. A map alternating 0.7 / 1.0 under a slow modulation has dominant period 2 even though
+    its exact period is longer: what makes a visible checkerboard is where the power sits, not the repeat length.
+    """
+    for p, share in lattice_shares_1d(counts).items():
+        if share >= min_share:
+            return p, share
+    return 1, 0.0
