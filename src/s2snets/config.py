@@ -68,14 +68,15 @@ class MeasureConfig:
 
 @dataclass
 class HypothesisConfig:
-    families: list[str] = field(default_factory=lambda: ["resnet_s"])  # classifier families in the grid
-    downsamples: list[str] = field(default_factory=lambda: ["native", "blur_pool", "max_pool"])  # + strided_conv, avg_pool
-    upsamples: list[str] = field(default_factory=lambda: ["unpool"])  # decoder upsamplings in the grid
-    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])  # one classifier + fine-tuning per seed and cell
-    permutations: int = 10000  # for the Spearman permutation test
-    rho_threshold: float = 0.5  # "supported" needs Spearman rho at least this ...
-    alpha: float = 0.05  # ... with permutation p below this
-    odena_probe: bool = True  # also run Odena's generator initialisation probe
+    families: list[str] = field(default_factory=lambda: ["alexnet_s"])  # classifier families in the grid
+    downsamples: list[str] = field(default_factory=lambda: ["native"])  # classifier downsamplings (+ blur_pool, max_pool, ...)
+    upsamples: list[str] = field(default_factory=lambda: ["unpool", "resize_conv"])  # decoder upsamplings in the grid
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])  # classifier seed = fine-tuning seed; paired across interventions
+    interventions: list[str] = field(default_factory=lambda: ["control", "grid_shift", "gradient_notch"])  # + phase_average
+    shift: int = 1  # grid_shift: pixels the classifier's input moves down and right
+    min_effect: float = 0.02  # smallest lattice-energy difference that matters (verdict rules, docs/measures.md)
+    alpha: float = 0.05  # two-sided level of the paired tests and of the 95% intervals
+    odena_probe: bool = True  # also run Odena's generator probe (transposed vs resize-conv at init and trained)
     odena_steps: int = 150  # training steps of each probe generator
 
 
@@ -87,6 +88,7 @@ class RunConfig:
     amp: str = "auto"  # auto (bf16 on CUDA, off on CPU) | off | bf16 | fp16
     classifiers: list[str] = field(default_factory=lambda: list(SMALL_FAMILIES))  # zoo names or package.module:factory
     classifier_downsample: str = "native"  # native | strided_conv | max_pool | avg_pool | blur_pool
+    use_zoo: bool = True  # load classifiers and autoencoders from the shipped zoo where it has them (Fashion-MNIST, 32 px)
     data: DataConfig = field(default_factory=DataConfig)
     autoencoder: AutoencoderConfig = field(default_factory=AutoencoderConfig)
     train_classifier: StageConfig = field(default_factory=StageConfig)

@@ -1,335 +1,274 @@
-"""The open question as an experiment: are S2SNets' constant patterns gradient checkerboards of the classifier's
-strided layers, seen through the backward pass?
+"""The open question as a causal experiment: are S2SNets' constant patterns gradient checkerboards of the
+classifier's strided layers, seen through the backward pass?
 
-Design. One pretrained autoencoder per decoder upsampling; for each classifier family, downsampling variant and
-seed a classifier is trained and the decoder fine-tuned through it. Per run:
+Design: interventions that change one thing. For the same frozen classifier (one per family, downsampling and
+seed; from the zoo where it has them) and the same pretrained autoencoder (one per decoder upsampling), the decoder
+is fine-tuned once per intervention (``s2snets.layers.interventions``: control, grid_shift, gradient_notch,
+phase_average), with the same seed, so every comparison is paired. Per run, with P the dominant lattice period the
+lint predicts for the classifier's input gradient:
 
-* ``pattern_energy``: lattice energy, at the analysis period P of the family, of the constant pattern (mean of
-  reconstruction - original over the evaluation images);
-* ``gradient_energy``: lattice energy at P of the classifier's mean input-gradient power spectrum (gradient probe);
-* ``inter_nmi``: mean same-class inter-image nMI of the fine-tuned reconstructions;
-* ``restored``: fine-tuned minus plain-autoencoder top-1 accuracy.
+* ``pattern_energy``: lattice energy at P of the constant pattern (mean reconstruction - original), and its
+  ``excess`` over the plain autoencoder's;
+* ``lock_decoder`` / ``lock_classifier``: phase-lock of the pattern's period-P component with the control's,
+  without and with undoing the grid shift (``metrics.pattern.phase_lock``);
+* ``restored`` (fine-tuned - plain top-1, through the same wrapped classifier) and ``inter_nmi``.
 
-P is the largest artifact period the lint predicts for the family's variants (2 if it predicts none), so every cell
-of a family is measured on the same lattice. If the hypothesis holds, classifiers whose gradients carry more lattice
-energy leave more lattice energy in the constant pattern (positive rank correlation), and replacing strided
-downsampling by blur pooling lowers the pattern's lattice energy.
-
-Verdict rules (thresholds from the config): *supported* when Spearman rho >= rho_threshold with permutation
-p < alpha AND the blur-pool effect (native - blur_pool pattern energy) has a 95% CI above 0; *not supported* when
-neither holds and the effect's CI upper bound is below ``min_effect``; *inconclusive* otherwise, and also whenever
-no cell's pattern energy exceeds the plain autoencoder's by ``min_effect`` (no pattern formed to explain). The correlation is
-computed over runs (cells x seeds); the cell-level correlation is reported beside it (with few cells its
-permutation p-value cannot go below 1/n!).
+The verdict rules are written in docs/measures.md ("The checkerboard question: verdict rules") and coded in
+``cell_verdict``; the verdict is generated from the numbers, never typed in.
 """
 
 from __future__ import annotations
 
 import itertools
-import math
 import time
-
 import torch
-from scipy import stats
 
 from s2snets import __version__
+from s2snets.checkpoint import save_checkpoint
 from s2snets.config import RunConfig, StageConfig, config_hash
 from s2snets.experiments.replicate import accuracy, load_context
-from s2snets.experiments.stages import Context, finetune_decoder, pretrain_autoencoder, train_classifier
-from s2snets.metrics.gradients import gradient_probe
+from s2snets.experiments.stages import Context, Trained, finetune_decoder, pretrain_autoencoder, train_classifier
+from s2snets.layers.interventions import INTERVENTIONS, Intervened
 from s2snets.metrics.lint import lint_model
 from s2snets.metrics.nmi import inter_nmi
-from s2snets.metrics.pattern import constant_pattern
+from s2snets.metrics.pattern import constant_pattern, phase_lock
 from s2snets.metrics.spectrum import lattice_energy
-from s2snets.models.classifiers import build_classifier
+from s2snets.metrics.stats import above, below, mean_ci, negligible, paired_difference
 from s2snets.models.generator import ProbeAutoencoder
 from s2snets.rundir import RunDir
 from s2snets.runtime import Runtime
 from s2snets.train import autoencode, autoencoder_stage, predict_logits, to_pixels, train_stage
 
-MIN_EFFECT = 0.02  # lattice-energy difference below which a blur-pool effect is called negligible
+VERDICTS = ("classifier-born", "decoder-born", "interaction", "no pattern", "inconclusive", "not testable")
 
 
-# ----------------------------------------------------------------------------------------------- statistics
-def mean_ci(values: list[float], level: float = 0.95) -> dict:
-    """Mean and two-sided t confidence interval. n = 1 gives an infinite interval."""
-    n = len(values)
-    mean = sum(values) / n
-    if n < 2:
-        return {"mean": mean, "low": -math.inf, "high": math.inf, "n": n}
-    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
-    half = stats.t.ppf(0.5 + level / 2, n - 1) * sd / math.sqrt(n)
-    return {"mean": mean, "low": mean - half, "high": mean + half, "n": n}
+def analysis_period(model: torch.nn.Module, channels: int, size: int) -> int:
+    """The lint's dominant input-gradient period for the classifier (the largest over the axes); 2 if it predicts none."""
+    import copy
 
-
-def difference_ci(a: list[float], b: list[float], level: float = 0.95) -> dict:
-    """mean(a) - mean(b) with a Welch t interval."""
-    ma, mb = sum(a) / len(a), sum(b) / len(b)
-    if len(a) < 2 or len(b) < 2:
-        return {"mean": ma - mb, "low": -math.inf, "high": math.inf}
-    va = sum((v - ma) ** 2 for v in a) / (len(a) - 1) / len(a)
-    vb = sum((v - mb) ** 2 for v in b) / (len(b) - 1) / len(b)
-    se = math.sqrt(va + vb)
-    if se == 0:
-        return {"mean": ma - mb, "low": ma - mb, "high": ma - mb}
-    dof = (va + vb) ** 2 / ((va**2) / (len(a) - 1) + (vb**2) / (len(b) - 1))
-    half = stats.t.ppf(0.5 + level / 2, dof) * se
-    return {"mean": ma - mb, "low": ma - mb - half, "high": ma - mb + half}
-
-
-def spearman_permutation(x: list[float], y: list[float], permutations: int = 10000, seed: int = 0) -> dict:
-    """Spearman rho and a two-sided permutation p-value (exact over all n! orders when n! <= permutations)."""
-    n = len(x)
-    if n < 3 or len(set(x)) < 2 or len(set(y)) < 2:
-        return {"rho": float("nan"), "p": float("nan"), "n": n, "exact": False}
-    rx, ry = stats.rankdata(x), stats.rankdata(y)
-
-    def rho_of(order) -> float:
-        return float(stats.pearsonr(rx, [ry[i] for i in order])[0])
-
-    rho = rho_of(range(n))
-    if math.factorial(n) <= permutations:
-        orders: list = list(itertools.permutations(range(n)))
-        exact = True
-    else:
-        g = torch.Generator().manual_seed(seed)
-        orders = [torch.randperm(n, generator=g).tolist() for _ in range(permutations)]
-        exact = False
-    extreme = sum(abs(rho_of(o)) >= abs(rho) - 1e-12 for o in orders)
-    p = extreme / len(orders) if exact else (extreme + 1) / (len(orders) + 1)
-    return {"rho": rho, "p": p, "n": n, "exact": exact}
-
-
-def decide(
-    correlation: dict,
-    blur_effect: dict | None,
-    rho_threshold: float,
-    alpha: float,
-    min_effect: float = MIN_EFFECT,
-    pattern_excess: float | None = None,
-) -> dict:
-    """The verdict from the numbers: supported / not supported / inconclusive, with the rule that fired.
-
-    ``pattern_excess``: the largest cell-mean pattern energy above the plain autoencoder's. Below ``min_effect`` no
-    pattern formed that the experiment could attribute, and the verdict is inconclusive whatever the tests say.
-    """
-    rho, p = correlation.get("rho", float("nan")), correlation.get("p", float("nan"))
-    if pattern_excess is not None and pattern_excess < min_effect:
-        return {
-            "verdict": "inconclusive",
-            "rho_threshold": rho_threshold,
-            "alpha": alpha,
-            "min_effect": min_effect,
-            "reason": (
-                f"no pattern formed: the fine-tuned reconstructions' pattern lattice energy exceeds the plain "
-                f"autoencoder's by at most {pattern_excess:.4f} (< {min_effect}); fine-tune longer"
-            ),
-        }
-    corr_ok = not math.isnan(rho) and rho >= rho_threshold and p < alpha
-    blur_ok = blur_effect is not None and blur_effect["low"] > 0
-    blur_negligible = blur_effect is not None and blur_effect["high"] < min_effect
-    if corr_ok and blur_ok:
-        verdict, why = (
-            "supported",
-            (
-                f"rho = {rho:.2f} >= {rho_threshold} with p = {p:.3g} < {alpha}, and blur pooling lowers the "
-                f"pattern's lattice energy (95% CI {blur_effect['low']:.3f} to {blur_effect['high']:.3f}, above 0)"
-            ),
-        )
-    elif not corr_ok and not blur_ok and blur_negligible:
-        verdict, why = (
-            "not supported",
-            (
-                f"no rank correlation (rho = {rho:.2f}, p = {p:.3g}; needs rho >= {rho_threshold}, p < {alpha}) and the "
-                f"blur-pool effect's 95% CI ({blur_effect['low']:.3f} to {blur_effect['high']:.3f}) lies below "
-                f"the smallest effect that matters ({min_effect})"
-            ),
-        )
-    else:
-        parts = [f"correlation test {'passed' if corr_ok else 'failed'} (rho = {rho:.2f}, p = {p:.3g})"]
-        if blur_effect is None:
-            parts.append("no blur-pool comparison in the grid")
-        else:
-            parts.append(f"blur-pool effect 95% CI {blur_effect['low']:.3f} to {blur_effect['high']:.3f}")
-        verdict, why = (
-            "inconclusive",
-            "; ".join(parts) + f" (supported needs both tests; not supported needs both to fail with the CI below {min_effect})",
-        )
-    return {"verdict": verdict, "reason": why, "rho_threshold": rho_threshold, "alpha": alpha, "min_effect": min_effect}
+    cpu = copy.deepcopy(model).to("cpu", memory_format=torch.contiguous_format)
+    report = lint_model(cpu, torch.zeros(1, channels, size, size))
+    return max(report.predicted_periods, default=2)
 
 
 # ----------------------------------------------------------------------------------------------- the grid
 def hypothesis(config: RunConfig, run: RunDir, runtime: Runtime, progress: bool = True, echo=print) -> dict:
-    """Run (or resume) the grid and its statistics; writes metrics/hypothesis.json. Returns the results dict."""
+    """Run (or resume) the intervention grid and its statistics; writes metrics/hypothesis.json."""
     started = time.perf_counter()
     h = config.hypothesis
+    unknown = [i for i in h.interventions if i not in INTERVENTIONS]
+    if unknown:
+        from s2snets.errors import ConfigError
+
+        raise ConfigError(f"unknown hypothesis.interventions {unknown}; choose from {', '.join(INTERVENTIONS)}")
+    interventions = ["control", *[i for i in h.interventions if i != "control"]]  # control is the pairing base
     ctx = load_context(config, run, runtime, progress, echo)
     data = ctx.test.head(config.measure.eval_limit, seed=config.seed)
     key = config_hash(
-        "hypothesis",
-        __version__,  # measures may change between versions: recompute, but reuse the trained stages
-        h,
-        config.train_classifier,
-        config.finetune,
-        config.pretrain,
-        config.measure,
-        config.autoencoder.preset,
-        ctx.data_key,
-        config.seed,
-    )
+        "hypothesis-interventions", __version__, h, config.finetune, config.pretrain, config.train_classifier,
+        config.measure, config.autoencoder.preset, config.use_zoo, ctx.data_key, config.seed,
+    )  # fmt: skip
     previous = run.read_json("hypothesis")
     if previous and previous.get("key") == key:
         ctx.say("hypothesis: finished earlier with the same inputs, skipped")
         return previous
+    n_runs = len(h.families) * len(h.downsamples) * len(h.upsamples) * len(h.seeds) * len(interventions)
     ctx.say(
-        f"hypothesis grid: {len(h.families)} families x {len(h.downsamples)} downsamplings x "
-        f"{len(h.upsamples)} upsamplings x {len(h.seeds)} seeds"
+        f"hypothesis: {n_runs} fine-tunings = {len(h.families)} families x {len(h.downsamples)} downsamplings x "
+        f"{len(h.upsamples)} upsamplings x {len(h.seeds)} seeds x {len(interventions)} interventions"
     )
     originals = data.images.float() / 255.0
     plains = {u: pretrain_autoencoder(ctx, u) for u in h.upsamples}
-    plain_pattern: dict = {}
-    example = torch.zeros(1, data.channels, data.size, data.size)
-    runs, lints, periods = [], {}, {}
-    for family in h.families:
-        for d in h.downsamples:
-            lints[f"{family}/{d}"] = lint_model(
-                build_classifier(family, data.num_classes, data.channels, d, input_size=data.size), example, f"{family}/{d}"
-            ).as_dict()
-        predicted = [p for d in h.downsamples for p in lints[f"{family}/{d}"]["predicted_periods"] if p <= data.size]
-        periods[family] = max(predicted) if predicted else 2
-    plain_raw = {u: autoencode(plain.model, data, runtime) for u, plain in plains.items()}  # once, for every classifier
-    for u in plains:
-        recon = to_pixels(data, plain_raw[u])
-        plain_difference = constant_pattern(originals, recon, ()).mean_difference.mean(0)
-        plain_pattern[u] = {f: float(lattice_energy(plain_difference, periods[f])) for f in h.families}
-        plain_pattern[u]["inter_nmi"] = float(inter_nmi(recon, data.labels, config.measure.nmi_pairs, config.seed).mean())
-    probe_set = data.head(config.measure.probe_images, seed=config.seed)
-    probe_x, probe_y = runtime.to_device(probe_set.normalize(probe_set.images)), probe_set.labels.to(runtime.device)
+    plain_raw = {u: autoencode(plain.model, data, runtime) for u, plain in plains.items()}
+    plain_pattern = {u: constant_pattern(originals, to_pixels(data, raw), ()).mean_difference.mean(0) for u, raw in plain_raw.items()}
+    runs: list[dict] = []
+    patterns: dict[tuple, torch.Tensor] = {}
+    periods: dict[str, int] = {}
     for family, d, seed in itertools.product(h.families, h.downsamples, h.seeds):
-        reuse = d == config.classifier_downsample and seed == config.seed
-        clf = train_classifier(ctx, family, d, seed=seed, tag="" if reuse else f"-{d}-s{seed}")
-        p = periods[family]
-        probe = gradient_probe(clf.model, probe_x, probe_y, (p,))
-        plain_top1 = {
-            u: accuracy(predict_logits(clf.model, data, runtime, inputs=plain_raw[u]), data.labels, data.num_classes)["top1"]
-            for u in h.upsamples
-        }
-        for u in h.upsamples:
-            ft = finetune_decoder(ctx, plains[u], clf, u, seed=seed, tag=None if reuse else f"{family}-{d}-s{seed}")
+        clf = train_classifier(ctx, family, d, seed=seed, tag=f"-{d}-s{seed}")
+        period = periods.setdefault(f"{family}/{d}", analysis_period(clf.model, data.channels, data.size))
+        for u, kind in itertools.product(h.upsamples, interventions):
+            wrapped = Intervened(clf.model, kind, period, h.shift)
+            arm = Trained(wrapped, config_hash(clf.key, kind, period, h.shift), clf.result)
+            plain_top1 = _top1(wrapped, data, runtime, plain_raw[u])
+            ft = finetune_decoder(ctx, plains[u], arm, u, seed=seed, tag=f"{family}-{d}-s{seed}-{kind}")
             ft_raw = autoencode(ft.model, data, runtime)
             recon = to_pixels(data, ft_raw)
-            pattern = constant_pattern(originals, recon, ())
-            ft_top1 = accuracy(predict_logits(clf.model, data, runtime, inputs=ft_raw), data.labels, data.num_classes)["top1"]
+            pattern = constant_pattern(originals, recon, ()).mean_difference.mean(0)
+            patterns[(family, d, u, seed, kind)] = pattern
+            energy = float(lattice_energy(pattern, period))
+            ft_top1 = _top1(wrapped, data, runtime, ft_raw)
             runs.append(
                 {
-                    "family": family,
-                    "downsample": d,
-                    "upsample": u,
-                    "seed": seed,
-                    "period": p,
-                    "pattern_energy": float(lattice_energy(pattern.mean_difference.mean(0), p)),
-                    "gradient_energy": probe.lattice[p],
+                    "family": family, "downsample": d, "upsample": u, "seed": seed, "intervention": kind,
+                    "period": period, "pattern_energy": energy,
+                    "excess": energy - float(lattice_energy(plain_pattern[u], period)),
+                    "plain_top1": plain_top1, "finetuned_top1": ft_top1, "restored": ft_top1 - plain_top1,
                     "inter_nmi": float(inter_nmi(recon, data.labels, config.measure.nmi_pairs, config.seed).mean()),
-                    "plain_top1": plain_top1[u],
-                    "finetuned_top1": ft_top1,
-                    "restored": ft_top1 - plain_top1[u],
-                    "mean_constancy": pattern.mean_constancy,
                 }
-            )
+            )  # fmt: skip
             ctx.say(
-                f"  {family}/{d}/{u}/seed {seed}: pattern LE {runs[-1]['pattern_energy']:.4f}, "
-                f"gradient LE {runs[-1]['gradient_energy']:.4f}, accuracy {plain_top1[u]:.3f} -> {ft_top1:.3f}"
+                f"  {family}/{d}/{u}/seed {seed}/{kind}: pattern lattice energy (P={period}) {energy:.4f}, "
+                f"top-1 {plain_top1:.3f} -> {ft_top1:.3f}"
             )
-    result = summarise(runs, h, plain_pattern)
-    result.update({"key": key, "lint": lints, "periods": periods, "plain": plain_pattern})
+    _add_phase_locks(runs, patterns, h.shift)
+    result = summarise(runs, h, interventions)
+    result.update({"key": key, "periods": periods, "version": __version__, "config": config.hypothesis.__dict__})
+    result["plain_energy"] = {
+        u: {f: float(lattice_energy(p, per)) for f, per in periods.items()} for u, p in plain_pattern.items()
+    }
     if h.odena_probe:
         result["odena"] = odena_probe(ctx, config)
     result["seconds_total"] = time.perf_counter() - started
     if runtime.is_main:
         run.write_json("hypothesis", result)
+        arrays = {f"plain/{u}": p for u, p in plain_pattern.items()}
+        for (f, d, u, kind), group in itertools.groupby(
+            sorted(patterns.items(), key=lambda kv: (kv[0][0], kv[0][1], kv[0][2], kv[0][4])),
+            key=lambda kv: (kv[0][0], kv[0][1], kv[0][2], kv[0][4]),
+        ):
+            arrays[f"pattern/{f}/{d}/{u}/{kind}"] = torch.stack([p for _, p in group]).mean(0).float()
+        save_checkpoint(run.metrics("hypothesis-arrays").with_suffix(".safetensors"), arrays, {"kind": "hypothesis-arrays"})
     return result
 
 
-def summarise(runs: list[dict], h, plain_pattern: dict) -> dict:
-    """Cell means with CIs, the correlation tests, the blur-pool effect and the verdict."""
-    cells: dict[tuple, list[dict]] = {}
+def _top1(model: torch.nn.Module, data, runtime: Runtime, raw: torch.Tensor) -> float:
+    return accuracy(predict_logits(model, data, runtime, inputs=raw), data.labels, data.num_classes)["top1"]
+
+
+def _add_phase_locks(runs: list[dict], patterns: dict[tuple, torch.Tensor], shift: int) -> None:
+    """Phase-lock of every run's pattern with its paired control's: kept in place (decoder) and shift undone
+    (classifier; equal to the former for interventions that do not shift)."""
     for r in runs:
-        cells.setdefault((r["family"], r["downsample"], r["upsample"]), []).append(r)
-    measures = ("pattern_energy", "gradient_energy", "inter_nmi", "restored", "finetuned_top1")
-    cell_rows = [
-        {"family": f, "downsample": d, "upsample": u, **{m: mean_ci([r[m] for r in rs]) for m in measures}}
-        for (f, d, u), rs in cells.items()
-    ]
-    run_corr = spearman_permutation([r["gradient_energy"] for r in runs], [r["pattern_energy"] for r in runs], h.permutations)
-    cell_corr = spearman_permutation(
-        [c["gradient_energy"]["mean"] for c in cell_rows], [c["pattern_energy"]["mean"] for c in cell_rows], h.permutations
-    )
-    native = [r["pattern_energy"] for r in runs if r["downsample"] == "native"]
-    blurred = [r["pattern_energy"] for r in runs if r["downsample"] == "blur_pool"]
-    blur_effect = difference_ci(native, blurred) if native and blurred else None
-    excess = max(c["pattern_energy"]["mean"] - plain_pattern[c["upsample"]][c["family"]] for c in cell_rows)
-    return {
-        "runs": runs,
-        "cells": cell_rows,
-        "correlation_runs": run_corr,
-        "correlation_cells": cell_corr,
-        "blur_effect": blur_effect,
-        "pattern_excess": excess,
-        "decision": decide(run_corr, blur_effect, h.rho_threshold, h.alpha, pattern_excess=excess),
-    }
+        base = (r["family"], r["downsample"], r["upsample"], r["seed"])
+        own, control = patterns[(*base, r["intervention"])], patterns[(*base, "control")]
+        r["lock_decoder"] = phase_lock(own, control, r["period"])
+        undo = (shift, shift) if r["intervention"] == "grid_shift" else (0, 0)
+        r["lock_classifier"] = phase_lock(own, control, r["period"], undo_shift=undo)
 
 
+# ----------------------------------------------------------------------------------------------- statistics
+def summarise(runs: list[dict], h, interventions: list[str]) -> dict:
+    """Per cell (family, downsampling, upsampling): each arm's means with intervals, the paired differences against
+    control, the verdict of the rules; then one answer per decoder upsampling."""
+    measures = ("pattern_energy", "excess", "restored", "finetuned_top1", "inter_nmi", "lock_decoder", "lock_classifier")
+    cells = []
+    keys = sorted({(r["family"], r["downsample"], r["upsample"]) for r in runs}, key=lambda k: (k[2] != "unpool", k))
+    for f, d, u in keys:
+        arm = {
+            kind: sorted((r for r in runs if (r["family"], r["downsample"], r["upsample"], r["intervention"]) == (f, d, u, kind)), key=lambda r: r["seed"])
+            for kind in interventions
+        }  # fmt: skip
+        control = arm["control"]
+        cell: dict = {"family": f, "downsample": d, "upsample": u, "period": control[0]["period"], "seeds": [r["seed"] for r in control]}
+        cell["arms"] = {kind: {m: mean_ci([r[m] for r in rs]) for m in measures} for kind, rs in arm.items()}
+        cell["paired"] = {}
+        for kind, rs in arm.items():
+            if kind == "control":
+                continue
+            cell["paired"][kind] = {
+                m: paired_difference([r[m] for r in rs], [r[m] for r in control], 1 - h.alpha)
+                for m in ("pattern_energy", "restored", "inter_nmi")
+            }
+            if kind == "grid_shift":
+                cell["paired"][kind]["lock_shift"] = paired_difference(
+                    [r["lock_classifier"] for r in rs], [r["lock_decoder"] for r in rs], 1 - h.alpha
+                )
+        cell["excess"] = mean_ci([r["excess"] for r in control], 1 - h.alpha)
+        cell["decision"] = cell_verdict(cell, h.min_effect)
+        cells.append(cell)
+    return {"runs": runs, "cells": cells, "answer": answer(cells), "min_effect": h.min_effect, "alpha": h.alpha}
+
+
+def cell_verdict(cell: dict, min_effect: float) -> dict:
+    """The rules of docs/measures.md, in order; the first that holds decides. Returns {"verdict", "rule", "reason"}."""
+    x = cell["excess"]
+    paired = cell["paired"]
+    if "gradient_notch" not in paired or "grid_shift" not in paired:
+        return {"verdict": "not testable", "rule": "R-", "reason": "the grid needs both gradient_notch and grid_shift"}
+    n, s, lock = paired["gradient_notch"]["pattern_energy"], paired["grid_shift"]["pattern_energy"], paired["grid_shift"]["lock_shift"]
+    fmt = lambda ci: f"{ci['mean']:+.3f} [{ci['low']:+.3f}, {ci['high']:+.3f}]"  # noqa: E731
+    numbers = f"excess {fmt(x)}, notch {fmt(n)}, shift {fmt(s)}, lock(classifier - decoder) {fmt(lock)}"
+    notch_removes = below(n, 0) and n["mean"] <= -min_effect
+    shift_weakens = below(s, 0) and s["mean"] <= -min_effect
+    if not above(x, 0) or x["mean"] < min_effect:
+        verdict, rule = "no pattern", "R0"
+    elif notch_removes and negligible(s, min_effect) and above(lock, 0):
+        verdict, rule = "classifier-born", "R1"
+    elif negligible(n, min_effect) and negligible(s, min_effect) and below(lock, 0):
+        verdict, rule = "decoder-born", "R2"
+    elif notch_removes and (shift_weakens or below(lock, 0)):
+        verdict, rule = "interaction", "R3"
+    else:
+        verdict, rule = "inconclusive", "R4"
+    return {"verdict": verdict, "rule": rule, "reason": numbers}
+
+
+def answer(cells: list[dict]) -> dict:
+    """One answer to the forum's question per decoder upsampling, from its cells' verdicts."""
+    out = {}
+    for u in dict.fromkeys(c["upsample"] for c in cells):
+        verdicts = {c["decision"]["verdict"] for c in cells if c["upsample"] == u}
+        if verdicts == {"classifier-born"}:
+            text = "holds: the pattern is the classifier's gradient checkerboard"
+        elif verdicts <= {"classifier-born", "interaction"}:
+            text = "holds in part: the pattern needs the classifier's gradient lattice and the decoder's grid together"
+        elif verdicts == {"decoder-born"}:
+            text = "does not hold: the pattern is the decoder's own"
+        elif verdicts == {"no pattern"}:
+            text = "not testable here: no pattern formed beyond the plain autoencoder's"
+        else:
+            text = "inconclusive: " + ", ".join(sorted(verdicts))
+        out[u] = {"verdicts": sorted(verdicts), "text": text}
+    return out
+
+
+# ----------------------------------------------------------------------------------------------- Odena's probe
 def odena_probe(ctx: Context, config: RunConfig) -> dict:
     """Generators with transposed convolutions in their last 0, 1, 2 upsampling stages: lattice energy of the mean
-    output power spectrum at periods 2 and 4, at initialisation and after a short training as a decoder."""
+    output power spectrum at periods 2 and 4 at initialisation, and after a short training as a decoder measured
+    on the reconstruction *error* (output - input), so the image content does not swamp the artifact."""
     out = {}
     steps = config.hypothesis.odena_steps
     data = ctx.test.head(256, seed=config.seed)
     for n in (0, 1, 2):
         torch.manual_seed(config.seed)
         model = ProbeAutoencoder(ctx.train.channels, n)
-        before = _output_energy(model, data, ctx)
+        before = _output_energy(model, data, ctx, error=False)
         stage_cfg = StageConfig(epochs=1, max_steps=steps, batch_size=64, lr=2e-3, checkpoint_every=max(steps, 1))
         key = config_hash("odena", n, stage_cfg, config.seed, ctx.data_key)
         train_stage(
-            autoencoder_stage(f"odena-{n}", model),
-            ctx.train,
-            stage_cfg,
-            seed=config.seed,
-            checkpoint=ctx.run.checkpoint(f"odena-transposed{n}"),
-            key=key,
-            runtime=ctx.runtime,
-            progress=ctx.progress,
-            log=ctx.say,
-        )
-        out[str(n)] = {"init": before, "trained": _output_energy(model, data, ctx), "steps": steps}
+            autoencoder_stage(f"odena-{n}", model), ctx.train, stage_cfg, seed=config.seed,
+            checkpoint=ctx.run.checkpoint(f"odena-transposed{n}"), key=key, runtime=ctx.runtime,
+            progress=ctx.progress, log=ctx.say,
+        )  # fmt: skip
+        out[str(n)] = {"init": before, "trained": _output_energy(model, data, ctx, error=True), "steps": steps}
     return out
 
 
 @torch.no_grad()
-def _output_energy(model: torch.nn.Module, data, ctx: Context) -> dict:
+def _output_energy(model: torch.nn.Module, data, ctx: Context, error: bool) -> dict:
+    """Lattice energy (P = 2, 4) of the mean power spectrum of the outputs, or of the outputs' error (output -
+    input) when ``error``: the artifact a trained generator adds, without the image it reconstructs."""
     from s2snets.metrics.gradients import spectrum_lattice_energy
     from s2snets.metrics.spectrum import power_spectrum
 
     model = model.to(ctx.runtime.device).eval()
     x = ctx.runtime.to_device(data.normalize(data.images))
     y = model(x).float()
+    if error:
+        y = y - x.float()
     y = y - y.mean((-2, -1), keepdim=True)
     mean_power = power_spectrum(y).mean((0, 1)).cpu()
     return {str(p): spectrum_lattice_energy(mean_power, p) for p in (2, 4)}
 
 
 def verdict_text(result: dict) -> str:
-    d = result["decision"]
-    c = result["correlation_runs"]
-    lines = [
-        f"Hypothesis (constant patterns are gradient checkerboards): {d['verdict'].upper()}",
-        f"  {d['reason']}",
-        f"  runs: {c['n']}, Spearman rho {c['rho']:.3f}, permutation p {c['p']:.3g}",
-    ]
-    if result.get("blur_effect"):
-        b = result["blur_effect"]
-        lines.append(
-            f"  blur-pool effect on pattern lattice energy: {b['mean']:+.4f} (95% CI {b['low']:+.4f} to {b['high']:+.4f})"
-        )
+    """The experiment's answer in a few lines, as the CLI prints it."""
+    lines = ["The checkerboard question (are constant patterns the classifier's gradient checkerboards?):"]
+    for u, a in result["answer"].items():
+        lines.append(f"  decoder {u}: {a['text']}")
+    for c in result["cells"]:
+        d = c["decision"]
+        lines.append(f"    {c['family']}/{c['downsample']}/{c['upsample']} (P={c['period']}, n={len(c['seeds'])}): {d['verdict']} ({d['rule']}) -- {d['reason']}")
     return "\n".join(lines)

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from s2snets.checkpoint import load_checkpoint, load_module
 from s2snets.config import RunConfig, StageConfig, config_hash
 from s2snets.data import ImageSet
 from s2snets.models import build_classifier, build_segnet
@@ -65,6 +64,30 @@ def _fit(ctx: Context, stage, stage_cfg: StageConfig, seed: int, name: str, key:
     )
 
 
+def zoo_entry_for(ctx: Context, kind: str, arch: str, downsample: str = "native", seed: int = 0):
+    """The zoo entry that can stand in for this stage, or None (zoo off, other data, or not in the zoo)."""
+    from s2snets import zoo
+
+    d = ctx.config.data
+    if not ctx.config.use_zoo or d.dataset != zoo.ZOO_DATA.dataset or d.size != zoo.ZOO_DATA.size or d.channels != 1:
+        return None
+    if kind == "autoencoder" and ctx.config.autoencoder.preset != zoo.AUTOENCODER_PRESET:
+        return None
+    entry = zoo.ZooEntry(kind, arch, downsample, seed)
+    return entry if zoo.has_weights(entry) else None
+
+
+def _from_zoo(ctx: Context, entry) -> Trained:
+    from s2snets import zoo
+
+    model = zoo.load_zoo_model(entry).to(ctx.runtime.device)
+    _, record = zoo.zoo_weights(entry.name)
+    score = f"test top-1 {record['test_top1']:.2%}" if "test_top1" in record else f"test PSNR {record['test_psnr_db']:.2f} dB"
+    ctx.say(f"{entry.name}: loaded from the zoo ({score} on the full test split)")
+    result = StageResult(f"zoo-{entry.name}", int(record.get("steps", 0)), [], 0.0, skipped=True)
+    return Trained(model, config_hash("zoo", entry.name, record["sha256"]), result)
+
+
 def train_classifier(
     ctx: Context,
     name: str,
@@ -73,7 +96,11 @@ def train_classifier(
     stage_cfg: StageConfig | None = None,
     tag: str = "",
 ) -> Trained:
+    """The classifier: from the zoo when it has this (family, downsampling, seed) for this data, else trained."""
     seed = ctx.config.seed if seed is None else seed
+    entry = zoo_entry_for(ctx, "classifier", name, downsample, seed)
+    if entry is not None:
+        return _from_zoo(ctx, entry)
     stage_cfg = stage_cfg or ctx.config.train_classifier
     torch.manual_seed(seed)
     model = build_classifier(name, ctx.train.num_classes, ctx.train.channels, downsample, input_size=ctx.train.size)
@@ -87,8 +114,12 @@ def build_autoencoder(ctx: Context, upsample: str) -> nn.Module:
 
 
 def pretrain_autoencoder(ctx: Context, upsample: str | None = None, seed: int | None = None) -> Trained:
+    """The pretrained autoencoder: from the zoo when it has this upsampling for this data, else trained (MSE)."""
     upsample = upsample or ctx.config.autoencoder.upsample
     seed = ctx.config.seed if seed is None else seed
+    entry = zoo_entry_for(ctx, "autoencoder", upsample)
+    if entry is not None:
+        return _from_zoo(ctx, entry)
     torch.manual_seed(seed)
     model = build_autoencoder(ctx, upsample)
     key = config_hash("autoencoder", ctx.config.autoencoder.preset, upsample, ctx.config.pretrain, seed, ctx.data_key)
@@ -109,8 +140,7 @@ def finetune_decoder(
     seed = ctx.config.seed if seed is None else seed
     stage_cfg = stage_cfg or ctx.config.finetune
     model = build_autoencoder(ctx, upsample)
-    tensors, _ = load_checkpoint(ctx.run.checkpoint(f"autoencoder-{upsample}"))
-    load_module(model, tensors, "model/autoencoder", "the pretrained autoencoder")
+    model.load_state_dict(plain.model.state_dict())
     key = config_hash("finetune", plain.key, classifier.key, stage_cfg, seed)
     name = f"finetune-{upsample}-{tag or classifier.result.name.removeprefix('classifier-')}"
     result = _fit(ctx, finetune_stage(name, model, classifier.model), stage_cfg, seed, name, key)

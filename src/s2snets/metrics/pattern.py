@@ -57,3 +57,31 @@ def constant_pattern(originals: Tensor, reconstructions: Tensor, periods: tuple[
         float((valid > 0.5).double().mean()) if valid.numel() else float("nan"),
         lattice,
     )
+
+
+def lattice_component(pattern: Tensor, period: int) -> Tensor:
+    """The part of a pattern that lives on the period-P frequency lattice (DC excluded). (..., H, W) -> (..., H, W).
+
+    For P = 2 this is the pixel-to-pixel alternation (rows, columns and the checkerboard proper).
+    """
+    from s2snets.metrics.spectrum import lattice_mask
+
+    h, w = pattern.shape[-2:]
+    mask = lattice_mask(h, w, period, pattern.device)
+    return torch.fft.ifft2(torch.fft.fft2(pattern.double()) * mask).real
+
+
+def phase_lock(pattern: Tensor, reference: Tensor, period: int, undo_shift: tuple[int, int] = (0, 0)) -> float:
+    """Pearson correlation of the period-P lattice components of two patterns (H, W), in [-1, 1].
+
+    ``undo_shift`` (dy, dx) rolls ``pattern`` back by that many pixels first: with the shift a ``grid_shift``
+    intervention applied to the classifier's input, a high score means the lattice component moved with the
+    classifier; without it, that it stayed where the decoder put it. NaN if either component is zero.
+    """
+    a = lattice_component(pattern, period)
+    if undo_shift != (0, 0):
+        a = torch.roll(a, shifts=(-undo_shift[0], -undo_shift[1]), dims=(-2, -1))
+    b = lattice_component(reference, period)
+    a, b = a - a.mean(), b - b.mean()
+    denom = float(a.norm() * b.norm())
+    return float((a * b).sum()) / denom if denom > 0 else float("nan")

@@ -198,35 +198,62 @@ def training_curves(results: dict) -> plt.Figure:
     return fig
 
 
-def hypothesis_scatter(hyp: dict) -> plt.Figure:
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
-    downs = sorted({r["downsample"] for r in hyp["runs"]})
-    cmap = plt.get_cmap("tab10")
-    for i, d in enumerate(downs):
-        rs = [r for r in hyp["runs"] if r["downsample"] == d]
-        axes[0].scatter([r["gradient_energy"] for r in rs], [r["pattern_energy"] for r in rs], color=cmap(i), label=d, s=22)
-    c = hyp["correlation_runs"]
-    axes[0].set_xlabel("classifier gradient lattice energy")
-    axes[0].set_ylabel("constant-pattern lattice energy")
-    axes[0].set_title(f"Spearman rho {c['rho']:.2f}, permutation p {c['p']:.3g} (n={c['n']})", fontsize=9)
-    axes[0].legend(fontsize=7)
+def intervention_patterns(hyp: dict, arrays: dict) -> plt.Figure:
+    """Side by side per intervention: the seed-averaged constant pattern (mean recon - original), one row per cell."""
     cells = hyp["cells"]
-    labels = [f"{c['family']}\n{c['downsample']}\n{c['upsample']}" for c in cells]
-    means = [c["pattern_energy"]["mean"] for c in cells]
-    err = [
-        [c["pattern_energy"]["mean"] - c["pattern_energy"]["low"] for c in cells],
-        [c["pattern_energy"]["high"] - c["pattern_energy"]["mean"] for c in cells],
-    ]
-    axes[1].bar(range(len(cells)), means, yerr=np.nan_to_num(np.array(err), posinf=0), capsize=3, color="#55a868")
-    for v in hyp.get("plain", {}).values():
-        for f, e in v.items():
-            if f != "inter_nmi":
-                axes[1].axhline(e, ls="--", color="#dd8452", lw=1)
-    axes[1].set_xticks(range(len(cells)), labels, fontsize=6)
-    axes[1].set_ylabel("pattern lattice energy (95% CI)")
-    axes[1].set_title("Per cell; dashed: plain autoencoder", fontsize=9)
+    kinds = list(cells[0]["arms"])
+    fig, axes = plt.subplots(len(cells), len(kinds) + 1, figsize=(2.0 * (len(kinds) + 1) + 0.8, 2.2 * len(cells)), squeeze=False)
+    for r, c in enumerate(cells):
+        keys = [f"plain/{c['upsample']}"] + [f"pattern/{c['family']}/{c['downsample']}/{c['upsample']}/{k}" for k in kinds]
+        maps = [arrays[k].numpy() if k in arrays else np.zeros((2, 2)) for k in keys]
+        lim = max(float(np.abs(m).max()) for m in maps) or 1.0
+        for j, (key, m) in enumerate(zip(["plain AE", *kinds], maps)):
+            ax = axes[r, j]
+            im = ax.imshow(m, cmap="RdBu_r", vmin=-lim, vmax=lim)
+            energy = (
+                hyp["plain_energy"][c["upsample"]][f"{c['family']}/{c['downsample']}"]
+                if j == 0
+                else c["arms"][key]["pattern_energy"]["mean"]
+            )
+            ax.set_title(f"{key}\nLE(P={c['period']}) {energy:.3f}", fontsize=8)
+            ax.set_xticks([])
+            ax.set_yticks([])
+        axes[r, 0].set_ylabel(f"{c['family']}\n{c['downsample']}\n{c['upsample']}", fontsize=8)
+        fig.colorbar(im, ax=axes[r, :].tolist(), shrink=0.8)
+    fig.suptitle("Constant patterns per intervention (mean over seeds; red = brighter than the original)", fontsize=9)
+    return fig
+
+
+def intervention_effects(hyp: dict) -> plt.Figure:
+    """Paired effects on the pattern's lattice energy (intervention - control), per seed and mean with 95% CI."""
+    cells = hyp["cells"]
+    fig, axes = plt.subplots(1, len(cells), figsize=(max(6.5, 3.4 * len(cells) + 0.6), 3.6), squeeze=False)
+    delta = hyp["min_effect"]
+    for ax, c in zip(axes[0], cells):
+        kinds = list(c["paired"])
+        for x, k in enumerate(kinds):
+            ci = c["paired"][k]["pattern_energy"]
+            per_seed = [
+                r["pattern_energy"] - next(q["pattern_energy"] for q in hyp["runs"] if q["intervention"] == "control" and _same(q, r))
+                for r in hyp["runs"]
+                if r["intervention"] == k and (r["family"], r["downsample"], r["upsample"]) == (c["family"], c["downsample"], c["upsample"])
+            ]
+            ax.scatter([x] * len(per_seed), per_seed, color="#999", s=14, zorder=3)
+            low, high = np.nan_to_num(ci["low"], neginf=-1), np.nan_to_num(ci["high"], posinf=1)
+            ax.errorbar([x + 0.15], [ci["mean"]], yerr=[[ci["mean"] - low], [high - ci["mean"]]], fmt="o", color="#c44e52", capsize=4)
+        ax.axhline(0, color="#333", lw=0.8)
+        ax.axhspan(-delta, delta, color="#ddd", alpha=0.6, lw=0)
+        ax.set_xticks(range(len(kinds)), [k.replace("_", "\n") for k in kinds], fontsize=8)
+        ax.set_xlim(-0.5, len(kinds) - 0.4)
+        ax.set_title(f"{c['family']}/{c['downsample']}/{c['upsample']}: {c['decision']['verdict']}", fontsize=8)
+    axes[0, 0].set_ylabel("pattern lattice energy,\nintervention - control", fontsize=8)
+    fig.suptitle("Paired effects on the pattern (grey: seeds; red: mean with 95% CI; band: |effect| < min_effect)", fontsize=9)
     fig.tight_layout()
     return fig
+
+
+def _same(a: dict, b: dict) -> bool:
+    return all(a[k] == b[k] for k in ("family", "downsample", "upsample", "seed"))
 
 
 def odena_plot(hyp: dict) -> plt.Figure:
@@ -237,7 +264,7 @@ def odena_plot(hyp: dict) -> plt.Figure:
     for j, (when, period) in enumerate([("init", "2"), ("init", "4"), ("trained", "2"), ("trained", "4")]):
         ax.bar(x + (j - 1.5) * 0.2, [o[n][when][period] for n in ns], 0.2, label=f"{when}, period {period}")
     ax.set_xticks(x, [f"{n} transposed\nlast layer(s)" for n in ns], fontsize=8)
-    ax.set_ylabel("lattice energy of output spectrum")
+    ax.set_ylabel("lattice energy (init: output;\ntrained: output - input)", fontsize=8)
     ax.legend(fontsize=7)
     ax.set_title("Odena's probe: transposed convs in the last 0/1/2 upsampling layers", fontsize=9)
     fig.tight_layout()
@@ -275,7 +302,10 @@ def draw_all(run_root: Path) -> dict[str, Path]:
     hyp_path = run_root / "metrics" / "hypothesis.json"
     if hyp_path.is_file():
         hyp = json.loads(hyp_path.read_text())
-        save("hypothesis", hypothesis_scatter(hyp))
+        hyp_arrays_path = run_root / "metrics" / "hypothesis-arrays.safetensors"
+        if hyp.get("cells") and hyp_arrays_path.is_file():
+            save("interventions", intervention_patterns(hyp, load_checkpoint(hyp_arrays_path)[0]))
+            save("hypothesis", intervention_effects(hyp))
         if "odena" in hyp:
             save("odena", odena_plot(hyp))
     return out

@@ -165,68 +165,71 @@ def _replicate_section(results: dict, figs: dict[str, Path]) -> str:
     return "\n".join(parts)
 
 
+def _ci(ci: dict) -> str:
+    return f"{_fmt(ci['mean'])} [{_fmt(ci['low'])}, {_fmt(ci['high'])}]"
+
+
 def _hypothesis_section(hyp: dict, figs: dict[str, Path]) -> str:
-    d = hyp["decision"]
-    parts = [
-        "<h2>The open question: are the constant patterns gradient checkerboards?</h2>",
-        f'<p class="verdict"><b>Verdict: {html.escape(d["verdict"])}.</b> {html.escape(d["reason"])}.</p>',
-        f'<p class="muted">Rules: supported when Spearman ρ ≥ {d["rho_threshold"]} with permutation p &lt; {d["alpha"]} '
-        f"and the blur-pool effect’s 95% CI lies above 0; not supported when both fail and the CI lies below "
-        f"{d['min_effect']}; inconclusive otherwise, and whenever no cell's pattern exceeds the plain autoencoder's by "
-        f"{d['min_effect']}. Lattice energies at the analysis period per family: "
-        f"{html.escape(json.dumps(hyp['periods']))}.</p>",
-    ]
+    parts = ["<h2 id='question'>The open question: are the constant patterns the classifier’s gradient checkerboards?</h2>"]
+    for u, a in hyp["answer"].items():
+        parts.append(f'<p class="verdict"><b>Decoder {html.escape(u)}: {html.escape(a["text"])}.</b></p>')
+    parts.append(
+        "<p class='muted'>Design: the same frozen classifier and the same pretrained autoencoder; the decoder is fine-tuned "
+        "once per intervention with the same seed, so every comparison is paired. <i>grid_shift</i> moves the "
+        "classifier’s input by one pixel (its stride lattice against the decoder’s); <i>gradient_notch</i> keeps the "
+        "forward pass and removes the input gradient’s power on the period-P lattice; <i>phase_average</i> jitters the "
+        f"shift per batch. LE = lattice energy at the lint’s period P (see the glossary). Rules (written before the "
+        f"runs, docs/measures.md), smallest effect that matters δ = {_fmt(hyp['min_effect'])}: R0 no pattern when the "
+        "control’s excess over the plain autoencoder is not above 0 or below δ; R1 classifier-born when the notch "
+        "lowers LE (CI below 0, mean ≤ −δ), the shift leaves LE unchanged and the pattern moves with the classifier "
+        "(lock difference CI above 0); R2 decoder-born when notch and shift change nothing and the pattern stays with "
+        "the decoder; R3 interaction when the notch lowers LE and the shift lowers it too or the rest stays with the "
+        "decoder; R4 inconclusive otherwise.</p>"
+    )
     rows = []
     for c in hyp["cells"]:
-        pe, ge = c["pattern_energy"], c["gradient_energy"]
-        rows.append(
-            [
-                f"{c['family']} / {c['downsample']} / {c['upsample']}",
-                pe["mean"],
-                f"{_fmt(pe['low'])} – {_fmt(pe['high'])}",
-                ge["mean"],
-                c["inter_nmi"]["mean"],
-                c["restored"]["mean"],
-                pe["n"],
-            ]
-        )
+        for kind, arm in c["arms"].items():
+            paired = c["paired"].get(kind, {})
+            rows.append(
+                [
+                    f"{c['family']} / {c['downsample']} / {c['upsample']}",
+                    kind,
+                    _ci(arm["pattern_energy"]),
+                    _ci(paired["pattern_energy"]) if paired else "(base)",
+                    _ci(arm["lock_decoder"]) if kind != "control" else "–",
+                    _ci(arm["lock_classifier"]) if kind == "grid_shift" else "–",
+                    _ci(arm["restored"]),
+                    _ci(arm["inter_nmi"]),
+                    arm["pattern_energy"]["n"],
+                ]
+            )
     parts.append(
         _table(
-            [
-                "cell (family / downsampling / upsampling)",
-                "pattern LE",
-                "95% CI",
-                "gradient LE",
-                "inter nMI",
-                "accuracy restored",
-                "seeds",
-            ],
+            ["cell (family / down / up)", "intervention", "pattern LE [95% CI]", "paired Δ vs control", "lock: in place",
+             "lock: shift undone", "accuracy restored", "inter nMI", "seeds"],
             rows,
-        )
+        )  # fmt: skip
     )
-    cr, cc = hyp["correlation_runs"], hyp["correlation_cells"]
     parts.append(
-        f"<p>Across runs: Spearman ρ = {_fmt(cr['rho'])}, permutation p = {_fmt(cr['p'])} (n = {cr['n']}). "
-        f"Across cell means: ρ = {_fmt(cc['rho'])}, p = {_fmt(cc['p'])} (n = {cc['n']}"
-        f"{', exact' if cc.get('exact') else ''}).</p>"
+        _table(
+            ["cell", "P", "verdict", "rule", "numbers (mean [95% CI])"],
+            [[f"{c['family']} / {c['downsample']} / {c['upsample']}", c["period"], c["decision"]["verdict"], c["decision"]["rule"], c["decision"]["reason"]] for c in hyp["cells"]],
+        )  # fmt: skip
     )
-    if hyp.get("blur_effect"):
-        b = hyp["blur_effect"]
-        parts.append(
-            f"<p>Blur-pool effect (native − blur_pool pattern lattice energy): {_fmt(b['mean'])} "
-            f"(95% CI {_fmt(b['low'])} to {_fmt(b['high'])}).</p>"
-        )
-    if "hypothesis" in figs:
-        parts.append(_img(figs["hypothesis"], "hypothesis"))
+    for key in ("interventions", "hypothesis"):
+        if key in figs:
+            parts.append(_img(figs[key], key))
     if "odena" in hyp:
         rows = [
             [f"{n} transposed", v["init"]["2"], v["init"]["4"], v["trained"]["2"], v["trained"]["4"]]
             for n, v in sorted(hyp["odena"].items())
         ]
         parts.append(
-            "<h3>Odena’s initialisation probe</h3>"
+            "<h3>Odena’s probe</h3>"
             "<p class='muted'>The article reports frequency-2 and -4 artifacts with deconvolutions in the last two layers, "
-            "frequency-2 with one, none with resize-convolution only.</p>"
+            "frequency-2 with one, none with resize-convolution only. At initialisation the output’s spectrum is measured; "
+            "after training, the spectrum of the error (output − input), so the reconstructed image does not hide the "
+            "artifact.</p>"
             + _table(["generator", "init, period 2", "init, period 4", "trained, period 2", "trained, period 4"], rows)
         )
         if "odena" in figs:
