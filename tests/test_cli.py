@@ -99,7 +99,7 @@ def test_lint_resnet50_prints_its_findings():
     proc = run_cli("lint", "resnet50")
     assert proc.returncode == 0, proc.stderr
     assert "layer2.0.downsample.0" in proc.stdout and "skips inputs: 75% never read" in proc.stdout
-    assert "uneven overlap" in proc.stdout and "input gradient: period 4x4" in proc.stdout
+    assert "uneven overlap" in proc.stdout and "input gradient: dominant period 2x2" in proc.stdout
     data = json.loads(run_cli("lint", "segnet:small:transposed", "--channels", "1", "--json").stdout)
     assert data["forward_output"]["period"][0] > 1 and len(data["findings"]) == 3
 
@@ -116,16 +116,26 @@ def test_measure_overlap_and_spectrum(tmp_path):
 @pytest.mark.slow
 def test_demo_quick_end_to_end(quick_demo):
     run, proc = quick_demo
-    assert "Top-1 accuracy" in proc.stdout and "Hypothesis (constant patterns are gradient checkerboards):" in proc.stdout
+    assert (
+        "Top-1 accuracy" in proc.stdout and "The checkerboard question" in proc.stdout and "Claims of the sources" in proc.stdout
+    )
     results = json.loads((run / "metrics" / "results.json").read_text())
     assert set(results["classifiers"]) == {"alexnet_s", "vgg_s", "resnet_s", "inception_s"}
     for name in results["classifiers"]:
         for kind in ("original", "plain", "finetuned"):
             assert 0 <= results["accuracy"][name][kind]["top1"] <= 1
     hyp = json.loads((run / "metrics" / "hypothesis.json").read_text())
-    assert hyp["decision"]["verdict"] in ("supported", "not supported", "inconclusive")
-    assert all(c["pattern_energy"]["n"] >= 3 for c in hyp["cells"])  # at least 3 seeds per cell
+    from s2snets.experiments.hypothesis import VERDICTS
+
+    assert {c["upsample"] for c in hyp["cells"]} == {"unpool", "resize_conv"}
+    for cell in hyp["cells"]:
+        assert cell["decision"]["verdict"] in VERDICTS
+        assert set(cell["arms"]) == {"control", "grid_shift", "gradient_notch"}
+        assert cell["paired"]["grid_shift"]["pattern_energy"]["n"] == 2  # paired over the quick demo's two seeds
     assert set(hyp["odena"]) == {"0", "1", "2"}
+    from s2snets.experiments.claims import STATUSES
+
+    assert len(results["claims"]) >= 10 and all(c["status"] in (*STATUSES, "holds in part") for c in results["claims"])
     assert (run / "report.html").is_file() and (run / "config.toml").is_file() and (run / "log.txt").is_file()
     # a re-run skips every stage and recomputes nothing
     again = run_cli("demo", "--quick", "--runs", str(run.parent))

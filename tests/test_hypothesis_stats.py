@@ -1,48 +1,67 @@
 import math
 
+import numpy as np
 import pytest
 from scipy import stats
 
-from s2snets.experiments.hypothesis import decide, difference_ci, mean_ci, spearman_permutation
+from s2snets.experiments.hypothesis import answer, cell_verdict
+from s2snets.metrics.stats import mean_ci, paired_difference
 
 
 def test_mean_ci_matches_scipy():
     v = [0.1, 0.4, 0.35, 0.2, 0.3]
     ci = mean_ci(v)
-    lo, hi = stats.t.interval(0.95, len(v) - 1, loc=sum(v) / len(v), scale=stats.sem(v))
-    assert ci["low"] == pytest.approx(lo) and ci["high"] == pytest.approx(hi)
+    lo, hi = stats.t.interval(0.95, len(v) - 1, loc=np.mean(v), scale=stats.sem(v))
+    assert ci["low"] == pytest.approx(lo) and ci["high"] == pytest.approx(hi) and ci["n"] == 5
     assert math.isinf(mean_ci([1.0])["high"])
+    assert mean_ci([0.2, float("nan"), 0.4])["n"] == 2  # undefined scores are left out
 
 
-def test_difference_ci_matches_welch():
-    a, b = [1.0, 1.2, 0.9, 1.1], [0.5, 0.7, 0.4]
-    d = difference_ci(a, b)
-    t = stats.ttest_ind(a, b, equal_var=False)
-    lo, hi = t.confidence_interval(0.95)
-    assert d["low"] == pytest.approx(lo) and d["high"] == pytest.approx(hi)
+def test_paired_difference_matches_scipy_ttest_rel():
+    a, b = [0.30, 0.21, 0.45, 0.12, 0.33], [0.10, 0.15, 0.20, 0.05, 0.30]
+    d = paired_difference(a, b)
+    ref = stats.ttest_rel(a, b)
+    lo, hi = ref.confidence_interval(0.95)
+    assert d["low"] == pytest.approx(lo) and d["high"] == pytest.approx(hi) and d["p"] == pytest.approx(ref.pvalue)
+    # pairing matters: the same numbers unpaired (Welch) give a wider interval
+    welch = stats.ttest_ind(a, b, equal_var=False).confidence_interval(0.95)
+    assert (hi - lo) < (welch.high - welch.low)
+    with pytest.raises(ValueError):
+        paired_difference([1.0], [1.0, 2.0])
 
 
-def test_spearman_rho_matches_scipy_and_p_is_sane():
-    x = [0.1, 0.5, 0.3, 0.9, 0.7, 0.2, 0.6, 0.8]
-    y = [0.2, 0.4, 0.35, 0.8, 0.9, 0.1, 0.5, 0.7]
-    r = spearman_permutation(x, y, permutations=2000)
-    assert r["rho"] == pytest.approx(stats.spearmanr(x, y).statistic)
-    assert r["p"] < 0.05
-    exact = spearman_permutation([1, 2, 3, 4], [1, 2, 3, 4], permutations=100)
-    assert exact["exact"] and exact["p"] == pytest.approx(2 / 24)  # only the order and its reverse are as extreme
-    noise = spearman_permutation([1, 2, 3, 4, 5, 6, 7, 8], [3, 8, 1, 6, 2, 7, 4, 5], permutations=2000)
-    assert noise["p"] > 0.2
+def _ci(mean, half):
+    return {"mean": mean, "low": mean - half, "high": mean + half, "n": 3}
 
 
-def test_verdict_for_each_outcome():
-    strong = {"rho": 0.9, "p": 0.001}
-    weak = {"rho": 0.1, "p": 0.7}
-    assert decide(strong, {"mean": 0.1, "low": 0.05, "high": 0.15}, 0.5, 0.05)["verdict"] == "supported"
-    assert decide(weak, {"mean": 0.0, "low": -0.01, "high": 0.01}, 0.5, 0.05)["verdict"] == "not supported"
-    assert decide(strong, {"mean": 0.0, "low": -0.01, "high": 0.01}, 0.5, 0.05)["verdict"] == "inconclusive"
-    assert decide(weak, {"mean": 0.1, "low": -0.05, "high": 0.25}, 0.5, 0.05)["verdict"] == "inconclusive"
-    assert decide(weak, None, 0.5, 0.05)["verdict"] == "inconclusive"
-    assert decide({"rho": 0.9, "p": 0.2}, {"mean": 0.1, "low": 0.05, "high": 0.15}, 0.5, 0.05)["verdict"] == "inconclusive"
-    no_pattern = decide(weak, {"mean": 0.0, "low": -0.01, "high": 0.01}, 0.5, 0.05, pattern_excess=0.001)
-    assert no_pattern["verdict"] == "inconclusive" and "no pattern formed" in no_pattern["reason"]
-    assert decide(strong, {"mean": 0.1, "low": 0.05, "high": 0.15}, 0.5, 0.05, pattern_excess=0.05)["verdict"] == "supported"
+def _cell(excess, notch, shift, lock):
+    return {
+        "excess": excess,
+        "paired": {"gradient_notch": {"pattern_energy": notch}, "grid_shift": {"pattern_energy": shift, "lock_shift": lock}},
+    }
+
+
+@pytest.mark.parametrize(
+    "cell,verdict",
+    [
+        (_cell(_ci(0.01, 0.005), _ci(-0.1, 0.02), _ci(0, 0.01), _ci(0.5, 0.1)), "no pattern"),
+        (_cell(_ci(0.2, 0.3), _ci(-0.1, 0.02), _ci(0, 0.01), _ci(0.5, 0.1)), "no pattern"),  # excess CI holds 0
+        (_cell(_ci(0.2, 0.05), _ci(-0.1, 0.02), _ci(0.005, 0.01), _ci(0.5, 0.1)), "classifier-born"),
+        (_cell(_ci(0.2, 0.05), _ci(0.0, 0.01), _ci(0.0, 0.01), _ci(-0.5, 0.1)), "decoder-born"),
+        (_cell(_ci(0.2, 0.05), _ci(-0.1, 0.02), _ci(-0.15, 0.03), _ci(0.0, 0.3)), "interaction"),
+        (_cell(_ci(0.2, 0.05), _ci(-0.1, 0.02), _ci(0.0, 0.01), _ci(-0.4, 0.1)), "interaction"),
+        (_cell(_ci(0.2, 0.05), _ci(-0.05, 0.2), _ci(0.0, 0.01), _ci(0.0, 0.5)), "inconclusive"),
+    ],
+)
+def test_verdict_rules(cell, verdict):
+    assert cell_verdict(cell, 0.02)["verdict"] == verdict
+
+
+def test_answer_per_decoder():
+    cells = [
+        {"upsample": "unpool", "decision": {"verdict": "interaction"}},
+        {"upsample": "resize_conv", "decision": {"verdict": "no pattern"}},
+    ]
+    out = answer(cells)
+    assert out["unpool"]["text"].startswith("holds in part") and out["resize_conv"]["text"].startswith("not testable")
+    assert cell_verdict({"excess": _ci(0.2, 0.05), "paired": {}}, 0.02)["verdict"] == "not testable"

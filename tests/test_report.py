@@ -30,7 +30,7 @@ def test_report_is_self_contained(quick_demo):
     assert len(srcs) >= 10 and all(s.startswith("data:image/png;base64,") for s in srcs)
     for s in srcs:
         assert base64.b64decode(s.split(",", 1)[1])[:8] == b"\x89PNG\r\n\x1a\n"
-    assert "Verdict:" in page and "Accuracy" in page and "<script" not in page
+    assert "Claims of the sources" in page and "Decoder unpool:" in page and "Accuracy" in page and "<script" not in page
     assert len(list((run / "figures").glob("*.png"))) >= 10
 
 

@@ -47,6 +47,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     config = demo_config(quick=args.quick)
     if args.name:
         config.name = args.name
+    config.use_zoo = not args.retrain
     return _pipeline(args, config, hypothesis=not args.no_hypothesis)
 
 
@@ -56,6 +57,8 @@ def cmd_replicate(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     if args.name:
         config.name = args.name
+    if args.retrain:
+        config.use_zoo = False
     return _pipeline(args, config, hypothesis=False)
 
 
@@ -67,6 +70,8 @@ def cmd_hypothesis(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     if args.name:
         config.name = args.name
+    if args.retrain:
+        config.use_zoo = False
     runtime = _runtime(args, config)
     run = RunDir(Path(args.runs) / config.name, writable=runtime.is_main)
     result = hypothesis(config, run, runtime, progress=_progress(args), echo=_echo(args))
@@ -77,6 +82,7 @@ def cmd_hypothesis(args: argparse.Namespace) -> int:
 
 
 def _pipeline(args: argparse.Namespace, config, hypothesis: bool) -> int:
+    from s2snets.experiments.claims import check_claims, claims_text
     from s2snets.experiments.replicate import accuracy_table, replicate
     from s2snets.rundir import RunDir
 
@@ -84,16 +90,20 @@ def _pipeline(args: argparse.Namespace, config, hypothesis: bool) -> int:
     run = RunDir(Path(args.runs) / config.name, writable=runtime.is_main)
     echo = _echo(args)
     results = replicate(config, run, runtime, progress=_progress(args), echo=echo)
+    outcome = None
     if hypothesis:
         from s2snets.experiments.hypothesis import hypothesis as run_hypothesis
         from s2snets.experiments.hypothesis import verdict_text
 
         outcome = run_hypothesis(config, run, runtime, progress=_progress(args), echo=echo)
     if runtime.is_main:
+        results["claims"] = check_claims(results, outcome)
+        run.write_json("results", results)
         print("\nTop-1 accuracy (eval split):")
         print(accuracy_table(results))
-        if hypothesis:
+        if outcome is not None:
             print("\n" + verdict_text(outcome))
+        print("\n" + claims_text(results["claims"]))
         _write_report(args, run)
     return 0
 
@@ -118,6 +128,55 @@ def cmd_report(args: argparse.Namespace) -> int:
     from s2snets.report.html import write_report
 
     print(write_report(Path(args.run_dir)))
+    return 0
+
+
+def cmd_zoo_list(args: argparse.Namespace) -> int:
+    from s2snets import zoo
+
+    built = zoo.read_manifest()["entries"]
+    print(f"{'entry':<28}{'kind':<13}{'test score':>14}  {'sha256':<14}re-create with")
+    for entry in zoo.zoo_entries():
+        record = built.get(entry.name)
+        if record is None:
+            score, digest = "not built", ""
+        else:
+            score = f"{record['test_top1']:.2%} top-1" if "test_top1" in record else f"{record['test_psnr_db']:.2f} dB"
+            digest = record["sha256"][:12]
+        print(f"{entry.name:<28}{entry.kind:<13}{score:>14}  {digest:<14}{entry.command}")
+    return 0
+
+
+def cmd_zoo_verify(args: argparse.Namespace) -> int:
+    from s2snets import zoo
+
+    failures = 0
+    for record in zoo.verify_zoo(args.only, progress=_progress(args)):
+        ok = record["ok"]
+        failures += not ok
+        print(
+            f"{'ok ' if ok else 'BAD'} {record['name']:<28} manifest {record['manifest']:.4f}  measured {record['measured']:.4f}"
+        )
+    if failures:
+        raise S2SNetsError(f"{failures} zoo entr{'y' if failures == 1 else 'ies'} did not reproduce the manifest")
+    return 0
+
+
+def cmd_zoo_train(args: argparse.Namespace) -> int:
+    from s2snets import zoo
+
+    runtime = _runtime(args)
+    kwargs = {"zoo_dir": Path(args.out)} if args.out else {}
+    records = zoo.train_zoo(
+        args.only,
+        build_dir=args.build_dir,
+        retrain=args.retrain,
+        runtime=runtime,
+        progress=_progress(args),
+        log=_echo(args),
+        **kwargs,
+    )
+    print(f"{len(records)} zoo entr{'y' if len(records) == 1 else 'ies'} trained")
     return 0
 
 
@@ -261,19 +320,38 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-hypothesis", action="store_true", help="skip the hypothesis grid")
     p.add_argument("--runs", default="runs", help="folder that holds run directories (default: runs)")
     p.add_argument("--name", default=None, help="run name (default: demo / demo-quick)")
+    p.add_argument("--retrain", action="store_true", help="train classifiers and autoencoders instead of loading the zoo's")
     p.set_defaults(func=cmd_demo)
 
     p = add(sub, "replicate", help="the S2SNets pipeline from a TOML config (stages resume)")
     p.add_argument("--config", required=True, help="TOML file; see docs/architecture.md for the keys")
     p.add_argument("--runs", default="runs")
     p.add_argument("--name", default=None, help="override the config's name")
+    p.add_argument("--retrain", action="store_true", help="train classifiers and autoencoders instead of loading the zoo's")
     p.set_defaults(func=cmd_replicate)
 
-    p = add(sub, "hypothesis", help="controlled grid: classifier downsampling x decoder upsampling x seeds")
+    p = add(
+        sub, "hypothesis", help="the checkerboard question as paired interventions (control, grid_shift, gradient_notch, ...)"
+    )
     p.add_argument("--config", required=True)
     p.add_argument("--runs", default="runs")
     p.add_argument("--name", default=None)
+    p.add_argument("--retrain", action="store_true", help="train classifiers and autoencoders instead of loading the zoo's")
     p.set_defaults(func=cmd_hypothesis)
+
+    p = add(sub, "zoo", help="the shipped converged classifiers and autoencoders: list, verify, (re)train")
+    zsub = p.add_subparsers(dest="zoo_command", metavar="ACTION", required=True)
+    z = add(zsub, "list", help="every zoo entry with its test accuracy or PSNR and the command that re-creates it")
+    z.set_defaults(func=cmd_zoo_list)
+    z = add(zsub, "verify", help="check each weights file's sha256 and re-measure it on the full test split")
+    z.add_argument("--only", nargs="+", default=None, metavar="NAME", help="entries to verify (default: all built)")
+    z.set_defaults(func=cmd_zoo_verify)
+    z = add(zsub, "train", help="train the zoo entries it does not hold yet (resumable; run again to continue)")
+    z.add_argument("--only", nargs="+", default=None, metavar="NAME", help="entries to train (default: every missing one)")
+    z.add_argument("--retrain", action="store_true", help="train the entries again even if the zoo holds them")
+    z.add_argument("--build-dir", default="runs/zoo-build", help="checkpoints while training (default: runs/zoo-build)")
+    z.add_argument("--out", default=None, help="zoo folder to write (default: the package's own)")
+    z.set_defaults(func=cmd_zoo_train)
 
     p = add(sub, "config", help="print a complete TOML config (every key, defaults or a preset) to edit and pass to --config")
     p.add_argument("--preset", choices=["default", "demo", "demo-quick"], default="default")

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import itertools
 import time
+
 import torch
 
 from s2snets import __version__
@@ -29,6 +30,7 @@ from s2snets.config import RunConfig, StageConfig, config_hash
 from s2snets.experiments.replicate import accuracy, load_context
 from s2snets.experiments.stages import Context, Trained, finetune_decoder, pretrain_autoencoder, train_classifier
 from s2snets.layers.interventions import INTERVENTIONS, Intervened
+from s2snets.metrics.gradients import gradient_probe
 from s2snets.metrics.lint import lint_model
 from s2snets.metrics.nmi import inter_nmi
 from s2snets.metrics.pattern import constant_pattern, phase_lock
@@ -39,6 +41,7 @@ from s2snets.rundir import RunDir
 from s2snets.runtime import Runtime
 from s2snets.train import autoencode, autoencoder_stage, predict_logits, to_pixels, train_stage
 
+ODENA_INIT_SEEDS = 5
 VERDICTS = ("classifier-born", "decoder-born", "interaction", "no pattern", "inconclusive", "not testable")
 
 
@@ -80,16 +83,26 @@ def hypothesis(config: RunConfig, run: RunDir, runtime: Runtime, progress: bool 
     originals = data.images.float() / 255.0
     plains = {u: pretrain_autoencoder(ctx, u) for u in h.upsamples}
     plain_raw = {u: autoencode(plain.model, data, runtime) for u, plain in plains.items()}
-    plain_pattern = {u: constant_pattern(originals, to_pixels(data, raw), ()).mean_difference.mean(0) for u, raw in plain_raw.items()}
+    plain_pattern = {
+        u: constant_pattern(originals, to_pixels(data, raw), ()).mean_difference.mean(0) for u, raw in plain_raw.items()
+    }
+    plain_nmi = {
+        u: float(inter_nmi(to_pixels(data, raw), data.labels, config.measure.nmi_pairs, config.seed).mean())
+        for u, raw in plain_raw.items()
+    }
+    probe_set = data.head(config.measure.probe_images, seed=config.seed)
+    probe_x, probe_y = runtime.to_device(probe_set.normalize(probe_set.images)), probe_set.labels.to(runtime.device)
     runs: list[dict] = []
     patterns: dict[tuple, torch.Tensor] = {}
     periods: dict[str, int] = {}
     for family, d, seed in itertools.product(h.families, h.downsamples, h.seeds):
         clf = train_classifier(ctx, family, d, seed=seed, tag=f"-{d}-s{seed}")
         period = periods.setdefault(f"{family}/{d}", analysis_period(clf.model, data.channels, data.size))
+        gradient_energy = gradient_probe(clf.model, probe_x, probe_y, (period,)).lattice[period]
         for u, kind in itertools.product(h.upsamples, interventions):
             wrapped = Intervened(clf.model, kind, period, h.shift)
             arm = Trained(wrapped, config_hash(clf.key, kind, period, h.shift), clf.result)
+            original_top1 = accuracy(predict_logits(wrapped, data, runtime), data.labels, data.num_classes)["top1"]
             plain_top1 = _top1(wrapped, data, runtime, plain_raw[u])
             ft = finetune_decoder(ctx, plains[u], arm, u, seed=seed, tag=f"{family}-{d}-s{seed}-{kind}")
             ft_raw = autoencode(ft.model, data, runtime)
@@ -103,8 +116,10 @@ def hypothesis(config: RunConfig, run: RunDir, runtime: Runtime, progress: bool 
                     "family": family, "downsample": d, "upsample": u, "seed": seed, "intervention": kind,
                     "period": period, "pattern_energy": energy,
                     "excess": energy - float(lattice_energy(plain_pattern[u], period)),
-                    "plain_top1": plain_top1, "finetuned_top1": ft_top1, "restored": ft_top1 - plain_top1,
+                    "original_top1": original_top1, "plain_top1": plain_top1, "finetuned_top1": ft_top1,
+                    "restored": ft_top1 - plain_top1, "gradient_energy": gradient_energy,
                     "inter_nmi": float(inter_nmi(recon, data.labels, config.measure.nmi_pairs, config.seed).mean()),
+                    "plain_inter_nmi": plain_nmi[u],
                 }
             )  # fmt: skip
             ctx.say(
@@ -113,7 +128,9 @@ def hypothesis(config: RunConfig, run: RunDir, runtime: Runtime, progress: bool 
             )
     _add_phase_locks(runs, patterns, h.shift)
     result = summarise(runs, h, interventions)
-    result.update({"key": key, "periods": periods, "version": __version__, "config": config.hypothesis.__dict__})
+    result.update(
+        {"key": key, "periods": periods, "version": __version__, "config": config.hypothesis.__dict__, "image_size": data.size}
+    )
     result["plain_energy"] = {
         u: {f: float(lattice_energy(p, per)) for f, per in periods.items()} for u, p in plain_pattern.items()
     }
@@ -160,7 +177,13 @@ def summarise(runs: list[dict], h, interventions: list[str]) -> dict:
             for kind in interventions
         }  # fmt: skip
         control = arm["control"]
-        cell: dict = {"family": f, "downsample": d, "upsample": u, "period": control[0]["period"], "seeds": [r["seed"] for r in control]}
+        cell: dict = {
+            "family": f,
+            "downsample": d,
+            "upsample": u,
+            "period": control[0]["period"],
+            "seeds": [r["seed"] for r in control],
+        }
         cell["arms"] = {kind: {m: mean_ci([r[m] for r in rs]) for m in measures} for kind, rs in arm.items()}
         cell["paired"] = {}
         for kind, rs in arm.items():
@@ -186,7 +209,11 @@ def cell_verdict(cell: dict, min_effect: float) -> dict:
     paired = cell["paired"]
     if "gradient_notch" not in paired or "grid_shift" not in paired:
         return {"verdict": "not testable", "rule": "R-", "reason": "the grid needs both gradient_notch and grid_shift"}
-    n, s, lock = paired["gradient_notch"]["pattern_energy"], paired["grid_shift"]["pattern_energy"], paired["grid_shift"]["lock_shift"]
+    n, s, lock = (
+        paired["gradient_notch"]["pattern_energy"],
+        paired["grid_shift"]["pattern_energy"],
+        paired["grid_shift"]["lock_shift"],
+    )
     fmt = lambda ci: f"{ci['mean']:+.3f} [{ci['low']:+.3f}, {ci['high']:+.3f}]"  # noqa: E731
     numbers = f"excess {fmt(x)}, notch {fmt(n)}, shift {fmt(s)}, lock(classifier - decoder) {fmt(lock)}"
     notch_removes = below(n, 0) and n["mean"] <= -min_effect
@@ -232,6 +259,10 @@ def odena_probe(ctx: Context, config: RunConfig) -> dict:
     steps = config.hypothesis.odena_steps
     data = ctx.test.head(256, seed=config.seed)
     for n in (0, 1, 2):
+        init_seeds = []
+        for s in range(ODENA_INIT_SEEDS):  # initialisation is cheap: measure it over seeds for an interval
+            torch.manual_seed(config.seed + s)
+            init_seeds.append(_output_energy(ProbeAutoencoder(ctx.train.channels, n), data, ctx, error=False))
         torch.manual_seed(config.seed)
         model = ProbeAutoencoder(ctx.train.channels, n)
         before = _output_energy(model, data, ctx, error=False)
@@ -242,7 +273,12 @@ def odena_probe(ctx: Context, config: RunConfig) -> dict:
             checkpoint=ctx.run.checkpoint(f"odena-transposed{n}"), key=key, runtime=ctx.runtime,
             progress=ctx.progress, log=ctx.say,
         )  # fmt: skip
-        out[str(n)] = {"init": before, "trained": _output_energy(model, data, ctx, error=True), "steps": steps}
+        out[str(n)] = {
+            "init": before,
+            "init_seeds": {p: mean_ci([e[p] for e in init_seeds]) for p in before},
+            "trained": _output_energy(model, data, ctx, error=True),
+            "steps": steps,
+        }
     return out
 
 
@@ -270,5 +306,7 @@ def verdict_text(result: dict) -> str:
         lines.append(f"  decoder {u}: {a['text']}")
     for c in result["cells"]:
         d = c["decision"]
-        lines.append(f"    {c['family']}/{c['downsample']}/{c['upsample']} (P={c['period']}, n={len(c['seeds'])}): {d['verdict']} ({d['rule']}) -- {d['reason']}")
+        lines.append(
+            f"    {c['family']}/{c['downsample']}/{c['upsample']} (P={c['period']}, n={len(c['seeds'])}): {d['verdict']} ({d['rule']}) -- {d['reason']}"
+        )
     return "\n".join(lines)

@@ -234,13 +234,17 @@ def intervention_effects(hyp: dict) -> plt.Figure:
         for x, k in enumerate(kinds):
             ci = c["paired"][k]["pattern_energy"]
             per_seed = [
-                r["pattern_energy"] - next(q["pattern_energy"] for q in hyp["runs"] if q["intervention"] == "control" and _same(q, r))
+                r["pattern_energy"]
+                - next(q["pattern_energy"] for q in hyp["runs"] if q["intervention"] == "control" and _same(q, r))
                 for r in hyp["runs"]
-                if r["intervention"] == k and (r["family"], r["downsample"], r["upsample"]) == (c["family"], c["downsample"], c["upsample"])
+                if r["intervention"] == k
+                and (r["family"], r["downsample"], r["upsample"]) == (c["family"], c["downsample"], c["upsample"])
             ]
             ax.scatter([x] * len(per_seed), per_seed, color="#999", s=14, zorder=3)
             low, high = np.nan_to_num(ci["low"], neginf=-1), np.nan_to_num(ci["high"], posinf=1)
-            ax.errorbar([x + 0.15], [ci["mean"]], yerr=[[ci["mean"] - low], [high - ci["mean"]]], fmt="o", color="#c44e52", capsize=4)
+            ax.errorbar(
+                [x + 0.15], [ci["mean"]], yerr=[[ci["mean"] - low], [high - ci["mean"]]], fmt="o", color="#c44e52", capsize=4
+            )
         ax.axhline(0, color="#333", lw=0.8)
         ax.axhspan(-delta, delta, color="#ddd", alpha=0.6, lw=0)
         ax.set_xticks(range(len(kinds)), [k.replace("_", "\n") for k in kinds], fontsize=8)

@@ -169,6 +169,34 @@ def _ci(ci: dict) -> str:
     return f"{_fmt(ci['mean'])} [{_fmt(ci['low'])}, {_fmt(ci['high'])}]"
 
 
+def _claims_section(claims: list[dict]) -> str:
+    rows = []
+    for c in claims:
+        v = c["value"]
+        if isinstance(v, dict) and "mean" in v:
+            value = f"{_fmt(v['mean'])} [{_fmt(v['low'])}, {_fmt(v['high'])}], n = {v['n']}"
+        elif isinstance(v, dict):
+            value = "; ".join(
+                f"{k}: {_fmt(x['mean']) + ' [' + _fmt(x['low']) + ', ' + _fmt(x['high']) + ']' if isinstance(x, dict) else _fmt(x)}"
+                for k, x in v.items()
+            )
+        else:
+            value = _fmt(v) if v is not None else "–"
+        rows.append([c["source"], c["claim"], c["measure"], value, f"<b>{html.escape(c['status'])}</b>", c["note"]])
+    head = "".join(f"<th>{h}</th>" for h in ("source", "claim", "our measure", "value [95% CI over seeds]", "status", "note"))
+    body = "".join(
+        "<tr>" + "".join(f"<td>{cell if i == 4 else html.escape(str(cell))}</td>" for i, cell in enumerate(r)) + "</tr>"
+        for r in rows
+    )
+    return (
+        "<h2 id='claims'>Claims of the sources, checked by this run</h2>"
+        "<p class='muted'>Holds / does not hold: the 95% interval over seeds lies on the claimed / the other side of the "
+        "threshold; inconclusive: it straddles it; not testable here: the run lacks the data for an interval. "
+        "Rules in s2snets/experiments/claims.py and docs/measures.md.</p>"
+        f"<table class='claims'><tr>{head}</tr>{body}</table>"
+    )
+
+
 def _hypothesis_section(hyp: dict, figs: dict[str, Path]) -> str:
     parts = ["<h2 id='question'>The open question: are the constant patterns the classifier’s gradient checkerboards?</h2>"]
     for u, a in hyp["answer"].items():
@@ -205,15 +233,33 @@ def _hypothesis_section(hyp: dict, figs: dict[str, Path]) -> str:
             )
     parts.append(
         _table(
-            ["cell (family / down / up)", "intervention", "pattern LE [95% CI]", "paired Δ vs control", "lock: in place",
-             "lock: shift undone", "accuracy restored", "inter nMI", "seeds"],
+            [
+                "cell (family / down / up)",
+                "intervention",
+                "pattern LE [95% CI]",
+                "paired Δ vs control",
+                "lock: in place",
+                "lock: shift undone",
+                "accuracy restored",
+                "inter nMI",
+                "seeds",
+            ],
             rows,
         )  # fmt: skip
     )
     parts.append(
         _table(
             ["cell", "P", "verdict", "rule", "numbers (mean [95% CI])"],
-            [[f"{c['family']} / {c['downsample']} / {c['upsample']}", c["period"], c["decision"]["verdict"], c["decision"]["rule"], c["decision"]["reason"]] for c in hyp["cells"]],
+            [
+                [
+                    f"{c['family']} / {c['downsample']} / {c['upsample']}",
+                    c["period"],
+                    c["decision"]["verdict"],
+                    c["decision"]["rule"],
+                    c["decision"]["reason"],
+                ]
+                for c in hyp["cells"]
+            ],
         )  # fmt: skip
     )
     for key in ("interventions", "hypothesis"):
@@ -255,7 +301,9 @@ def write_report(run_root: str | Path) -> Path:
         "<p class='muted'>What do deep networks like to see (Palacio et al., CVPR 2018), replicated end to end, "
         "with checkerboard artifacts (Odena et al., 2016) made measurable. Every number below was computed by this run.</p>",
     ]
-    if hyp is not None:
+    if results is not None and results.get("claims"):
+        body.append(_claims_section(results["claims"]))
+    if hyp is not None and hyp.get("cells"):
         body.append(_hypothesis_section(hyp, figs))
     if results is not None:
         body.append(_replicate_section(results, figs))

@@ -314,3 +314,35 @@ def train_zoo(
     entries = [find_entry(n) for n in names] if names else zoo_entries()
     todo = [e for e in entries if retrain or not has_weights(e, zoo_dir)]
     return [train_entry(e, build_dir=build_dir, zoo_dir=zoo_dir, **kwargs) for e in todo]
+
+
+def verify_zoo(names: Iterable[str] | None = None, zoo_dir: str | Path = ZOO_DIR, progress: bool = False) -> list[dict[str, Any]]:
+    """Load each built entry (sha256 checked) and measure it on the full test split again.
+
+    Returns [{"name", "manifest", "measured", "ok"}]: ``ok`` when the measurement equals the manifest's to the
+    rounding it was stored with (top-1 to 1e-4, PSNR to 1e-3 dB, plus the CPU-to-CPU float noise of 2e-4 / 0.01 dB).
+    """
+    from s2snets.data import load_split
+    from s2snets.experiments.replicate import reconstruction_error
+    from s2snets.runtime import init_runtime
+    from s2snets.train import autoencode, predict_logits, to_pixels
+
+    built = read_manifest(zoo_dir)["entries"]
+    chosen = list(names) if names else [e.name for e in zoo_entries() if e.name in built]
+    test = load_split(ZOO_DATA, "test")
+    cpu = init_runtime("cpu", "off")
+    out = []
+    for name in chosen:
+        entry = find_entry(name)
+        model = load_zoo_model(entry, zoo_dir)
+        record = built[name]
+        if entry.kind == "autoencoder":
+            recon = to_pixels(test, autoencode(model, test, cpu))
+            measured = reconstruction_error(test.images.float() / 255.0, recon)["psnr"]
+            expected, tol = record["test_psnr_db"], 0.011
+        else:
+            logits = predict_logits(model, test, cpu)
+            measured = float((logits.argmax(1) == test.labels).float().mean())
+            expected, tol = record["test_top1"], 3e-4
+        out.append({"name": name, "manifest": expected, "measured": measured, "ok": abs(measured - expected) <= tol})
+    return out

@@ -1,0 +1,68 @@
+import json
+
+import pytest
+import torch
+from conftest import needs_fashion
+from safetensors.torch import save_file
+
+from s2snets import zoo
+from s2snets.errors import CheckpointError, ModelError
+
+
+def _fake_zoo(tmp_path, name="alexnet_s-native-s0"):
+    entry = zoo.find_entry(name)
+    model = entry.build()
+    path = tmp_path / "weights" / f"{name}.safetensors"
+    path.parent.mkdir(parents=True)
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))
+    record = {"file": f"weights/{name}.safetensors", "sha256": zoo.sha256_file(path), "test_top1": 0.1, "command": entry.command}
+    (tmp_path / "manifest.json").write_text(json.dumps({"format": 1, "entries": {name: record}}))
+    return entry, model, path
+
+
+def test_zoo_loads_verified_weights_and_refuses_changed_ones(tmp_path):
+    entry, model, path = _fake_zoo(tmp_path)
+    loaded = zoo.load_classifier("alexnet_s", seed=0, zoo_dir=tmp_path)
+    for (k, a), b in zip(model.state_dict().items(), loaded.state_dict().values()):
+        assert torch.equal(a, b), k
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0xFF  # one flipped bit in the last tensor
+    path.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match="sha256"):
+        zoo.load_classifier("alexnet_s", seed=0, zoo_dir=tmp_path)
+    with pytest.raises(ModelError, match="s2snets zoo train --only alexnet_s-native-s1"):
+        zoo.load_classifier("alexnet_s", seed=1, zoo_dir=tmp_path)
+    with pytest.raises(ModelError, match="not a zoo entry"):
+        zoo.find_entry("alexnet_s-native-s9")
+
+
+def test_zoo_recipe_covers_the_experiment():
+    names = {e.name for e in zoo.zoo_entries()}
+    for family in ("alexnet_s", "resnet_s"):
+        assert {f"{family}-native-s{s}" for s in range(5)} <= names
+        assert {f"{family}-blur_pool-s{s}" for s in range(3)} <= names
+    assert {f"{f}-native-s0" for f in ("vgg_s", "inception_s")} <= names
+    assert {f"segnet_small-{u}-s0" for u in ("unpool", "resize_conv", "transposed")} <= names
+
+
+def test_shipped_zoo_meets_its_bar_and_stays_small():
+    manifest = zoo.read_manifest()["entries"]
+    total = 0
+    for name, record in manifest.items():
+        total += (zoo.ZOO_DIR / record["file"]).stat().st_size
+        if record["kind"] == "classifier":
+            assert record["test_top1"] >= zoo.MIN_ACCURACY, name
+        else:
+            assert record["test_psnr_db"] >= zoo.MIN_PSNR, name
+        assert record["data"]["train_images"] == 60000 and record["data"]["test_images"] == 10000
+        assert record["command"] == f"s2snets zoo train --only {name}"
+    assert total < 40e6
+
+
+@pytest.mark.slow
+@needs_fashion
+def test_shipped_zoo_reproduces_its_manifest_on_the_full_test_split():
+    records = zoo.verify_zoo()
+    assert records, "the zoo is empty"
+    bad = [r for r in records if not r["ok"]]
+    assert not bad, bad
