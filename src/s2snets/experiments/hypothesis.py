@@ -98,7 +98,8 @@ def hypothesis(config: RunConfig, run: RunDir, runtime: Runtime, progress: bool 
     for family, d, seed in itertools.product(h.families, h.downsamples, h.seeds):
         clf = train_classifier(ctx, family, d, seed=seed, tag=f"-{d}-s{seed}")
         period = periods.setdefault(f"{family}/{d}", analysis_period(clf.model, data.channels, data.size))
-        gradient_energy = gradient_probe(clf.model, probe_x, probe_y, (period,)).lattice[period]
+        probe = gradient_probe(clf.model, probe_x, probe_y, (period,))
+        gradient_energy, gradient_contrast = probe.lattice[period], probe.contrast[period]
         for u, kind in itertools.product(h.upsamples, interventions):
             wrapped = Intervened(clf.model, kind, period, h.shift)
             arm = Trained(wrapped, config_hash(clf.key, kind, period, h.shift), clf.result)
@@ -118,6 +119,7 @@ def hypothesis(config: RunConfig, run: RunDir, runtime: Runtime, progress: bool 
                     "excess": energy - float(lattice_energy(plain_pattern[u], period)),
                     "original_top1": original_top1, "plain_top1": plain_top1, "finetuned_top1": ft_top1,
                     "restored": ft_top1 - plain_top1, "gradient_energy": gradient_energy,
+                    "gradient_contrast": gradient_contrast,
                     "inter_nmi": float(inter_nmi(recon, data.labels, config.measure.nmi_pairs, config.seed).mean()),
                     "plain_inter_nmi": plain_nmi[u],
                 }

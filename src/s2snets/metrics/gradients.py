@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from s2snets.metrics.spectrum import lattice_mask, power_spectrum, radial_profile
+from s2snets.metrics.spectrum import lattice_contrast, lattice_mask, power_spectrum, radial_profile
 
 
 @dataclass
@@ -23,9 +23,18 @@ class GradientProbe:
     mean_abs_gradient: Tensor  # (H, W): where the gradient lands, averaged over inputs and channels
     radial: Tensor  # (R,)
     lattice: dict[int, float]
+    contrast: dict[int, float]  # lattice peak contrast per period (spectrum.lattice_contrast): ~1 = no checkerboard
 
     def summary(self) -> dict:
-        return {"lattice_energy": {str(k): v for k, v in self.lattice.items()}}
+        return {
+            "lattice_energy": {str(k): v for k, v in self.lattice.items()},
+            "lattice_contrast": {str(k): v for k, v in self.contrast.items()},
+        }
+
+    def __repr__(self) -> str:
+        h, w = self.mean_power.shape
+        scores = ", ".join(f"P={p}: energy {self.lattice[p]:.4f}, contrast {self.contrast[p]:.2f}" for p in self.lattice)
+        return f"GradientProbe({h}x{w}; {scores})"
 
 
 def spectrum_lattice_energy(mean_power: Tensor, period: int) -> float:
@@ -71,6 +80,7 @@ def gradient_probe(
         mean_abs.cpu(),
         radial_profile(mean_power).cpu(),
         {p: spectrum_lattice_energy(mean_power, p) for p in periods if p <= size},
+        {p: lattice_contrast(mean_power.cpu(), p) for p in periods if p <= size},
     )
 
 

@@ -168,19 +168,33 @@ EVEN_TOLERANCE = 1e-9  # relative non-DC power below which a map counts as even
 DOMINANT_SHARE = 0.5  # a lattice is dominant when it holds at least this share of the non-DC power
 
 
-def lattice_shares_1d(counts: Tensor) -> dict[int, float]:
-    """Share of a 1-D map's non-DC power on the period-P lattice (frequencies k * L / P), for every P dividing L.
+def phase_profile(counts: Tensor, period: int) -> Tensor:
+    """Mean of a 1-D map's interior over each phase i mod P: (L,) -> (P,). The period-P part of the map."""
+    c = interior(counts.double())
+    start = len(counts) // 4  # interior() starts here: phases stay aligned with the map's own positions
+    phase = (torch.arange(len(c)) + start) % period
+    return torch.zeros(period, dtype=torch.float64).index_add_(0, phase, c) / torch.bincount(phase, minlength=period).clamp_min(1)
 
-    (L,) -> {P: share in [0, 1]}, P = 2 .. L ascending; empty for an even map (no non-DC power). The map is taken as
-    one period of a periodic signal (the lint propagates maps circularly, so it has no edges).
+
+def lattice_shares_1d(counts: Tensor) -> dict[int, float]:
+    """Share of a 1-D map's variance explained by its phase mod P, for P = 2 .. a quarter of the interior.
+
+    (L,) -> {P: share in [0, 1]} on the interior (central half), ascending P; empty for an even map. On a periodic
+    map whose length P divides, this is exactly the DFT's share of the non-DC power on the period-P lattice; unlike
+    the DFT it is not fooled by borders or by lengths that strides do not divide (224 -> 55 -> 27 ...).
     """
-    n = len(counts)
-    power = torch.fft.fft(counts.double() - counts.double().mean()).abs().square()
-    total = float(power.sum())
-    scale = float(counts.double().square().sum()) or 1.0
-    if n < 2 or total <= EVEN_TOLERANCE * scale:
+    c = interior(counts.double())
+    total = float(((c - c.mean()) ** 2).mean())
+    scale = float(c.square().mean()) or 1.0
+    if len(c) < 4 or total <= EVEN_TOLERANCE * scale:
         return {}
-    return {p: float(power[:: n // p].sum()) / total for p in range(2, n + 1) if n % p == 0}
+    out = {}
+    start = len(counts) // 4
+    for p in range(2, max(2, len(c) // 2) + 1):
+        phase = (torch.arange(len(c)) + start) % p
+        means = phase_profile(counts, p)
+        out[p] = min(1.0, float(((means[phase] - c.mean()) ** 2).mean()) / total)
+    return out
 
 
 def dominant_period(counts: Tensor, min_share: float = DOMINANT_SHARE) -> tuple[int, float]:

@@ -75,3 +75,26 @@ def spectral_error(generated: Tensor, reference: Tensor) -> Tensor:
     """Per radial frequency: mean spectrum of ``generated`` / that of ``reference`` - 1. (N, C, H, W) x2 -> (R,)."""
     g, r = azimuthal_spectrum(generated), azimuthal_spectrum(reference)
     return g / r.clamp_min(torch.finfo(r.dtype).tiny) - 1
+
+
+def lattice_contrast(power: Tensor, period: int) -> float:
+    """Peak contrast of an (averaged, unshifted) power spectrum (H, W) on the period-P lattice.
+
+    Mean power at the lattice frequencies (DC excluded) divided by the mean power of their 8 neighbours that are not
+    lattice frequencies themselves. About 1 when the lattice frequencies are no brighter than their surroundings (no
+    checkerboard, whatever the spectrum's slope); well above 1 for a periodic artifact. Unlike ``lattice_energy``
+    it is not swamped by the low-frequency power of image content, so it detects a checkerboard in a gradient or an
+    image that also holds a picture. NaN when the neighbourhood holds no power.
+    """
+    h, w = power.shape[-2:]
+    on = lattice_mask(h, w, period, power.device)
+    ring = torch.zeros_like(on)
+    ys, xs = torch.nonzero(on, as_tuple=True)
+    for dy in (-1, 0, 1):
+        for dx in (-1, 0, 1):
+            if dy or dx:
+                ring[(ys + dy) % h, (xs + dx) % w] = True
+    ring &= ~on
+    ring[0, 0] = False
+    background = float(power[ring].mean()) if ring.any() else 0.0
+    return float(power[on].mean()) / background if background > 0 else float("nan")

@@ -47,7 +47,7 @@ AUTOENCODER_RECIPE = StageConfig(
     epochs=6, batch_size=64, lr=3e-3, optimizer="adam", schedule="cosine", warmup_steps=200, checkpoint_every=100
 )
 MIN_ACCURACY = 0.90  # a classifier below this on the test split is not converged: it does not enter the zoo
-MIN_PSNR = 28.0  # dB; an autoencoder below this does not "reconstruct almost perfectly"
+MIN_PSNR = 28.0  # dB; an autoencoder below this does not "reconstruct almost perfectly" (stored, flagged meets_bar = false)
 
 
 @dataclass(frozen=True)
@@ -285,10 +285,11 @@ def train_entry(
         record["test_top1"] = round(float((logits.argmax(1) == test.labels).float().mean()), 4)
         ok, what = record["test_top1"] >= MIN_ACCURACY, f"test top-1 {record['test_top1']:.2%} (needs >= {MIN_ACCURACY:.0%})"
     log(f"{entry.name}: {what}, {time.perf_counter() - started:.0f}s")
-    if not ok:
-        raise TrainingError(
-            f"{entry.name} is not converged: {what}; it was not added to the zoo. Change its recipe in s2snets/zoo"
-        )
+    record["meets_bar"] = ok
+    if not ok and entry.kind == "classifier":  # the instrument of every finding: never below the bar
+        raise TrainingError(f"{entry.name} is not converged: {what}; it was not added to the zoo. Change its recipe in s2snets/zoo")
+    if not ok:  # an autoencoder below the bar still beats training one in the demo; it is flagged, and said
+        log(f"{entry.name}: below the zoo's bar ({what}); stored with meets_bar = false")
     path = zoo_dir / WEIGHTS_SUBDIR / f"{entry.name}.safetensors"
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
