@@ -35,26 +35,27 @@ def _ci(mean, half):
 
 
 def _cell(excess, notch, shift, lock):
+    """Effects as natural-log ratios (as the hypothesis computes them)."""
     return {
         "excess": excess,
-        "paired": {"gradient_notch": {"pattern_energy": notch}, "grid_shift": {"pattern_energy": shift, "lock_shift": lock}},
+        "paired": {"gradient_notch": {"log_amplitude": notch}, "grid_shift": {"log_amplitude": shift, "lock_shift": lock}},
     }
 
 
 @pytest.mark.parametrize(
     "cell,verdict",
     [
-        (_cell(_ci(0.01, 0.005), _ci(-0.1, 0.02), _ci(0, 0.01), _ci(0.5, 0.1)), "no pattern"),
-        (_cell(_ci(0.2, 0.3), _ci(-0.1, 0.02), _ci(0, 0.01), _ci(0.5, 0.1)), "no pattern"),  # excess CI holds 0
-        (_cell(_ci(0.2, 0.05), _ci(-0.1, 0.02), _ci(0.005, 0.01), _ci(0.5, 0.1)), "classifier-born"),
-        (_cell(_ci(0.2, 0.05), _ci(0.0, 0.01), _ci(0.0, 0.01), _ci(-0.5, 0.1)), "decoder-born"),
-        (_cell(_ci(0.2, 0.05), _ci(-0.1, 0.02), _ci(-0.15, 0.03), _ci(0.0, 0.3)), "interaction"),
-        (_cell(_ci(0.2, 0.05), _ci(-0.1, 0.02), _ci(0.0, 0.01), _ci(-0.4, 0.1)), "interaction"),
-        (_cell(_ci(0.2, 0.05), _ci(-0.05, 0.2), _ci(0.0, 0.01), _ci(0.0, 0.5)), "inconclusive"),
+        (_cell(_ci(0.2, 0.1), _ci(-1.0, 0.2), _ci(0, 0.1), _ci(0.5, 0.1)), "no pattern"),  # below ln 1.5
+        (_cell(_ci(2.0, 3.0), _ci(-1.0, 0.2), _ci(0, 0.1), _ci(0.5, 0.1)), "no pattern"),  # excess CI holds 0
+        (_cell(_ci(2.0, 0.5), _ci(-1.0, 0.2), _ci(0.05, 0.1), _ci(0.5, 0.1)), "classifier-born"),
+        (_cell(_ci(2.0, 0.5), _ci(0.0, 0.1), _ci(0.0, 0.1), _ci(-0.5, 0.1)), "decoder-born"),
+        (_cell(_ci(2.0, 0.5), _ci(-1.0, 0.2), _ci(-1.5, 0.3), _ci(0.0, 0.3)), "interaction"),
+        (_cell(_ci(2.0, 0.5), _ci(-1.0, 0.2), _ci(0.0, 0.1), _ci(-0.4, 0.1)), "interaction"),
+        (_cell(_ci(2.0, 0.5), _ci(-0.5, 2.0), _ci(0.0, 0.1), _ci(0.0, 0.5)), "inconclusive"),
     ],
 )
 def test_verdict_rules(cell, verdict):
-    assert cell_verdict(cell, 0.02)["verdict"] == verdict
+    assert cell_verdict(cell, 1.5)["verdict"] == verdict
 
 
 def test_answer_per_decoder():
@@ -64,4 +65,4 @@ def test_answer_per_decoder():
     ]
     out = answer(cells)
     assert out["unpool"]["text"].startswith("holds in part") and out["resize_conv"]["text"].startswith("not testable")
-    assert cell_verdict({"excess": _ci(0.2, 0.05), "paired": {}}, 0.02)["verdict"] == "not testable"
+    assert cell_verdict({"excess": _ci(2.0, 0.5), "paired": {}}, 1.5)["verdict"] == "not testable"

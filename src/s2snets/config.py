@@ -74,7 +74,7 @@ class HypothesisConfig:
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])  # classifier seed = fine-tuning seed; paired across interventions
     interventions: list[str] = field(default_factory=lambda: ["control", "grid_shift", "gradient_notch"])  # + phase_average
     shift: int = 1  # grid_shift: pixels the classifier's input moves down and right
-    min_effect: float = 0.02  # smallest lattice-energy difference that matters (verdict rules, docs/measures.md)
+    min_ratio: float = 1.5  # smallest checkerboard-amplitude ratio that matters (verdict rules, docs/measures.md)
     alpha: float = 0.05  # two-sided level of the paired tests and of the 95% intervals
     odena_probe: bool = True  # also run Odena's generator probe (transposed vs resize-conv at init and trained)
     odena_steps: int = 150  # training steps of each probe generator

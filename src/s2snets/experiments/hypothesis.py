@@ -7,8 +7,9 @@ is fine-tuned once per intervention (``s2snets.layers.interventions``: control, 
 phase_average), with the same seed, so every comparison is paired. Per run, with P the dominant lattice period the
 lint predicts for the classifier's input gradient:
 
-* ``pattern_energy``: lattice energy at P of the constant pattern (mean reconstruction - original), and its
-  ``excess`` over the plain autoencoder's;
+* ``amplitude``: the checkerboard amplitude of the constant pattern (mean reconstruction - original): RMS of its
+  period-P lattice component, in pixel units; ``log_amplitude`` its natural log, so paired differences are log
+  ratios, and ``excess`` = ln(amplitude / the plain autoencoder's); ``pattern_energy``: the lattice energy (share);
 * ``lock_decoder`` / ``lock_classifier``: phase-lock of the pattern's period-P component with the control's,
   without and with undoing the grid shift (``metrics.pattern.phase_lock``);
 * ``restored`` (fine-tuned - plain top-1, through the same wrapped classifier) and ``inter_nmi``.
@@ -20,6 +21,7 @@ The verdict rules are written in docs/measures.md ("The checkerboard question: v
 from __future__ import annotations
 
 import itertools
+import math
 import time
 
 import torch
@@ -33,7 +35,7 @@ from s2snets.layers.interventions import INTERVENTIONS, Intervened
 from s2snets.metrics.gradients import gradient_probe
 from s2snets.metrics.lint import lint_model
 from s2snets.metrics.nmi import inter_nmi
-from s2snets.metrics.pattern import constant_pattern, phase_lock
+from s2snets.metrics.pattern import constant_pattern, lattice_amplitude, phase_lock
 from s2snets.metrics.spectrum import lattice_energy
 from s2snets.metrics.stats import above, below, mean_ci, negligible, paired_difference
 from s2snets.models.generator import ProbeAutoencoder
@@ -111,12 +113,15 @@ def hypothesis(config: RunConfig, run: RunDir, runtime: Runtime, progress: bool 
             pattern = constant_pattern(originals, recon, ()).mean_difference.mean(0)
             patterns[(family, d, u, seed, kind)] = pattern
             energy = float(lattice_energy(pattern, period))
+            amplitude = lattice_amplitude(pattern, period)
+            plain_amplitude = lattice_amplitude(plain_pattern[u], period)
             ft_top1 = _top1(wrapped, data, runtime, ft_raw)
             runs.append(
                 {
                     "family": family, "downsample": d, "upsample": u, "seed": seed, "intervention": kind,
-                    "period": period, "pattern_energy": energy,
-                    "excess": energy - float(lattice_energy(plain_pattern[u], period)),
+                    "period": period, "pattern_energy": energy, "amplitude": amplitude,
+                    "log_amplitude": math.log(max(amplitude, 1e-12)),
+                    "excess": math.log(max(amplitude, 1e-12) / max(plain_amplitude, 1e-12)),
                     "original_top1": original_top1, "plain_top1": plain_top1, "finetuned_top1": ft_top1,
                     "restored": ft_top1 - plain_top1, "gradient_energy": gradient_energy,
                     "gradient_contrast": gradient_contrast,
@@ -125,7 +130,8 @@ def hypothesis(config: RunConfig, run: RunDir, runtime: Runtime, progress: bool 
                 }
             )  # fmt: skip
             ctx.say(
-                f"  {family}/{d}/{u}/seed {seed}/{kind}: pattern lattice energy (P={period}) {energy:.4f}, "
+                f"  {family}/{d}/{u}/seed {seed}/{kind}: checkerboard amplitude (P={period}) {amplitude:.5f}, "
+                f"lattice energy {energy:.4f}, "
                 f"top-1 {plain_top1:.3f} -> {ft_top1:.3f}"
             )
     _add_phase_locks(runs, patterns, h.shift)
@@ -136,6 +142,7 @@ def hypothesis(config: RunConfig, run: RunDir, runtime: Runtime, progress: bool 
     result["plain_energy"] = {
         u: {f: float(lattice_energy(p, per)) for f, per in periods.items()} for u, p in plain_pattern.items()
     }
+    result["plain_amplitude"] = {u: {f: lattice_amplitude(p, per) for f, per in periods.items()} for u, p in plain_pattern.items()}
     if h.odena_probe:
         result["odena"] = odena_probe(ctx, config)
     result["seconds_total"] = time.perf_counter() - started
@@ -170,7 +177,7 @@ def _add_phase_locks(runs: list[dict], patterns: dict[tuple, torch.Tensor], shif
 def summarise(runs: list[dict], h, interventions: list[str]) -> dict:
     """Per cell (family, downsampling, upsampling): each arm's means with intervals, the paired differences against
     control, the verdict of the rules; then one answer per decoder upsampling."""
-    measures = ("pattern_energy", "excess", "restored", "finetuned_top1", "inter_nmi", "lock_decoder", "lock_classifier")
+    measures = ("amplitude", "pattern_energy", "excess", "restored", "finetuned_top1", "inter_nmi", "lock_decoder", "lock_classifier")
     cells = []
     keys = sorted({(r["family"], r["downsample"], r["upsample"]) for r in runs}, key=lambda k: (k[2] != "unpool", k))
     for f, d, u in keys:
@@ -193,38 +200,39 @@ def summarise(runs: list[dict], h, interventions: list[str]) -> dict:
                 continue
             cell["paired"][kind] = {
                 m: paired_difference([r[m] for r in rs], [r[m] for r in control], 1 - h.alpha)
-                for m in ("pattern_energy", "restored", "inter_nmi")
+                for m in ("log_amplitude", "pattern_energy", "restored", "inter_nmi")
             }
             if kind == "grid_shift":
                 cell["paired"][kind]["lock_shift"] = paired_difference(
                     [r["lock_classifier"] for r in rs], [r["lock_decoder"] for r in rs], 1 - h.alpha
                 )
         cell["excess"] = mean_ci([r["excess"] for r in control], 1 - h.alpha)
-        cell["decision"] = cell_verdict(cell, h.min_effect)
+        cell["decision"] = cell_verdict(cell, h.min_ratio)
         cells.append(cell)
-    return {"runs": runs, "cells": cells, "answer": answer(cells), "min_effect": h.min_effect, "alpha": h.alpha}
+    return {"runs": runs, "cells": cells, "answer": answer(cells), "min_ratio": h.min_ratio, "alpha": h.alpha}
 
 
-def cell_verdict(cell: dict, min_effect: float) -> dict:
-    """The rules of docs/measures.md, in order; the first that holds decides. Returns {"verdict", "rule", "reason"}."""
+def cell_verdict(cell: dict, min_ratio: float) -> dict:
+    """The rules of docs/measures.md, in order; the first that holds decides. Returns {"verdict", "rule", "reason"}.
+
+    Effects are natural-log ratios of the checkerboard amplitude; ``min_ratio`` (1.5) is the smallest that matters.
+    """
+    delta = math.log(min_ratio)
     x = cell["excess"]
     paired = cell["paired"]
     if "gradient_notch" not in paired or "grid_shift" not in paired:
         return {"verdict": "not testable", "rule": "R-", "reason": "the grid needs both gradient_notch and grid_shift"}
-    n, s, lock = (
-        paired["gradient_notch"]["pattern_energy"],
-        paired["grid_shift"]["pattern_energy"],
-        paired["grid_shift"]["lock_shift"],
-    )
-    fmt = lambda ci: f"{ci['mean']:+.3f} [{ci['low']:+.3f}, {ci['high']:+.3f}]"  # noqa: E731
-    numbers = f"excess {fmt(x)}, notch {fmt(n)}, shift {fmt(s)}, lock(classifier - decoder) {fmt(lock)}"
-    notch_removes = below(n, 0) and n["mean"] <= -min_effect
-    shift_weakens = below(s, 0) and s["mean"] <= -min_effect
-    if not above(x, 0) or x["mean"] < min_effect:
+    n, s, lock = paired["gradient_notch"]["log_amplitude"], paired["grid_shift"]["log_amplitude"], paired["grid_shift"]["lock_shift"]
+    ratio = lambda ci: f"x{math.exp(ci['mean']):.2f} [x{math.exp(ci['low']):.2f}, x{math.exp(ci['high']):.2f}]"  # noqa: E731
+    lock_text = f"{lock['mean']:+.2f} [{lock['low']:+.2f}, {lock['high']:+.2f}]"
+    numbers = f"amplitude vs plain {ratio(x)}, notch {ratio(n)}, shift {ratio(s)}, lock(classifier - decoder) {lock_text}"
+    notch_removes = below(n, 0) and n["mean"] <= -delta
+    shift_weakens = below(s, 0) and s["mean"] <= -delta
+    if not above(x, 0) or x["mean"] < delta:
         verdict, rule = "no pattern", "R0"
-    elif notch_removes and negligible(s, min_effect) and above(lock, 0):
+    elif notch_removes and negligible(s, delta) and above(lock, 0):
         verdict, rule = "classifier-born", "R1"
-    elif negligible(n, min_effect) and negligible(s, min_effect) and below(lock, 0):
+    elif negligible(n, delta) and negligible(s, delta) and below(lock, 0):
         verdict, rule = "decoder-born", "R2"
     elif notch_removes and (shift_weakens or below(lock, 0)):
         verdict, rule = "interaction", "R3"
@@ -247,7 +255,7 @@ def answer(cells: list[dict]) -> dict:
         elif verdicts == {"no pattern"}:
             text = "not testable here: no pattern formed beyond the plain autoencoder's"
         else:
-            text = "inconclusive: " + ", ".join(sorted(verdicts))
+            text = "inconclusive (cell verdicts: " + ", ".join(sorted(verdicts)) + "): more seeds or steps are needed to decide"
         out[u] = {"verdicts": sorted(verdicts), "text": text}
     return out
 

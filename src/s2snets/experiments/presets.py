@@ -20,7 +20,7 @@ def demo_config(quick: bool = False) -> RunConfig:
         autoencoder=AutoencoderConfig(preset="small", upsample="unpool"),
         train_classifier=StageConfig(epochs=1, batch_size=128, lr=3e-3, checkpoint_every=50),
         pretrain=StageConfig(epochs=2, batch_size=64, lr=3e-3, checkpoint_every=100),
-        finetune=StageConfig(epochs=1, max_steps=150, batch_size=64, lr=1e-3, checkpoint_every=50),
+        finetune=StageConfig(epochs=1, max_steps=100, batch_size=64, lr=1e-3, checkpoint_every=50),
         measure=MeasureConfig(nmi_pairs=500, probe_images=256, figure_images=8),
         hypothesis=HypothesisConfig(
             families=["alexnet_s"],
@@ -28,7 +28,7 @@ def demo_config(quick: bool = False) -> RunConfig:
             upsamples=["unpool", "resize_conv"],
             seeds=[0, 1, 2],
             interventions=["control", "grid_shift", "gradient_notch"],
-            odena_steps=150,
+            odena_steps=100,
         ),
     )
     if not quick:

@@ -71,6 +71,15 @@ def lattice_component(pattern: Tensor, period: int) -> Tensor:
     return torch.fft.ifft2(torch.fft.fft2(pattern.double()) * mask).real
 
 
+def lattice_amplitude(pattern: Tensor, period: int) -> float:
+    """RMS over pixels of the period-P lattice component of a pattern (H, W), in the pattern's units (pixel values).
+
+    The checkerboard's absolute strength: unlike the lattice *energy* (a share of the pattern's power), it does not
+    fall when something else is added to the pattern (a decoder that learns to shift the image, say).
+    """
+    return float(lattice_component(pattern, period).square().mean().sqrt())
+
+
 def phase_lock(pattern: Tensor, reference: Tensor, period: int, undo_shift: tuple[int, int] = (0, 0)) -> float:
     """Pearson correlation of the period-P lattice components of two patterns (H, W), in [-1, 1].
 

@@ -210,12 +210,12 @@ def intervention_patterns(hyp: dict, arrays: dict) -> plt.Figure:
         for j, (key, m) in enumerate(zip(["plain AE", *kinds], maps)):
             ax = axes[r, j]
             im = ax.imshow(m, cmap="RdBu_r", vmin=-lim, vmax=lim)
-            energy = (
-                hyp["plain_energy"][c["upsample"]][f"{c['family']}/{c['downsample']}"]
+            amplitude = (
+                hyp["plain_amplitude"][c["upsample"]][f"{c['family']}/{c['downsample']}"]
                 if j == 0
-                else c["arms"][key]["pattern_energy"]["mean"]
+                else c["arms"][key]["amplitude"]["mean"]
             )
-            ax.set_title(f"{key}\nLE(P={c['period']}) {energy:.3f}", fontsize=8)
+            ax.set_title(f"{key}\namplitude(P={c['period']}) {amplitude * 1000:.2f}e-3", fontsize=8)
             ax.set_xticks([])
             ax.set_yticks([])
         axes[r, 0].set_ylabel(f"{c['family']}\n{c['downsample']}\n{c['upsample']}", fontsize=8)
@@ -225,33 +225,31 @@ def intervention_patterns(hyp: dict, arrays: dict) -> plt.Figure:
 
 
 def intervention_effects(hyp: dict) -> plt.Figure:
-    """Paired effects on the pattern's lattice energy (intervention - control), per seed and mean with 95% CI."""
+    """Paired effects on the checkerboard amplitude (intervention / control, log axis), per seed and mean, 95% CI."""
     cells = hyp["cells"]
     fig, axes = plt.subplots(1, len(cells), figsize=(max(6.5, 3.4 * len(cells) + 0.6), 3.6), squeeze=False)
-    delta = hyp["min_effect"]
+    ratio = hyp["min_ratio"]
     for ax, c in zip(axes[0], cells):
         kinds = list(c["paired"])
         for x, k in enumerate(kinds):
-            ci = c["paired"][k]["pattern_energy"]
+            ci = c["paired"][k]["log_amplitude"]
             per_seed = [
-                r["pattern_energy"]
-                - next(q["pattern_energy"] for q in hyp["runs"] if q["intervention"] == "control" and _same(q, r))
+                r["log_amplitude"] - next(q["log_amplitude"] for q in hyp["runs"] if q["intervention"] == "control" and _same(q, r))
                 for r in hyp["runs"]
-                if r["intervention"] == k
-                and (r["family"], r["downsample"], r["upsample"]) == (c["family"], c["downsample"], c["upsample"])
+                if r["intervention"] == k and (r["family"], r["downsample"], r["upsample"]) == (c["family"], c["downsample"], c["upsample"])
             ]
-            ax.scatter([x] * len(per_seed), per_seed, color="#999", s=14, zorder=3)
-            low, high = np.nan_to_num(ci["low"], neginf=-1), np.nan_to_num(ci["high"], posinf=1)
-            ax.errorbar(
-                [x + 0.15], [ci["mean"]], yerr=[[ci["mean"] - low], [high - ci["mean"]]], fmt="o", color="#c44e52", capsize=4
-            )
-        ax.axhline(0, color="#333", lw=0.8)
-        ax.axhspan(-delta, delta, color="#ddd", alpha=0.6, lw=0)
+            ax.scatter([x] * len(per_seed), np.exp(per_seed), color="#999", s=14, zorder=3)
+            low, high = np.exp(np.clip(ci["low"], -5, 5)), np.exp(np.clip(ci["high"], -5, 5))
+            mid = np.exp(ci["mean"])
+            ax.errorbar([x + 0.15], [mid], yerr=[[mid - low], [high - mid]], fmt="o", color="#c44e52", capsize=4)
+        ax.set_yscale("log")
+        ax.axhline(1, color="#333", lw=0.8)
+        ax.axhspan(1 / ratio, ratio, color="#ddd", alpha=0.6, lw=0)
         ax.set_xticks(range(len(kinds)), [k.replace("_", "\n") for k in kinds], fontsize=8)
         ax.set_xlim(-0.5, len(kinds) - 0.4)
         ax.set_title(f"{c['family']}/{c['downsample']}/{c['upsample']}: {c['decision']['verdict']}", fontsize=8)
-    axes[0, 0].set_ylabel("pattern lattice energy,\nintervention - control", fontsize=8)
-    fig.suptitle("Paired effects on the pattern (grey: seeds; red: mean with 95% CI; band: |effect| < min_effect)", fontsize=9)
+    axes[0, 0].set_ylabel("checkerboard amplitude,\nintervention / control", fontsize=8)
+    fig.suptitle(f"Paired effects (grey: seeds; red: mean with 95% CI; band: within x{ratio:g} of control)", fontsize=9)
     fig.tight_layout()
     return fig
 

@@ -197,6 +197,11 @@ def _claims_section(claims: list[dict]) -> str:
     )
 
 
+def _ratio(ci: dict) -> str:
+    e = lambda v: math.exp(v) if math.isfinite(v) else (math.inf if v > 0 else 0.0)  # noqa: E731
+    return f"×{_fmt(e(ci['mean']))} [×{_fmt(e(ci['low']))}, ×{_fmt(e(ci['high']))}], p = {_fmt(ci.get('p'))}"
+
+
 def _hypothesis_section(hyp: dict, figs: dict[str, Path]) -> str:
     parts = ["<h2 id='question'>The open question: are the constant patterns the classifier’s gradient checkerboards?</h2>"]
     for u, a in hyp["answer"].items():
@@ -206,13 +211,14 @@ def _hypothesis_section(hyp: dict, figs: dict[str, Path]) -> str:
         "once per intervention with the same seed, so every comparison is paired. <i>grid_shift</i> moves the "
         "classifier’s input by one pixel (its stride lattice against the decoder’s); <i>gradient_notch</i> keeps the "
         "forward pass and removes the input gradient’s power on the period-P lattice; <i>phase_average</i> jitters the "
-        f"shift per batch. LE = lattice energy at the lint’s period P (see the glossary). Rules (written before the "
-        f"runs, docs/measures.md), smallest effect that matters δ = {_fmt(hyp['min_effect'])}: R0 no pattern when the "
-        "control’s excess over the plain autoencoder is not above 0 or below δ; R1 classifier-born when the notch "
-        "lowers LE (CI below 0, mean ≤ −δ), the shift leaves LE unchanged and the pattern moves with the classifier "
-        "(lock difference CI above 0); R2 decoder-born when notch and shift change nothing and the pattern stays with "
-        "the decoder; R3 interaction when the notch lowers LE and the shift lowers it too or the rest stays with the "
-        "decoder; R4 inconclusive otherwise.</p>"
+        f"shift per batch. Amplitude = RMS of the constant pattern’s period-P lattice component (pixel units), P from "
+        f"the lint; effects are paired ratios. Rules (docs/measures.md), smallest ratio that matters "
+        f"r = {_fmt(hyp['min_ratio'])}: R0 no pattern when the control’s amplitude is not above the plain "
+        "autoencoder’s by r (95% CI); R1 classifier-born when the notch lowers the amplitude by r (CI below 1), the "
+        "shift leaves it unchanged and the pattern moves with the classifier (lock difference CI above 0); R2 "
+        "decoder-born when notch and shift change nothing and the pattern stays with the decoder; R3 interaction when "
+        "the notch lowers it and the shift lowers it too or the rest stays with the decoder; R4 inconclusive otherwise."
+        " LE = lattice energy (share of the pattern’s power), reported beside it.</p>"
     )
     rows = []
     for c in hyp["cells"]:
@@ -222,8 +228,9 @@ def _hypothesis_section(hyp: dict, figs: dict[str, Path]) -> str:
                 [
                     f"{c['family']} / {c['downsample']} / {c['upsample']}",
                     kind,
+                    _ci({k: v * 1000 if isinstance(v, float) else v for k, v in arm["amplitude"].items()}),
+                    _ratio(paired["log_amplitude"]) if paired else "(base)",
                     _ci(arm["pattern_energy"]),
-                    _ci(paired["pattern_energy"]) if paired else "(base)",
                     _ci(arm["lock_decoder"]) if kind != "control" else "–",
                     _ci(arm["lock_classifier"]) if kind == "grid_shift" else "–",
                     _ci(arm["restored"]),
