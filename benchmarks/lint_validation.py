@@ -45,7 +45,11 @@ def row(name: str, weights: str, model: torch.nn.Module, channels: int, size: in
     predicted = phase_profile(report.input_gradient.rows, period)
     probe = probe_fn((period,))
     measured = phase_profile(probe.mean_abs_gradient.double().mean(1), period)
-    corr = float(torch.corrcoef(torch.stack([predicted, measured]))[0, 1]) if predicted.std() > 0 and measured.std() > 0 else float("nan")
+    corr = (
+        float(torch.corrcoef(torch.stack([predicted, measured]))[0, 1])
+        if predicted.std() > 0 and measured.std() > 0
+        else float("nan")
+    )
     even = report.input_gradient.even
     agree = depth(measured) < DEPTH if even else (depth(measured) >= DEPTH and corr >= 0.5)
     claim = "even" if even else f"{max(ph, pw)} ({min(sh, sw):.0%})"
@@ -73,12 +77,16 @@ def main() -> int:
         lines.append(row(entry.name, "zoo (trained), test images", model, 1, 32, lambda ps, m=model: gradient_probe(m, x, y, ps)))
         if entry.seed == 0:
             fresh = entry.build().eval()
-            lines.append(row(entry.name, "random init, noise", fresh, 1, 32, lambda ps, m=fresh: noise_probe(m, 1, 32, 256, periods=ps)))
+            lines.append(
+                row(entry.name, "random init, noise", fresh, 1, 32, lambda ps, m=fresh: noise_probe(m, 1, 32, 256, periods=ps))
+            )
         print(lines[-1], flush=True)
     for name in ("alexnet", "vgg16", "vgg16_bn", "resnet50", "inception_v3"):
         model = build_classifier(name, 1000, 3).eval()
         size = default_input_size(name)
-        lines.append(row(name, "random init, noise", model, 3, size, lambda ps, m=model, n=size: noise_probe(m, 3, n, 16, periods=ps)))
+        lines.append(
+            row(name, "random init, noise", model, 3, size, lambda ps, m=model, n=size: noise_probe(m, 3, n, 16, periods=ps))
+        )
         print(lines[-1], flush=True)
     text = DOC.read_text()
     table = "\n".join(lines)

@@ -94,3 +94,25 @@ def test_gradient_probe_sees_strided_checkerboards():
     assert gradient_probe(torch.nn.Sequential(even, torch.nn.Flatten()), torch.randn(4, 1, 16, 16)).lattice[2] < 1e-6
     p = noise_probe(build_classifier("resnet_s", 10, 1), 1, 32, n=8)
     assert set(p.lattice) == {2, 4, 8} and p.mean_power.shape == (32, 32)
+
+
+def test_lattice_contrast_finds_a_checkerboard_under_image_content():
+    from s2snets.metrics.spectrum import lattice_contrast, power_spectrum
+
+    g = torch.Generator().manual_seed(0)
+    yy, xx = torch.meshgrid(torch.arange(32.0), torch.arange(32.0), indexing="ij")
+    content = torch.exp(-((yy - 16) ** 2 + (xx - 16) ** 2) / 60) + 0.01 * torch.randn(32, 32, generator=g)
+    checker = 0.02 * (-1.0) ** (yy + xx)
+    assert lattice_contrast(power_spectrum(content), 2) < 1.5  # a smooth image has no lattice peak
+    assert lattice_contrast(power_spectrum(content + checker), 2) > 10  # a faint checkerboard has one
+    assert lattice_energy(content + checker, 2) < 0.5  # while its lattice *share* stays small
+
+
+def test_lattice_amplitude_is_the_rms_of_the_checkerboard():
+    from s2snets.metrics.pattern import lattice_amplitude
+
+    yy, xx = torch.meshgrid(torch.arange(16.0), torch.arange(16.0), indexing="ij")
+    checker = 0.05 * (-1.0) ** (yy + xx)
+    smooth = torch.sin(2 * torch.pi * yy / 16)
+    assert lattice_amplitude(checker + smooth, 2) == pytest.approx(0.05, rel=1e-6)
+    assert lattice_amplitude(smooth, 2) == pytest.approx(0.0, abs=1e-6)  # float32 input

@@ -142,7 +142,9 @@ def hypothesis(config: RunConfig, run: RunDir, runtime: Runtime, progress: bool 
     result["plain_energy"] = {
         u: {f: float(lattice_energy(p, per)) for f, per in periods.items()} for u, p in plain_pattern.items()
     }
-    result["plain_amplitude"] = {u: {f: lattice_amplitude(p, per) for f, per in periods.items()} for u, p in plain_pattern.items()}
+    result["plain_amplitude"] = {
+        u: {f: lattice_amplitude(p, per) for f, per in periods.items()} for u, p in plain_pattern.items()
+    }
     if h.odena_probe:
         result["odena"] = odena_probe(ctx, config)
     result["seconds_total"] = time.perf_counter() - started
@@ -177,7 +179,16 @@ def _add_phase_locks(runs: list[dict], patterns: dict[tuple, torch.Tensor], shif
 def summarise(runs: list[dict], h, interventions: list[str]) -> dict:
     """Per cell (family, downsampling, upsampling): each arm's means with intervals, the paired differences against
     control, the verdict of the rules; then one answer per decoder upsampling."""
-    measures = ("amplitude", "pattern_energy", "excess", "restored", "finetuned_top1", "inter_nmi", "lock_decoder", "lock_classifier")
+    measures = (
+        "amplitude",
+        "pattern_energy",
+        "excess",
+        "restored",
+        "finetuned_top1",
+        "inter_nmi",
+        "lock_decoder",
+        "lock_classifier",
+    )
     cells = []
     keys = sorted({(r["family"], r["downsample"], r["upsample"]) for r in runs}, key=lambda k: (k[2] != "unpool", k))
     for f, d, u in keys:
@@ -222,7 +233,11 @@ def cell_verdict(cell: dict, min_ratio: float) -> dict:
     paired = cell["paired"]
     if "gradient_notch" not in paired or "grid_shift" not in paired:
         return {"verdict": "not testable", "rule": "R-", "reason": "the grid needs both gradient_notch and grid_shift"}
-    n, s, lock = paired["gradient_notch"]["log_amplitude"], paired["grid_shift"]["log_amplitude"], paired["grid_shift"]["lock_shift"]
+    n, s, lock = (
+        paired["gradient_notch"]["log_amplitude"],
+        paired["grid_shift"]["log_amplitude"],
+        paired["grid_shift"]["lock_shift"],
+    )
     ratio = lambda ci: f"x{math.exp(ci['mean']):.2f} [x{math.exp(ci['low']):.2f}, x{math.exp(ci['high']):.2f}]"  # noqa: E731
     lock_text = f"{lock['mean']:+.2f} [{lock['low']:+.2f}, {lock['high']:+.2f}]"
     numbers = f"amplitude vs plain {ratio(x)}, notch {ratio(n)}, shift {ratio(s)}, lock(classifier - decoder) {lock_text}"

@@ -234,9 +234,11 @@ def intervention_effects(hyp: dict) -> plt.Figure:
         for x, k in enumerate(kinds):
             ci = c["paired"][k]["log_amplitude"]
             per_seed = [
-                r["log_amplitude"] - next(q["log_amplitude"] for q in hyp["runs"] if q["intervention"] == "control" and _same(q, r))
+                r["log_amplitude"]
+                - next(q["log_amplitude"] for q in hyp["runs"] if q["intervention"] == "control" and _same(q, r))
                 for r in hyp["runs"]
-                if r["intervention"] == k and (r["family"], r["downsample"], r["upsample"]) == (c["family"], c["downsample"], c["upsample"])
+                if r["intervention"] == k
+                and (r["family"], r["downsample"], r["upsample"]) == (c["family"], c["downsample"], c["upsample"])
             ]
             ax.scatter([x] * len(per_seed), np.exp(per_seed), color="#999", s=14, zorder=3)
             low, high = np.exp(np.clip(ci["low"], -5, 5)), np.exp(np.clip(ci["high"], -5, 5))

@@ -287,7 +287,9 @@ def train_entry(
     log(f"{entry.name}: {what}, {time.perf_counter() - started:.0f}s")
     record["meets_bar"] = ok
     if not ok and entry.kind == "classifier":  # the instrument of every finding: never below the bar
-        raise TrainingError(f"{entry.name} is not converged: {what}; it was not added to the zoo. Change its recipe in s2snets/zoo")
+        raise TrainingError(
+            f"{entry.name} is not converged: {what}; it was not added to the zoo. Change its recipe in s2snets/zoo"
+        )
     if not ok:  # an autoencoder below the bar still beats training one in the demo; it is flagged, and said
         log(f"{entry.name}: below the zoo's bar ({what}); stored with meets_bar = false")
     path = zoo_dir / WEIGHTS_SUBDIR / f"{entry.name}.safetensors"
