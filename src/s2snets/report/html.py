@@ -23,6 +23,8 @@ table{border-collapse:collapse;margin:.8em 0;font-size:.9em}td,th{border:1px sol
 th{background:#f4f4f4}td:first-child,th:first-child{text-align:left}img{max-width:100%;border:1px solid #eee;margin:.4em 0}
 .verdict{font-size:1.15em;padding:.6em 1em;border-left:5px solid #4c72b0;background:#f3f6fb}
 .muted{color:#777;font-size:.9em}code{background:#f4f4f4;padding:0 .2em}
+table.claims td,table.claims th{text-align:left;vertical-align:top}tr.holds td:nth-child(5){color:#2a7d2a}
+tr.does-not-hold td:nth-child(5){color:#b03030}tr.inconclusive td:nth-child(5){color:#a06000}
 """
 
 
@@ -169,24 +171,26 @@ def _ci(ci: dict) -> str:
     return f"{_fmt(ci['mean'])} [{_fmt(ci['low'])}, {_fmt(ci['high'])}]"
 
 
+def _plain(v) -> str:
+    """A value as plain text (escaped once, where the row is written)."""
+    if isinstance(v, dict) and "mean" in v:
+        return f"{v['mean']:+.4g} [{v['low']:+.4g}, {v['high']:+.4g}], n = {v['n']}"
+    if isinstance(v, dict):
+        return "; ".join(f"{k}: {_plain(x)}" for k, x in v.items())
+    if isinstance(v, list | tuple):
+        return ", ".join(_plain(x) for x in v)
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return "–" if v is None else str(v)
+
+
 def _claims_section(claims: list[dict]) -> str:
-    rows = []
-    for c in claims:
-        v = c["value"]
-        if isinstance(v, dict) and "mean" in v:
-            value = f"{_fmt(v['mean'])} [{_fmt(v['low'])}, {_fmt(v['high'])}], n = {v['n']}"
-        elif isinstance(v, dict):
-            value = "; ".join(
-                f"{k}: {_fmt(x['mean']) + ' [' + _fmt(x['low']) + ', ' + _fmt(x['high']) + ']' if isinstance(x, dict) else _fmt(x)}"
-                for k, x in v.items()
-            )
-        else:
-            value = _fmt(v) if v is not None else "–"
-        rows.append([c["source"], c["claim"], c["measure"], value, f"<b>{html.escape(c['status'])}</b>", c["note"]])
     head = "".join(f"<th>{h}</th>" for h in ("source", "claim", "our measure", "value [95% CI over seeds]", "status", "note"))
     body = "".join(
-        "<tr>" + "".join(f"<td>{cell if i == 4 else html.escape(str(cell))}</td>" for i, cell in enumerate(r)) + "</tr>"
-        for r in rows
+        f"<tr class='{html.escape(c['status'].replace(' ', '-'))}'><td>{html.escape(c['source'])}</td>"
+        f"<td>{html.escape(c['claim'])}</td><td>{html.escape(c['measure'])}</td><td>{html.escape(_plain(c['value']))}</td>"
+        f"<td><b>{html.escape(c['status'])}</b></td><td>{html.escape(c['note'])}</td></tr>"
+        for c in claims
     )
     return (
         "<h2 id='claims'>Claims of the sources, checked by this run</h2>"
@@ -243,8 +247,9 @@ def _hypothesis_section(hyp: dict, figs: dict[str, Path]) -> str:
             [
                 "cell (family / down / up)",
                 "intervention",
-                "pattern LE [95% CI]",
-                "paired Δ vs control",
+                "checkerboard amplitude ×1e-3 [95% CI]",
+                "paired ratio to control",
+                "lattice energy",
                 "lock: in place",
                 "lock: shift undone",
                 "accuracy restored",
