@@ -479,10 +479,11 @@ def _lint_fx(model: nn.Module, example: Tensor, name: str) -> LintReport:
 
 
 def _model_notes(layers: list[SamplingLayer]) -> list[str]:
-    notes = sorted({layer.sampling.note for layer in layers if layer.sampling.note and layer.sampling.note != "fixed filter"})
-    return [
-        f"{n}: idealised map, real weights may even it out or sharpen it" if n.startswith("count model") else n for n in notes
-    ]
+    notes = {layer.sampling.note for layer in layers if layer.sampling.note and layer.sampling.note != "fixed filter"}
+    out = [n for n in sorted(notes) if not n.startswith("count model") and n != "max pool: count model; blur: fixed filter"]
+    if any(n.startswith("count model") or n.startswith("max pool") for n in notes):
+        out.insert(0, "learned convolutions and max pools use the count model: the idealised map (trained weights may even it out)")
+    return out
 
 
 def _propagate_backward(nodes: list[fx.Node], sizes: dict, geometry: dict, axis: int) -> dict[fx.Node, Tensor]:
