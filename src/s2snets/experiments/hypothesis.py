@@ -300,7 +300,7 @@ def odena_probe(ctx: Context, config: RunConfig) -> dict:
         )  # fmt: skip
         out[str(n)] = {
             "init": before,
-            "init_seeds": {p: mean_ci([e[p] for e in init_seeds]) for p in before},
+            "init_seeds": {p: mean_ci([e[p] for e in init_seeds]) for p in ("2", "4")},
             "trained": _output_energy(model, data, ctx, error=True),
             "steps": steps,
         }
@@ -312,7 +312,7 @@ def _output_energy(model: torch.nn.Module, data, ctx: Context, error: bool) -> d
     """Lattice energy (P = 2, 4) of the mean power spectrum of the outputs, or of the outputs' error (output -
     input) when ``error``: the artifact a trained generator adds, without the image it reconstructs."""
     from s2snets.metrics.gradients import spectrum_lattice_energy
-    from s2snets.metrics.spectrum import power_spectrum
+    from s2snets.metrics.spectrum import lattice_contrast, power_spectrum
 
     model = model.to(ctx.runtime.device).eval()
     x = ctx.runtime.to_device(data.normalize(data.images))
@@ -321,7 +321,9 @@ def _output_energy(model: torch.nn.Module, data, ctx: Context, error: bool) -> d
         y = y - x.float()
     y = y - y.mean((-2, -1), keepdim=True)
     mean_power = power_spectrum(y).mean((0, 1)).cpu()
-    return {str(p): spectrum_lattice_energy(mean_power, p) for p in (2, 4)}
+    out: dict = {str(p): spectrum_lattice_energy(mean_power, p) for p in (2, 4)}
+    out["contrast"] = {str(p): lattice_contrast(mean_power, p) for p in (2, 4)}  # a peak, whatever the broadband error
+    return out
 
 
 def verdict_text(result: dict) -> str:

@@ -202,9 +202,13 @@ def _register_own_layers() -> None:
     register_geometry(BlurPool, lambda m: fixed_filter("BlurPool", binomial_kernel(m.filter_size, torch.float64), m.stride))
     register_geometry(MaxUnpool, lambda m: single("MaxUnpool", "upsample", m.scale, m.scale))
     register_geometry(TransposedUpsample, lambda m: _conv_transposed_of(m.conv, "TransposedUpsample"))
+
     # Zero-order hold and resize-conv are flat by construction: their net effect is a hold of ``scale``.
+    def hold(m: nn.Module) -> Sampling:
+        return single(type(m).__name__, "upsample", m.scale, m.scale)
+
     for cls in (ZeroOrderHold, ResizeConv, SubPixel):
-        register_geometry(cls, lambda m, name=cls.__name__: single(name, "upsample", m.scale, m.scale))
+        register_geometry(cls, hold)
 
 
 def _conv_transposed_of(conv: nn.ConvTranspose2d, name: str) -> Sampling:

@@ -261,8 +261,8 @@ class LintReport:
             )
         for label, summary in (("input gradient", self.input_gradient), ("forward output", self.forward_output)):
             if summary is not None:
-                ratio = summary.ratio
-                lines.append(f"  {label}: {summary.describe()}, max/min {'inf' if ratio == math.inf else f'{ratio:.3f}'}")
+                r = summary.ratio
+                lines.append(f"  {label}: {summary.describe()}, max/min {'inf' if r == math.inf else f'{r:.3f}'}")
         for item in self.unanalysed:
             lines.append(f"  not analysed: {item}")
         verdict = f"predicted artifact periods: {self.predicted_periods or 'none'}"
@@ -482,7 +482,9 @@ def _model_notes(layers: list[SamplingLayer]) -> list[str]:
     notes = {layer.sampling.note for layer in layers if layer.sampling.note and layer.sampling.note != "fixed filter"}
     out = [n for n in sorted(notes) if not n.startswith("count model") and n != "max pool: count model; blur: fixed filter"]
     if any(n.startswith("count model") or n.startswith("max pool") for n in notes):
-        out.insert(0, "learned convolutions and max pools use the count model: the idealised map (trained weights may even it out)")
+        out.insert(
+            0, "learned convolutions and max pools use the count model: the idealised map (trained weights may even it out)"
+        )
     return out
 
 

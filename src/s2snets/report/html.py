@@ -279,16 +279,28 @@ def _hypothesis_section(hyp: dict, figs: dict[str, Path]) -> str:
             parts.append(_img(figs[key], key))
     if "odena" in hyp:
         rows = [
-            [f"{n} transposed", v["init"]["2"], v["init"]["4"], v["trained"]["2"], v["trained"]["4"]]
+            [f"{n} transposed", v["init"]["2"], v["init"]["4"], v["trained"]["2"], v["trained"]["4"],
+             v["trained"].get("contrast", {}).get("2"), v["trained"].get("contrast", {}).get("4")]
             for n, v in sorted(hyp["odena"].items())
-        ]
+        ]  # fmt: skip
         parts.append(
             "<h3>Odena’s probe</h3>"
             "<p class='muted'>The article reports frequency-2 and -4 artifacts with deconvolutions in the last two layers, "
             "frequency-2 with one, none with resize-convolution only. At initialisation the output’s spectrum is measured; "
             "after training, the spectrum of the error (output − input), so the reconstructed image does not hide the "
             "artifact.</p>"
-            + _table(["generator", "init, period 2", "init, period 4", "trained, period 2", "trained, period 4"], rows)
+            + _table(
+                [
+                    "generator",
+                    "init, LE P=2",
+                    "init, LE P=4",
+                    "trained error, LE P=2",
+                    "trained error, LE P=4",
+                    "trained error, contrast P=2",
+                    "trained error, contrast P=4",
+                ],
+                rows,
+            )  # fmt: skip
         )
         if "odena" in figs:
             parts.append(_img(figs["odena"], "odena"))
