@@ -152,3 +152,19 @@ def test_config_command_prints_a_valid_complete_config(tmp_path):
         assert proc.returncode == 0
         (tmp_path / f"{preset}.toml").write_text(proc.stdout)
         assert load_config(tmp_path / f"{preset}.toml") == expected
+
+
+def test_lint_blur_pool_is_even_and_alexnet_s_predicts_period_2():
+    proc = run_cli("lint", "resnet_s", "--channels", "1", "--downsample", "blur_pool")
+    assert proc.returncode == 0, proc.stderr
+    assert "even (fixed filter)" in proc.stdout and "predicted artifact periods: none" in proc.stdout
+    assert "uneven overlap (" not in proc.stdout
+    proc = run_cli("lint", "alexnet_s", "--channels", "1")
+    assert "dominant period 2x2 (power share 82% / 82%)" in proc.stdout and "predicted artifact periods: [2]" in proc.stdout
+
+
+def test_zoo_list_names_entries_and_commands():
+    proc = run_cli("zoo", "list")
+    assert proc.returncode == 0, proc.stderr
+    assert "alexnet_s-native-s0" in proc.stdout and "s2snets zoo train --only alexnet_s-native-s0" in proc.stdout
+    one_line_error(run_cli("zoo", "train", "--only", "alexnet_s-native-s9"), "not a zoo entry")
