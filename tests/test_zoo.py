@@ -63,7 +63,14 @@ def test_shipped_zoo_meets_its_bar_and_stays_small():
 @pytest.mark.slow
 @needs_fashion
 def test_shipped_zoo_reproduces_its_manifest_on_the_full_test_split():
-    records = zoo.verify_zoo()
+    """One entry of each kind of model (family x downsampling, each autoencoder) re-measured on all 10,000 test
+    images; `s2snets zoo verify` does every entry (about 3 minutes)."""
+    built = zoo.read_manifest()["entries"]
+    one_each = {}
+    for entry in zoo.zoo_entries():
+        if entry.name in built:
+            one_each.setdefault((entry.kind, entry.arch, entry.downsample), entry.name)
+    records = zoo.verify_zoo(one_each.values())
     assert records, "the zoo is empty"
     bad = [r for r in records if not r["ok"]]
     assert not bad, bad
