@@ -180,3 +180,18 @@ def test_two_process_ddp_trains_checkpoints_and_resumes(tmp_path):
     assert r2["world"] == 2 and r2["resumed_from"] == 7 and r2["steps"] == 12
     assert (tmp_path / "d2.json.sync").read_text() == "True"  # the ranks hold identical weights
     assert r2["loss"][-1][1] < r2["loss"][0][1]  # the history spans both runs, and it trained
+
+
+@pytest.mark.parametrize("bad", [{"epochs": 0}, {"max_steps": -1}, {"batch_size": 0}, {"lr": 0.0}])
+def test_a_stage_without_steps_is_a_config_error_not_a_finished_checkpoint(tmp_path, bad):
+    from dataclasses import replace
+
+    from s2snets.errors import ConfigError
+
+    cfg = replace(StageConfig(epochs=1, batch_size=16), **bad)
+    stage = classifier_stage("clf", build_classifier("vgg_s", 4, 1))
+    with pytest.raises(ConfigError):
+        train_stage(
+            stage, synthetic(64), cfg, seed=0, checkpoint=tmp_path / "c.safetensors", key="k", runtime=init_runtime("cpu", "off")
+        )
+    assert not (tmp_path / "c.safetensors").exists()

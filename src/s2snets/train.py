@@ -225,12 +225,22 @@ def train_stage(
     checkpoint = Path(checkpoint)
     world, rank = runtime.world_size, runtime.rank
     global_batch = cfg.batch_size
+    if global_batch < 1 or cfg.epochs < 0 or cfg.max_steps < 0 or not cfg.lr > 0 or cfg.checkpoint_every < 1:
+        raise ConfigError(
+            f"{stage.name}: needs batch_size >= 1, epochs >= 0, max_steps >= 0, lr > 0 and checkpoint_every >= 1; got "
+            f"batch_size={cfg.batch_size}, epochs={cfg.epochs}, max_steps={cfg.max_steps}, lr={cfg.lr}, "
+            f"checkpoint_every={cfg.checkpoint_every}"
+        )
     if global_batch % world:
         raise ConfigError(f"batch_size {global_batch} must be divisible by the number of processes ({world})")
     steps_per_epoch = len(data) // global_batch
     if steps_per_epoch == 0:
         raise DataError(f"{data.name} has {len(data)} images, fewer than one batch of {global_batch}; lower batch_size")
     total = cfg.max_steps or cfg.epochs * steps_per_epoch
+    if total < 1:  # never write an untrained model as a finished checkpoint
+        raise ConfigError(
+            f"{stage.name}: epochs = {cfg.epochs} and max_steps = {cfg.max_steps} give no training step; set one of them >= 1"
+        )
     for m in stage.modules.values():
         m.to(runtime.device)
         if runtime.channels_last:
