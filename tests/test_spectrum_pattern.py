@@ -116,3 +116,13 @@ def test_lattice_amplitude_is_the_rms_of_the_checkerboard():
     smooth = torch.sin(2 * torch.pi * yy / 16)
     assert lattice_amplitude(checker + smooth, 2) == pytest.approx(0.05, rel=1e-6)
     assert lattice_amplitude(smooth, 2) == pytest.approx(0.0, abs=1e-6)  # float32 input
+
+
+def test_gradient_probe_takes_an_int_target_like_captum():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3, 2, 1), torch.nn.Flatten(), torch.nn.Linear(4 * 8 * 8, 10))
+    x = torch.randn(6, 1, 16, 16)
+    by_int = gradient_probe(model, x, 3, (2,))
+    by_tensor = gradient_probe(model, x, torch.full((6,), 3), (2,))
+    assert torch.allclose(by_int.mean_power, by_tensor.mean_power)
+    assert "P=2" in repr(by_int) and len(repr(by_int)) < 200

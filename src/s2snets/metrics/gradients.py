@@ -59,9 +59,14 @@ def input_gradients(model: nn.Module, inputs: Tensor, labels: Tensor | None = No
 
 
 def gradient_probe(
-    model: nn.Module, inputs: Tensor, labels: Tensor | None = None, periods: tuple[int, ...] = (2, 4, 8), batch_size: int = 256
+    model: nn.Module, inputs: Tensor, labels: Tensor | int | None = None, periods: tuple[int, ...] = (2, 4, 8), batch_size: int = 256
 ) -> GradientProbe:
-    """Mean power spectrum and lattice energies of input gradients over ``inputs`` (N, C, H, W)."""
+    """Mean power spectrum, lattice energies and contrasts of input gradients over ``inputs`` (N, C, H, W).
+
+    ``labels``: (N,) class indices, one int for every input (Captum's ``target``), or None for the logit sum.
+    """
+    if isinstance(labels, int):
+        labels = torch.full((len(inputs),), labels, dtype=torch.long, device=inputs.device)
     power_sum, abs_sum, n = None, None, 0
     for start in range(0, len(inputs), batch_size):
         x = inputs[start : start + batch_size]
