@@ -5,8 +5,8 @@ at random initialisation on noise) and the torchvision five (random initialisati
 Inception v3), the lint's composed input-gradient map is compared with the measured mean |gradient| map (what the
 overlap map models: how much gradient each input position receives), on the lint's dominant period P (2 where it
 predicts none): the phase profile (mean over positions i = r mod P, interior) of both, their max/min depth and
-their correlation. Agreement: an uneven prediction needs a measured depth >= 1.05 with the same strong phases
-(correlation >= 0.5); an even prediction needs a measured depth < 1.05. The last column is a different question:
+their correlation. Agreement: both depths below 1.05 (flat), or both at least 1.05 with the same strong phases
+(correlation >= 0.5). The last column is a different question:
 the lattice peak contrast of the mean gradient *power spectrum* (``spectrum.lattice_contrast``; ~1 = no
 checkerboard shared across inputs). Writes the table between the markers in docs/measures.md.
 
@@ -51,7 +51,8 @@ def row(name: str, weights: str, model: torch.nn.Module, channels: int, size: in
         else float("nan")
     )
     even = report.input_gradient.even
-    agree = depth(measured) < DEPTH if even else (depth(measured) >= DEPTH and corr >= 0.5)
+    predicted_flat, measured_flat = depth(predicted) < DEPTH, depth(measured) < DEPTH
+    agree = predicted_flat == measured_flat and (measured_flat or corr >= 0.5)
     claim = "even" if even else f"{max(ph, pw)} ({min(sh, sw):.0%})"
     return (
         f"| {name} | {weights} | {size} | {claim} | {depth(predicted):.2f} | {depth(measured):.2f} | "
