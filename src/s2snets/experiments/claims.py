@@ -154,12 +154,23 @@ def _forum(hyp: dict | None) -> dict:
                   text + (f" (other decoders: {others})" if others else ""))  # fmt: skip
 
 
+def format_value(v) -> str:
+    """A claim's value as plain text: intervals as mean [low, high] (n), tables as key: value; 4 significant digits."""
+    if isinstance(v, dict) and "mean" in v:
+        return f"{v['mean']:+.4g} [{v['low']:+.4g}, {v['high']:+.4g}] (n={v['n']})"
+    if isinstance(v, dict):
+        return "; ".join(f"{k}: {format_value(x)}" for k, x in v.items())
+    if isinstance(v, list | tuple):
+        return ", ".join(format_value(x) for x in v)
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return "-" if v is None else str(v)
+
+
 def claims_text(claims: list[dict]) -> str:
     """The table as the CLI prints it."""
     lines = ["Claims of the sources, checked by this run:"]
     for c in claims:
-        v = c["value"]
-        value = _fmt(v) if isinstance(v, dict) and "mean" in v else ("" if v is None else str(v))
         lines.append(f"  [{c['status']}] ({c['source']}) {c['claim']}")
-        lines.append(f"      {c['measure']}: {value}" + (f" -- {c['note']}" if c["note"] else ""))
+        lines.append(f"      {c['measure']}: {format_value(c['value'])}" + (f" -- {c['note']}" if c["note"] else ""))
     return "\n".join(lines)

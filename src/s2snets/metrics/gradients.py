@@ -59,7 +59,11 @@ def input_gradients(model: nn.Module, inputs: Tensor, labels: Tensor | None = No
 
 
 def gradient_probe(
-    model: nn.Module, inputs: Tensor, labels: Tensor | int | None = None, periods: tuple[int, ...] = (2, 4, 8), batch_size: int = 256
+    model: nn.Module,
+    inputs: Tensor,
+    labels: Tensor | int | None = None,
+    periods: tuple[int, ...] = (2, 4, 8),
+    batch_size: int = 256,
 ) -> GradientProbe:
     """Mean power spectrum, lattice energies and contrasts of input gradients over ``inputs`` (N, C, H, W).
 

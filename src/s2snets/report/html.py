@@ -14,6 +14,7 @@ from pathlib import Path
 
 from s2snets.checkpoint import atomic_write_text
 from s2snets.errors import DataError
+from s2snets.experiments.claims import format_value
 from s2snets.report.figures import draw_all
 
 CSS = """
@@ -171,24 +172,11 @@ def _ci(ci: dict) -> str:
     return f"{_fmt(ci['mean'])} [{_fmt(ci['low'])}, {_fmt(ci['high'])}]"
 
 
-def _plain(v) -> str:
-    """A value as plain text (escaped once, where the row is written)."""
-    if isinstance(v, dict) and "mean" in v:
-        return f"{v['mean']:+.4g} [{v['low']:+.4g}, {v['high']:+.4g}], n = {v['n']}"
-    if isinstance(v, dict):
-        return "; ".join(f"{k}: {_plain(x)}" for k, x in v.items())
-    if isinstance(v, list | tuple):
-        return ", ".join(_plain(x) for x in v)
-    if isinstance(v, float):
-        return f"{v:.4g}"
-    return "–" if v is None else str(v)
-
-
 def _claims_section(claims: list[dict]) -> str:
     head = "".join(f"<th>{h}</th>" for h in ("source", "claim", "our measure", "value [95% CI over seeds]", "status", "note"))
     body = "".join(
         f"<tr class='{html.escape(c['status'].replace(' ', '-'))}'><td>{html.escape(c['source'])}</td>"
-        f"<td>{html.escape(c['claim'])}</td><td>{html.escape(c['measure'])}</td><td>{html.escape(_plain(c['value']))}</td>"
+        f"<td>{html.escape(c['claim'])}</td><td>{html.escape(c['measure'])}</td><td>{html.escape(format_value(c['value']))}</td>"
         f"<td><b>{html.escape(c['status'])}</b></td><td>{html.escape(c['note'])}</td></tr>"
         for c in claims
     )
