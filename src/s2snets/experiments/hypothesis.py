@@ -42,6 +42,7 @@ from s2snets.models.generator import ProbeAutoencoder
 from s2snets.rundir import RunDir
 from s2snets.runtime import Runtime
 from s2snets.train import autoencode, autoencoder_stage, predict_logits, to_pixels, train_stage
+from s2snets.zoo import zoo_fingerprint
 
 ODENA_INIT_SEEDS = 5
 VERDICTS = ("classifier-born", "decoder-born", "interaction", "no pattern", "inconclusive", "not testable")
@@ -70,9 +71,19 @@ def hypothesis(config: RunConfig, run: RunDir, runtime: Runtime, progress: bool 
     ctx = load_context(config, run, runtime, progress, echo)
     data = ctx.test.head(config.measure.eval_limit, seed=config.seed)
     key = config_hash(
-        "hypothesis-interventions", __version__, h, config.finetune, config.pretrain, config.train_classifier,
-        config.measure, config.autoencoder.preset, config.use_zoo, ctx.data_key, config.seed,
-    )  # fmt: skip
+        "hypothesis-interventions",
+        __version__,
+        h,
+        config.finetune,
+        config.pretrain,
+        config.train_classifier,
+        config.measure,
+        config.autoencoder.preset,
+        config.use_zoo,
+        zoo_fingerprint() if config.use_zoo else "",
+        ctx.data_key,
+        config.seed,
+    )  # fmt: skip  (the zoo's manifest: new weights recompute the grid)
     previous = run.read_json("hypothesis")
     if previous and previous.get("key") == key:
         ctx.say("hypothesis: finished earlier with the same inputs, skipped")

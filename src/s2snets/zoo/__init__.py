@@ -195,6 +195,11 @@ def load_autoencoder(upsample: str = "unpool", seed: int = 0, zoo_dir: str | Pat
     return load_zoo_model(ZooEntry("autoencoder", upsample, seed=seed), zoo_dir)
 
 
+def zoo_fingerprint(zoo_dir: str | Path = ZOO_DIR) -> str:
+    """A short hash of the manifest (every entry's sha256 and score): changes whenever a weights file does."""
+    return hashlib.sha256(json.dumps(read_manifest(zoo_dir), sort_keys=True).encode()).hexdigest()[:16]
+
+
 def has_weights(entry: ZooEntry, zoo_dir: str | Path = ZOO_DIR) -> bool:
     return entry.name in read_manifest(zoo_dir)["entries"]
 
