@@ -80,8 +80,8 @@ def zoo_entry_for(ctx: Context, kind: str, arch: str, downsample: str = "native"
 def _from_zoo(ctx: Context, entry) -> Trained:
     from s2snets import zoo
 
-    model = zoo.load_zoo_model(entry).to(ctx.runtime.device)
-    _, record = zoo.zoo_weights(entry.name)
+    model = zoo.load_zoo_model(entry).to(ctx.runtime.device)  # sha256 checked there
+    record = zoo.read_manifest()["entries"][entry.name]
     score = f"test top-1 {record['test_top1']:.2%}" if "test_top1" in record else f"test PSNR {record['test_psnr_db']:.2f} dB"
     ctx.say(f"{entry.name}: loaded from the zoo ({score} on the full test split)")
     result = StageResult(f"zoo-{entry.name}", int(record.get("steps", 0)), [], 0.0, skipped=True)

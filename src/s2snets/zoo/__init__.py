@@ -27,7 +27,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from s2snets.checkpoint import atomic_write_text, check_state_fits, load_checkpoint, load_module
+from s2snets.checkpoint import atomic_write_text, check_state_fits
 from s2snets.config import DataConfig, StageConfig, config_hash
 from s2snets.errors import CheckpointError, ModelError
 
@@ -255,9 +255,7 @@ def train_entry(
         progress=progress,
         log=log,
     )
-    if result.skipped:  # finished in an earlier sitting: train_stage loaded the weights
-        tensors, _ = load_checkpoint(build_dir / f"{entry.name}.safetensors")
-        load_module(model, tensors, f"model/{next(iter(stage.modules))}", "the zoo build checkpoint")
+    # A stage finished in an earlier sitting is not trained again: train_stage loads its weights into ``model``.
     model = model.to("cpu", memory_format=torch.contiguous_format).eval()
     cpu = init_runtime("cpu", "off")
     record: dict[str, Any] = {
