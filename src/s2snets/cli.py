@@ -152,7 +152,7 @@ def cmd_zoo_verify(args: argparse.Namespace) -> int:
     from s2snets import zoo
 
     failures = 0
-    for record in zoo.verify_zoo(args.only, progress=_progress(args)):
+    for record in zoo.verify_zoo(args.only):
         ok = record["ok"]
         failures += not ok
         print(
@@ -204,12 +204,8 @@ def cmd_lint(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(report.as_dict(), indent=2))
         return 0
-    print(format_lint(report))
+    print(report.table())
     return 0
-
-
-def format_lint(report) -> str:
-    return report.table()
 
 
 def _read_image(path: str):

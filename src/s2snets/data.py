@@ -210,8 +210,6 @@ def fashion_mnist(split: str = "train", root: str | Path | None = None, pad_to: 
 
     N is 60,000 for "train" and 10,000 for "test". Raises DataError listing where it looked when nothing is found.
     """
-    if split not in FASHION_MNIST_FILES:
-        raise DataError(f"unknown Fashion-MNIST split '{split}'; use 'train' or 'test'")
     if pad_to < 28 or (pad_to - 28) % 2:
         raise DataError(f"pad_to must be 28 or an even size above it, got {pad_to}")
     image_file, label_file = fashion_mnist_files(split, root)

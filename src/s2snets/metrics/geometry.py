@@ -139,8 +139,7 @@ def _conv(m: nn.Conv2d) -> Sampling:
 
 def _avg_pool(m: nn.AvgPool2d) -> Sampling:
     k = pair(m.kernel_size)
-    stride = m.stride if m.stride is not None else m.kernel_size
-    return fixed_filter("AvgPool2d", torch.ones(k) / (k[0] * k[1]), stride or m.kernel_size, m.padding)
+    return fixed_filter("AvgPool2d", torch.ones(k) / (k[0] * k[1]), m.stride or m.kernel_size, m.padding)
 
 
 def _max_pool(m: nn.MaxPool2d) -> Sampling:

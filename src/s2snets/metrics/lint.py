@@ -22,6 +22,7 @@ understood is a finding ("not analysed"), and the report says its prediction is 
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, fx, nn
 
-from s2snets.metrics.geometry import Geometry, Sampling, module_geometry, pair, registered, single
+from s2snets.metrics.geometry import Geometry, Sampling, fixed_filter, module_geometry, pair, registered, single
 from s2snets.metrics.overlap import (
     adaptive_windows,
     dominant_period,
@@ -68,6 +69,13 @@ class SamplingLayer:
 
     def own_map(self, axis: int) -> Tensor:
         """The layer's own 1-D overlap map (forward for upsampling, gradient for downsampling), borders included."""
+        return self._own_maps[axis]
+
+    @functools.cached_property
+    def _own_maps(self) -> tuple[Tensor, Tensor]:
+        return self._build_map(0), self._build_map(1)
+
+    def _build_map(self, axis: int) -> Tensor:
         stages = self.sampling.axis(axis)
         stride = math.prod(g.stride for g in stages)
         n = 8 * stride * max(max(g.span for g in stages), stride)
@@ -293,8 +301,6 @@ def _function_geometry(node: fx.Node, shapes: dict[str, Any]) -> Sampling | None
         )
     if target in (F.avg_pool2d, torch._C._nn.avg_pool2d) or name == "avg_pool2d":
         k = pair(arg(1, "kernel_size", 1))
-        from s2snets.metrics.geometry import fixed_filter
-
         return fixed_filter(name, torch.ones(k) / (k[0] * k[1]), arg(2, "stride", None) or k, arg(3, "padding", 0))
     if target in (F.conv2d, torch.conv2d):
         w = shapes.get(getattr(arg(1, "weight", None), "name", ""))

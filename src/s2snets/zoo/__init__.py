@@ -322,7 +322,7 @@ def train_zoo(
     return [train_entry(e, build_dir=build_dir, zoo_dir=zoo_dir, **kwargs) for e in todo]
 
 
-def verify_zoo(names: Iterable[str] | None = None, zoo_dir: str | Path = ZOO_DIR, progress: bool = False) -> list[dict[str, Any]]:
+def verify_zoo(names: Iterable[str] | None = None, zoo_dir: str | Path = ZOO_DIR) -> list[dict[str, Any]]:
     """Load each built entry (sha256 checked) and measure it on the full test split again.
 
     Returns [{"name", "manifest", "measured", "ok"}]: ``ok`` when the measurement equals the manifest's to the
