@@ -9,7 +9,11 @@ The measures and the lint work on any ``nn.Module`` and tensors::
     s2snets.lattice_amplitude(pattern, 2)                         # checkerboard strength of an (H, W) pattern
 """
 
-from s2snets import zoo
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
 from s2snets.errors import (
     CheckpointError,
     ConfigError,
@@ -18,21 +22,54 @@ from s2snets.errors import (
     S2SNetsError,
     TrainingError,
 )
-from s2snets.layers.interventions import Intervened, notch_gradient, shift_image
-from s2snets.metrics.geometry import Geometry, Sampling, register_geometry
-from s2snets.metrics.gradients import gradient_probe, noise_probe
-from s2snets.metrics.lint import LintReport, lint
-from s2snets.metrics.nmi import nmi
-from s2snets.metrics.pattern import constant_pattern, lattice_amplitude, phase_lock
-from s2snets.metrics.spectrum import lattice_contrast, lattice_energy
 
 __version__ = "0.2.0"
+
+# Imported on first use, so `import s2snets` and the command line's config checks do not wait for torch.
+_LAZY = {
+    "zoo": "s2snets.zoo",
+    "Intervened": "s2snets.layers.interventions",
+    "notch_gradient": "s2snets.layers.interventions",
+    "shift_image": "s2snets.layers.interventions",
+    "Geometry": "s2snets.metrics.geometry",
+    "Sampling": "s2snets.metrics.geometry",
+    "register_geometry": "s2snets.metrics.geometry",
+    "GradientProbe": "s2snets.metrics.gradients",
+    "gradient_probe": "s2snets.metrics.gradients",
+    "noise_probe": "s2snets.metrics.gradients",
+    "LintReport": "s2snets.metrics.lint",
+    "lint": "s2snets.metrics.lint",
+    "nmi": "s2snets.metrics.nmi",
+    "constant_pattern": "s2snets.metrics.pattern",
+    "lattice_amplitude": "s2snets.metrics.pattern",
+    "phase_lock": "s2snets.metrics.pattern",
+    "lattice_contrast": "s2snets.metrics.spectrum",
+    "lattice_energy": "s2snets.metrics.spectrum",
+    "finetune_decoder": "s2snets.api",
+    "FinetuneResult": "s2snets.api",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module 's2snets' has no attribute '{name}'")
+    module = importlib.import_module(_LAZY[name])
+    value = module if name == "zoo" else getattr(module, name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
 
 __all__ = [
     "CheckpointError",
     "ConfigError",
     "DataError",
+    "FinetuneResult",
     "Geometry",
+    "GradientProbe",
     "Intervened",
     "LintReport",
     "ModelError",
@@ -41,6 +78,7 @@ __all__ = [
     "TrainingError",
     "__version__",
     "constant_pattern",
+    "finetune_decoder",
     "gradient_probe",
     "lattice_amplitude",
     "lattice_contrast",

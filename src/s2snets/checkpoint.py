@@ -8,6 +8,7 @@ optimizer state is flattened into tensors plus JSON.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -22,6 +23,37 @@ from torch import Tensor, nn
 from s2snets.errors import CheckpointError
 
 META_KEY = "s2snets"
+HASH_KEY = "s2snets.sha256"  # header entry: the content hash of every tensor (name, dtype, shape, bytes)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _user_mode(fd: int) -> None:
+    """mkstemp creates 0600 files; a finished file gets the mode any other file of the user would (0666 & ~umask)."""
+    os.fchmod(fd, 0o666 & ~_umask())
+
+
+def tensors_sha256(tensors: dict[str, Tensor]) -> str:
+    """A content hash of a state: every tensor's name, dtype, shape and bytes, in name order."""
+    h = hashlib.sha256()
+    for name in sorted(tensors):
+        t = tensors[name].detach().to("cpu").contiguous()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def first_non_finite(tensors: dict[str, Tensor]) -> str | None:
+    """The name of the first floating tensor holding a NaN or an infinity, or None."""
+    for name in sorted(tensors):
+        t = tensors[name]
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            return name
+    return None
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
@@ -31,6 +63,7 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
+            _user_mode(f.fileno())
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
@@ -57,7 +90,11 @@ def _fsync_dir(folder: Path) -> None:
 
 
 def save_checkpoint(path: str | Path, tensors: dict[str, Tensor], meta: dict[str, Any]) -> None:
-    """Atomically write ``tensors`` and JSON-able ``meta`` to ``path`` (.safetensors) and a ``.json`` copy."""
+    """Atomically write ``tensors`` and JSON-able ``meta`` to ``path`` (.safetensors) and a ``.json`` copy.
+
+    The header carries the tensors' content hash; ``load_checkpoint`` checks it, so a file changed after it was
+    written is never used silently.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     blob = {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
@@ -65,8 +102,9 @@ def save_checkpoint(path: str | Path, tensors: dict[str, Tensor], meta: dict[str
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
-        save_file(blob, tmp, metadata={META_KEY: meta_text})
+        save_file(blob, tmp, metadata={META_KEY: meta_text, HASH_KEY: tensors_sha256(blob)})
         with open(tmp, "rb+") as f:
+            _user_mode(f.fileno())
             os.fsync(f.fileno())
         os.replace(tmp, path)
         _fsync_dir(path.parent)
@@ -76,17 +114,32 @@ def save_checkpoint(path: str | Path, tensors: dict[str, Tensor], meta: dict[str
     atomic_write_text(path.with_suffix(".json"), json.dumps(meta, indent=2, sort_keys=True, default=str) + "\n")
 
 
-def load_checkpoint(path: str | Path) -> tuple[dict[str, Tensor], dict[str, Any]]:
-    """Read a checkpoint written by ``save_checkpoint``: (tensors on CPU, meta). CheckpointError if unreadable."""
+class CorruptCheckpoint(CheckpointError):
+    """A checkpoint that reads but cannot be trusted: its content hash does not match, or a tensor is not finite."""
+
+
+def load_checkpoint(path: str | Path, *, finite: bool = False) -> tuple[dict[str, Tensor], dict[str, Any]]:
+    """Read a checkpoint written by ``save_checkpoint``: (tensors on CPU, meta).
+
+    CheckpointError if unreadable; CorruptCheckpoint if the tensors do not match the header's content hash, or, with
+    ``finite`` (model states), if a floating tensor holds a NaN or an infinity.
+    """
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
     try:
         with safe_open(str(path), framework="pt") as f:
-            meta_text = (f.metadata() or {}).get(META_KEY)
+            header = f.metadata() or {}
+            meta_text = header.get(META_KEY)
             tensors = {k: f.get_tensor(k) for k in f.keys()}
     except (SafetensorError, OSError, ValueError) as exc:
         raise CheckpointError(f"{path} is not a readable safetensors checkpoint ({exc})") from None
+    expected = header.get(HASH_KEY)
+    if expected is not None and tensors_sha256(tensors) != expected:
+        raise CorruptCheckpoint(f"{path}: its tensors do not match the content hash written with them (changed or damaged)")
+    bad = first_non_finite(tensors) if finite else None
+    if bad is not None:
+        raise CorruptCheckpoint(f"{path}: tensor '{bad}' holds NaN or infinite values")
     if meta_text is None:
         return tensors, {}
     try:
@@ -185,7 +238,10 @@ def load_user_weights(path: str | Path) -> dict[str, Tensor]:
     if not path.is_file():
         raise CheckpointError(f"weights file not found: {path}")
     if path.suffix == ".safetensors":
-        return load_checkpoint(path)[0]
+        tensors = load_checkpoint(path)[0]
+        # A checkpoint of this project's classifier stage: its model tensors, without optimizer and RNG state.
+        own = {k[len("model/classifier/") :]: v for k, v in tensors.items() if k.startswith("model/classifier/")}
+        return own or tensors
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for a bad file

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import logging
 import os
 import sys
 from pathlib import Path
 
-from s2snets.errors import DataError, S2SNetsError
+from s2snets import __version__
+from s2snets.errors import ConfigError, DataError, S2SNetsError
 
 DESCRIPTION = """\
 s2snets: what image classifiers like to see (S2SNets, CVPR 2018), and where checkerboard artifacts come from
@@ -24,12 +27,32 @@ s2snets: what image classifiers like to see (S2SNets, CVPR 2018), and where chec
 """
 
 
+log = logging.getLogger("s2snets")
+
+
 def _progress(args: argparse.Namespace) -> bool:
     return not args.quiet and sys.stderr.isatty() or os.environ.get("S2SNETS_PROGRESS") == "1"
 
 
-def _echo(args: argparse.Namespace):
-    return (lambda msg: None) if args.quiet else (lambda msg: print(msg, flush=True))
+def _setup_logging(args: argparse.Namespace) -> None:
+    """The console shows the ``s2snets`` logger's messages (unless --quiet); warnings of torch and others go to the
+    log only with --debug, so a user error stays one line."""
+    logger = logging.getLogger("s2snets")
+    if not any(getattr(h, "_s2snets_console", False) for h in logger.handlers):
+        handler = logging.StreamHandler(sys.stdout)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        handler._s2snets_console = True  # type: ignore[attr-defined]
+        logger.addHandler(handler)
+    for h in logger.handlers:
+        if getattr(h, "_s2snets_console", False):
+            h.setLevel(logging.WARNING if args.quiet else logging.INFO)
+            h.stream = sys.stdout  # type: ignore[attr-defined]  # a test harness may have swapped stdout since the handler was made
+    logger.setLevel(logging.DEBUG if args.debug else logging.INFO)
+    logger.propagate = False
+    logging.captureWarnings(True)
+    warned = logging.getLogger("py.warnings")
+    warned.handlers = [logging.StreamHandler(sys.stderr) if args.debug else logging.NullHandler()]
+    warned.propagate = False
 
 
 def _runtime(args: argparse.Namespace, config=None):
@@ -40,71 +63,78 @@ def _runtime(args: argparse.Namespace, config=None):
     return init_runtime(device, amp)
 
 
+def _run_config(args: argparse.Namespace, config):
+    """Apply --name, --retrain and every --set to ``config``, then validate the whole of it (before any work)."""
+    from s2snets.config import check_run_name, set_key, validate
+
+    for assignment in getattr(args, "set", None) or []:
+        config = set_key(config, assignment)
+    if args.name:
+        config.name = check_run_name(args.name, "--name")
+    if args.retrain:
+        config.use_zoo = False
+    return validate(config)
+
+
+@contextlib.contextmanager
+def _locked_run(args: argparse.Namespace, config, runtime):
+    """The run directory, locked for this command (rank 0 holds the lock for every rank of a torchrun job)."""
+    from s2snets.rundir import RunDir, run_lock
+
+    root = Path(args.runs) / config.name
+    with run_lock(root) if runtime.is_main else contextlib.nullcontext():
+        yield RunDir(root, writable=runtime.is_main)
+
+
 # ----------------------------------------------------------------------------------------------- commands
 def cmd_demo(args: argparse.Namespace) -> int:
     from s2snets.experiments.presets import demo_config
 
-    config = demo_config(quick=args.quick)
-    if args.name:
-        config.name = args.name
-    config.use_zoo = not args.retrain
-    return _pipeline(args, config, hypothesis=not args.no_hypothesis)
+    return _pipeline(args, _run_config(args, demo_config(quick=args.quick)), hypothesis=not args.no_hypothesis)
 
 
 def cmd_replicate(args: argparse.Namespace) -> int:
     from s2snets.config import load_config
 
-    config = load_config(args.config)
-    if args.name:
-        config.name = args.name
-    if args.retrain:
-        config.use_zoo = False
-    return _pipeline(args, config, hypothesis=False)
+    return _pipeline(args, _run_config(args, load_config(args.config)), hypothesis=False)
 
 
 def cmd_hypothesis(args: argparse.Namespace) -> int:
     from s2snets.config import load_config
     from s2snets.experiments.hypothesis import hypothesis, verdict_text
-    from s2snets.rundir import RunDir
 
-    config = load_config(args.config)
-    if args.name:
-        config.name = args.name
-    if args.retrain:
-        config.use_zoo = False
+    config = _run_config(args, load_config(args.config))
     runtime = _runtime(args, config)
-    run = RunDir(Path(args.runs) / config.name, writable=runtime.is_main)
-    result = hypothesis(config, run, runtime, progress=_progress(args), echo=_echo(args))
-    if runtime.is_main:
-        print(verdict_text(result))
-        _write_report(args, run)
+    with _locked_run(args, config, runtime) as run:
+        result = hypothesis(config, run, runtime, progress=_progress(args))
+        if runtime.is_main:
+            print(verdict_text(result))
+            _write_report(args, run)
     return 0
 
 
 def _pipeline(args: argparse.Namespace, config, hypothesis: bool) -> int:
     from s2snets.experiments.claims import check_claims, claims_text
     from s2snets.experiments.replicate import accuracy_table, replicate
-    from s2snets.rundir import RunDir
 
     runtime = _runtime(args, config)
-    run = RunDir(Path(args.runs) / config.name, writable=runtime.is_main)
-    echo = _echo(args)
-    results = replicate(config, run, runtime, progress=_progress(args), echo=echo)
-    outcome = None
-    if hypothesis:
-        from s2snets.experiments.hypothesis import hypothesis as run_hypothesis
-        from s2snets.experiments.hypothesis import verdict_text
+    with _locked_run(args, config, runtime) as run:
+        results = replicate(config, run, runtime, progress=_progress(args))
+        outcome = None
+        if hypothesis:
+            from s2snets.experiments.hypothesis import hypothesis as run_hypothesis
+            from s2snets.experiments.hypothesis import verdict_text
 
-        outcome = run_hypothesis(config, run, runtime, progress=_progress(args), echo=echo)
-    if runtime.is_main:
-        results["claims"] = check_claims(results, outcome)
-        run.write_json("results", results)
-        print("\nTop-1 accuracy (eval split):")
-        print(accuracy_table(results))
-        if outcome is not None:
-            print("\n" + verdict_text(outcome))
-        print("\n" + claims_text(results["claims"]))
-        _write_report(args, run)
+            outcome = run_hypothesis(config, run, runtime, progress=_progress(args))
+        if runtime.is_main:
+            results["claims"] = check_claims(results, outcome)
+            run.write_json("results", results)
+            print("\nTop-1 accuracy (eval split):")
+            print(accuracy_table(results))
+            if outcome is not None:
+                print("\n" + verdict_text(outcome))
+            print("\n" + claims_text(results["claims"]))
+            _write_report(args, run)
     return 0
 
 
@@ -126,8 +156,13 @@ def cmd_config(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     from s2snets.report.html import write_report
+    from s2snets.rundir import run_lock
 
-    print(write_report(Path(args.run_dir)))
+    root = Path(args.run_dir)
+    if not root.is_dir():
+        raise DataError(f"run directory not found: {root}")
+    with run_lock(root):
+        print(write_report(root))
     return 0
 
 
@@ -174,7 +209,7 @@ def cmd_zoo_train(args: argparse.Namespace) -> int:
         retrain=args.retrain,
         runtime=runtime,
         progress=_progress(args),
-        log=_echo(args),
+        log=log.info,
         **kwargs,
     )
     print(f"{len(records)} zoo entr{'y' if len(records) == 1 else 'ies'} trained")
@@ -188,11 +223,12 @@ def cmd_lint(args: argparse.Namespace) -> int:
     from s2snets.models.classifiers import build_classifier, default_input_size
     from s2snets.models.segnet import SEGNET_PRESETS, build_segnet
 
+    runtime = _runtime(args)
     if args.model.startswith("segnet"):
         _, _, rest = args.model.partition(":")
         preset, _, upsample = (rest or "small").partition(":")
         if preset not in SEGNET_PRESETS:
-            raise S2SNetsError(
+            raise ConfigError(
                 f"unknown SegNet preset '{preset}'; use segnet:PRESET[:UPSAMPLE], presets {', '.join(SEGNET_PRESETS)}"
             )
         model: torch.nn.Module = build_segnet(preset, args.channels, upsample or "unpool")
@@ -200,7 +236,8 @@ def cmd_lint(args: argparse.Namespace) -> int:
     else:
         model = build_classifier(args.model, 10, args.channels, args.downsample)
         size = args.input_size or default_input_size(args.model)
-    report = lint_model(model, torch.zeros(1, args.channels, size, size), args.model)
+    model = model.to(runtime.device)
+    report = lint_model(model, torch.zeros(1, args.channels, size, size, device=runtime.device), args.model)
     if args.json:
         print(json.dumps(report.as_dict(), indent=2))
         return 0
@@ -209,16 +246,33 @@ def cmd_lint(args: argparse.Namespace) -> int:
 
 
 def _read_image(path: str):
+    import warnings
+
     import numpy as np
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(path) as img:
-            return np.asarray(img.convert("L") if img.mode not in ("L", "RGB") else img)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                return np.asarray(img.convert("L") if img.mode not in ("L", "RGB") else img)
     except FileNotFoundError:
         raise DataError(f"image not found: {path}") from None
-    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
+    except IsADirectoryError:
+        raise DataError(f"{path} is a folder, not an image") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise DataError(f"{path} is too large to decode safely ({exc})") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise DataError(f"cannot read image {path}: {exc}") from None
+
+
+def _results(run_dir: str) -> dict:
+    from s2snets.rundir import RunDir
+
+    results = RunDir(run_dir, writable=False).read_json("results")
+    if not isinstance(results, dict):
+        raise DataError(f"{run_dir} has no readable metrics/results.json; run 'replicate' or 'demo' first")
+    return results
 
 
 def cmd_measure(args: argparse.Namespace) -> int:
@@ -230,13 +284,15 @@ def cmd_measure(args: argparse.Namespace) -> int:
         a, b = (torch.from_numpy(_read_image(p).copy()) for p in (args.image_a, args.image_b))
         if a.shape != b.shape:
             raise DataError(f"images differ in size: {tuple(a.shape)} vs {tuple(b.shape)}")
-        print(f"{float(nmi(a[None], b[None], args.levels, args.average)[0]):.6f}")
+        print(f"{float(nmi(a.reshape(-1), b.reshape(-1), args.levels, args.average)):.6f}")
     elif args.measure == "spectrum":
         from s2snets.metrics.spectrum import lattice_energy, noise_lattice_share
 
         x = torch.from_numpy(_read_image(args.image).copy()).float()
         x = x.mean(-1) if x.ndim == 3 else x
         for p in args.period:
+            if p > min(x.shape):
+                raise ConfigError(f"--period {p} is larger than the image ({x.shape[0]}x{x.shape[1]})")
             print(
                 f"period {p}: lattice energy {float(lattice_energy(x, p)):.4f} "
                 f"(white noise: {noise_lattice_share(x.shape[-2], x.shape[-1], p):.4f})"
@@ -252,131 +308,251 @@ def cmd_measure(args: argparse.Namespace) -> int:
 
         layers = []
         for spec in args.layers.split(";"):
-            parts = [int(v) for v in spec.split(",")]
-            if not 2 <= len(parts) <= 4:
-                raise S2SNetsError(f"layer '{spec}' must be k,s[,p[,d]]")
-            k, s, p, d = (parts + [None, None])[:4]
-            pad = p if p is not None else (max(k - s, 0) + 1) // 2 if args.pass_ == "forward" else (k - 1) // 2
-            layers.append(Geometry("transposed" if args.pass_ == "forward" else "conv", k, s, pad, d or 1))
-        counts = (
-            transposed_overlap_1d(layers, args.length) if args.pass_ == "forward" else gradient_overlap_1d(layers, args.length)
-        )
+            try:
+                parts = [int(v) for v in spec.split(",")]
+            except ValueError:
+                raise ConfigError(f"--layers: '{spec}' must be integers k,s[,p[,d]]") from None
+            if (
+                not 2 <= len(parts) <= 4
+                or parts[0] < 1
+                or parts[1] < 1
+                or any(v < 0 for v in parts[2:])
+                or (len(parts) == 4 and parts[3] < 1)
+            ):
+                raise ConfigError(f"--layers: '{spec}' must be k,s[,p[,d]] with k, s, d >= 1 and p >= 0")
+            k, s_, p, d = (parts + [None, None])[:4]
+            pad = p if p is not None else (max(k - s_, 0) + 1) // 2 if args.pass_ == "forward" else (k - 1) // 2
+            layers.append(Geometry("transposed" if args.pass_ == "forward" else "conv", k, s_, pad, d or 1))
+        try:
+            counts = (
+                transposed_overlap_1d(layers, args.length)
+                if args.pass_ == "forward"
+                else gradient_overlap_1d(layers, args.length)
+            )
+        except (ValueError, RuntimeError) as exc:
+            raise ConfigError(f"--layers {args.layers!r} with --length {args.length}: {exc}") from None
         r = overlap_ratio(counts)
         print(" ".join(f"{int(c)}" for c in counts.tolist()))
         print(f"1-D max/min {r:.3f} (2-D {r * r:.3f}), period {overlap_period(counts)}")
     elif args.measure == "gradients":
-        from s2snets.metrics.gradients import noise_probe
+        from s2snets.metrics.gradients import gradient_probe, noise_probe
         from s2snets.models.classifiers import build_classifier, default_input_size
 
+        runtime = _runtime(args)
+        torch.manual_seed(args.seed)
         model = build_classifier(args.model, args.classes, args.channels, args.downsample, weights=args.weights)
+        model = model.to(runtime.device)
         size = args.input_size or default_input_size(args.model)
-        probe = noise_probe(model, args.channels, size, n=args.n)
-        for p, v in probe.lattice.items():
-            print(f"period {p}: gradient lattice energy {v:.4f}")
-    elif args.measure == "transfer":
-        from s2snets.rundir import RunDir
+        if args.images:
+            from s2snets.config import DataConfig
+            from s2snets.data import load_split
 
-        results = RunDir(args.run_dir, writable=False).read_json("results")
-        if results is None:
-            raise DataError(f"{args.run_dir} has no metrics/results.json; run 'replicate' first")
-        t = results["transfer"]
-        names = t["names"]
-        print("RRC[A, B] = acc of B on A's reconstructions / acc of B on originals")
-        print(" " * 14 + "".join(f"{n[:11]:>12}" for n in names))
-        for n, row in zip(names, t["RRC"]):
-            print(f"{n[:13]:<14}" + "".join(f"{v:>12.3f}" for v in row))
-        o = t["order"]
-        print(f"total order: {o['total_order']} (preorder: {o['total_preorder']}); ranking: {' > '.join(o['ranking'])}")
+            data = load_split(
+                DataConfig(
+                    dataset="fashion-mnist" if args.images == "fashion-mnist" else "folder",
+                    root="" if args.images == "fashion-mnist" else args.images,
+                    size=size,
+                    channels=args.channels,
+                ),
+                "test",
+            ).head(args.n, seed=args.seed)
+            x = data.normalize(data.images).to(runtime.device)
+            probe = gradient_probe(model, x, data.labels.to(runtime.device))
+            what = f"{len(data)} images of {data.name}, cross-entropy"
+        else:
+            probe = noise_probe(model, args.channels, size, n=args.n, seed=args.seed)
+            what = f"{args.n} noise inputs, logit sum"
+        print(f"{args.model}: input gradients on {what} (seed {args.seed})")
+        for p, v in probe.lattice.items():
+            print(f"period {p}: gradient lattice energy {v:.4f}, lattice contrast {probe.contrast[p]:.2f}")
+    elif args.measure == "transfer":
+        results = _results(args.run_dir)
+        try:
+            t = results["transfer"]
+            names = t["names"]
+            lines = ["RRC[A, B] = acc of B on A's reconstructions / acc of B on originals"]
+            lines.append(" " * 14 + "".join(f"{n[:11]:>12}" for n in names))
+            for n, row in zip(names, t["RRC"]):
+                lines.append(f"{n[:13]:<14}" + "".join(f"{v:>12.3f}" for v in row))
+            o = t["order"]
+            lines.append(
+                f"total order: {o['total_order']} (preorder: {o['total_preorder']}); ranking: {' > '.join(o['ranking'])}"
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise DataError(
+                f"{args.run_dir}/metrics/results.json has no transfer table of this version's shape ({exc!r})"
+            ) from None
+        print("\n".join(lines))
     return 0
 
 
 # ----------------------------------------------------------------------------------------------- parser
+class _Parser(argparse.ArgumentParser):
+    """Usage errors as one line on stderr and exit 2, like every other user error."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
+GLOBAL_DEFAULTS = {"quiet": False, "debug": False, "device": None, "amp": None}
+
+
+class _Formatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """Descriptions as written, and every option's default in its help."""
+
+
+def _int_at_least(low: int):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"'{text}' is not an integer") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"{value} is too small; use {low} or more")
+        return value
+
+    parse.__name__ = f"integer >= {low}"
+    return parse
+
+
+FACTORY_NOTE = (
+    "A model named 'package.module:factory' is imported and called: it runs that code, as a config naming one does. "
+    "The factory is called once, with those of num_classes= and in_channels= that its signature names."
+)
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from s2snets.names import DOWNSAMPLINGS, NMI_AVERAGES
+
     # Global options work before or after the subcommand: `s2snets --quiet demo` and `s2snets demo --quiet`.
-    common = argparse.ArgumentParser(add_help=False)
+    common = _Parser(add_help=False)
     common.add_argument("--quiet", action="store_true", default=argparse.SUPPRESS, help="no progress bars or stage messages")
-    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show full tracebacks on errors")
-    common.add_argument("--device", default=argparse.SUPPRESS, help="auto (default: CUDA, MPS, then CPU), cpu, cuda, cuda:N, mps")
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show full tracebacks and warnings")
+    common.add_argument(
+        "--device",
+        default=argparse.SUPPRESS,
+        help="auto (CUDA, MPS, then CPU), cpu, cuda, cuda:N, mps; default: the config's, else auto",
+    )
     common.add_argument(
         "--amp",
         default=argparse.SUPPRESS,
         choices=["auto", "off", "bf16", "fp16"],
-        help="mixed precision (auto: bf16 on CUDA, off on CPU)",
+        help="mixed precision (auto: bf16 on CUDA, off on CPU); default: the config's, else auto",
     )
-    parser = argparse.ArgumentParser(
-        prog="s2snets", description=DESCRIPTION, parents=[common], formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.set_defaults(quiet=False, debug=False, device=None, amp=None)
+    parser = _Parser(prog="s2snets", description=DESCRIPTION, parents=[common], formatter_class=_Formatter)
+    parser.add_argument("--version", action="version", version=f"s2snets {__version__}")
+    # No parser.set_defaults for the global options: it would set the default of the option objects every
+    # subcommand shares, and a subcommand's default would then overwrite `s2snets --device X COMMAND`. See main().
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    def add(subparsers, name: str, **kwargs) -> argparse.ArgumentParser:
-        return subparsers.add_parser(name, parents=[common], **kwargs)
+    def add(subparsers, name: str, help: str, description: str = "") -> argparse.ArgumentParser:
+        return subparsers.add_parser(
+            name, parents=[common], help=help, description=f"{help}.\n\n{description}".strip(), formatter_class=_Formatter
+        )
 
-    p = add(sub, "demo", help="whole pipeline on Fashion-MNIST with the four small families, ending in a report")
-    p.add_argument("--quick", action="store_true", help="a smoke run (small data, few steps) in about two minutes")
-    p.add_argument("--no-hypothesis", action="store_true", help="skip the hypothesis grid")
-    p.add_argument("--runs", default="runs", help="folder that holds run directories (default: runs)")
-    p.add_argument("--name", default=None, help="run name (default: demo / demo-quick)")
-    p.add_argument("--retrain", action="store_true", help="train classifiers and autoencoders instead of loading the zoo's")
+    def run_options(p: argparse.ArgumentParser, default_name: str) -> None:
+        p.add_argument("--runs", default="runs", help="folder that holds run directories")
+        p.add_argument("--name", default=None, help=f"run name, one folder name under --runs (default: {default_name})")
+        p.add_argument("--retrain", action="store_true", help="train classifiers and autoencoders instead of loading the zoo's")
+        p.add_argument(
+            "--set",
+            action="append",
+            default=[],
+            metavar="KEY=VALUE",
+            help="override one config key, TOML value (repeatable): --set finetune.lr=3e-4 --set hypothesis.seeds=[0,1,2,3,4]",
+        )
+
+    p = add(
+        sub,
+        "demo",
+        "the whole pipeline on Fashion-MNIST, ending in runs/demo/report.html",
+        "Loads the zoo's converged classifiers and autoencoder, fine-tunes the decoder per classifier, measures "
+        "accuracy, nMI, constant patterns and transfer, runs the checkerboard experiment's paired interventions and "
+        "writes the claims table and the report. About 4-5 minutes on 2 CPU cores; stages resume after a kill.",
+    )
+    p.add_argument(
+        "--quick", action="store_true", help="a smoke run of the same pipeline (less data, fewer steps), about 2 minutes"
+    )
+    p.add_argument("--no-hypothesis", action="store_true", help="skip the checkerboard experiment's grid")
+    run_options(p, "demo, or demo-quick")
     p.set_defaults(func=cmd_demo)
 
-    p = add(sub, "replicate", help="the S2SNets pipeline from a TOML config (stages resume)")
-    p.add_argument("--config", required=True, help="TOML file; see docs/architecture.md for the keys")
-    p.add_argument("--runs", default="runs")
-    p.add_argument("--name", default=None, help="override the config's name")
-    p.add_argument("--retrain", action="store_true", help="train classifiers and autoencoders instead of loading the zoo's")
+    p = add(
+        sub,
+        "replicate",
+        "the S2SNets pipeline from a TOML config (stages resume)",
+        "Trains or loads classifiers, pretrains the SegNet autoencoder, fine-tunes its decoder through each frozen "
+        "classifier, and measures everything the paper reports. 's2snets config' prints every key. " + FACTORY_NOTE,
+    )
+    p.add_argument("--config", required=True, help="TOML file; every key is optional ('s2snets config' lists them)")
+    run_options(p, "the config's name")
     p.set_defaults(func=cmd_replicate)
 
     p = add(
-        sub, "hypothesis", help="the checkerboard question as paired interventions (control, grid_shift, gradient_notch, ...)"
+        sub,
+        "hypothesis",
+        "are constant patterns gradient checkerboards? paired interventions on the same classifier and seed",
+        "Fine-tunes the same decoder through the same classifier under control, grid_shift, gradient_notch (and "
+        "phase_average), per decoder upsampling and seed, and applies the verdict rules of docs/measures.md.",
     )
-    p.add_argument("--config", required=True)
-    p.add_argument("--runs", default="runs")
-    p.add_argument("--name", default=None)
-    p.add_argument("--retrain", action="store_true", help="train classifiers and autoencoders instead of loading the zoo's")
+    p.add_argument("--config", required=True, help="TOML file with a [hypothesis] table ('s2snets config' lists its keys)")
+    run_options(p, "the config's name")
     p.set_defaults(func=cmd_hypothesis)
 
-    p = add(sub, "zoo", help="the shipped converged classifiers and autoencoders: list, verify, (re)train")
+    p = add(sub, "zoo", "the shipped converged classifiers and autoencoders: list, verify, (re)train")
     zsub = p.add_subparsers(dest="zoo_command", metavar="ACTION", required=True)
-    z = add(zsub, "list", help="every zoo entry with its test accuracy or PSNR and the command that re-creates it")
+    z = add(zsub, "list", "every zoo entry with its test accuracy or PSNR and the command that re-creates it")
     z.set_defaults(func=cmd_zoo_list)
-    z = add(zsub, "verify", help="check each weights file's sha256 and re-measure it on the full test split")
+    z = add(zsub, "verify", "check each weights file's sha256 and re-measure it on the full test split")
     z.add_argument("--only", nargs="+", default=None, metavar="NAME", help="entries to verify (default: all built)")
     z.set_defaults(func=cmd_zoo_verify)
-    z = add(zsub, "train", help="train the zoo entries it does not hold yet (resumable; run again to continue)")
+    z = add(
+        zsub,
+        "train",
+        "train the zoo entries it does not hold yet (resumable; run again to continue)",
+        "Each entry trains with the recipe in s2snets/zoo on the full 60,000-image split and enters the zoo only "
+        "when it meets the bar (classifiers >= 90 % top-1 on the test split).",
+    )
     z.add_argument("--only", nargs="+", default=None, metavar="NAME", help="entries to train (default: every missing one)")
     z.add_argument("--retrain", action="store_true", help="train the entries again even if the zoo holds them")
-    z.add_argument("--build-dir", default="runs/zoo-build", help="checkpoints while training (default: runs/zoo-build)")
+    z.add_argument("--build-dir", default="runs/zoo-build", help="checkpoints while training")
     z.add_argument("--out", default=None, help="zoo folder to write (default: the package's own)")
     z.set_defaults(func=cmd_zoo_train)
 
-    p = add(sub, "config", help="print a complete TOML config (every key, defaults or a preset) to edit and pass to --config")
-    p.add_argument("--preset", choices=["default", "demo", "demo-quick"], default="default")
+    p = add(sub, "config", "print a complete TOML config (every key with its default and meaning) to edit and pass to --config")
+    p.add_argument("--preset", choices=["default", "demo", "demo-quick"], default="default", help="which values to print")
     p.set_defaults(func=cmd_config)
 
-    p = add(sub, "report", help="write RUN_DIR/report.html (self-contained, opens offline)")
-    p.add_argument("run_dir")
+    p = add(sub, "report", "write RUN_DIR/report.html (self-contained, opens offline)")
+    p.add_argument("run_dir", help="a run directory, e.g. runs/demo")
     p.set_defaults(func=cmd_report)
 
-    p = add(sub, "lint", help="find uneven overlap in a model: zoo name, segnet:PRESET[:UPSAMPLE] or package.module:factory")
-    p.add_argument("model")
-    p.add_argument("--input-size", type=int, default=None, help="input side in pixels (default: the model's smallest usual size)")
-    p.add_argument("--channels", type=int, default=3)
-    p.add_argument("--downsample", default=None, help="rewrite downsampling first: strided_conv, max_pool, avg_pool, blur_pool")
+    p = add(
+        sub,
+        "lint",
+        "find uneven overlap in a model (forward and gradient pass)",
+        "MODEL is a zoo name (alexnet_s, resnet50, ...), segnet:PRESET[:UPSAMPLE] or package.module:factory. " + FACTORY_NOTE,
+    )
+    p.add_argument("model", help="zoo name, segnet:PRESET[:UPSAMPLE] or package.module:factory")
+    p.add_argument(
+        "--input-size", type=_int_at_least(1), default=None, help="input side in pixels (default: the model's usual size)"
+    )
+    p.add_argument("--channels", type=_int_at_least(1), default=3, help="input channels")
+    p.add_argument("--downsample", default=None, choices=DOWNSAMPLINGS, help="rewrite the classifier's downsampling first")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_lint)
 
-    p = add(sub, "measure", help="single measures on files and models")
+    p = add(sub, "measure", "single measures on image files and models")
     msub = p.add_subparsers(dest="measure", metavar="MEASURE", required=True)
-    m = add(msub, "nmi", help="normalised mutual information between two images")
-    m.add_argument("image_a")
-    m.add_argument("image_b")
-    m.add_argument("--levels", type=int, default=256)
-    m.add_argument("--average", default="arithmetic", choices=["arithmetic", "geometric", "min", "max"])
-    m = add(msub, "spectrum", help="lattice energy (checkerboard score) of an image")
-    m.add_argument("image")
-    m.add_argument("--period", type=int, nargs="+", default=[2, 4, 8])
-    m = add(msub, "overlap", help="1-D overlap counts of a layer stack, e.g. --layers '3,2;3,2'")
+    m = add(msub, "nmi", "normalised mutual information between two images of the same size")
+    m.add_argument("image_a", help="image file")
+    m.add_argument("image_b", help="image file")
+    m.add_argument("--levels", type=_int_at_least(2), default=256, help="quantisation levels of the pixel values")
+    m.add_argument("--average", default="arithmetic", choices=NMI_AVERAGES, help="normaliser of the mutual information")
+    m = add(msub, "spectrum", "lattice energy (checkerboard score) of an image, against white noise's")
+    m.add_argument("image", help="image file")
+    m.add_argument("--period", type=_int_at_least(2), nargs="+", default=[2, 4, 8], help="lattice periods in pixels")
+    m = add(msub, "overlap", "1-D overlap counts of a layer stack, e.g. --layers '3,2;3,2'")
     m.add_argument("--layers", required=True, help="k,s[,p[,d]] per layer, separated by ';'")
     m.add_argument(
         "--pass",
@@ -385,17 +561,30 @@ def build_parser() -> argparse.ArgumentParser:
         default="forward",
         help="forward: transposed convolutions; gradient: strided convolutions seen from the input",
     )
-    m.add_argument("--length", type=int, default=16, help="input positions")
-    m = add(msub, "gradients", help="gradient lattice energy of a classifier on noise inputs at initialisation")
-    m.add_argument("model")
-    m.add_argument("--channels", type=int, default=1)
-    m.add_argument("--input-size", type=int, default=None)
-    m.add_argument("--downsample", default=None)
-    m.add_argument("-n", type=int, default=32, help="noise inputs")
-    m.add_argument("--classes", type=int, default=10)
-    m.add_argument("--weights", default=None, help="a safetensors or torchvision .pth state_dict (read with weights_only=True)")
-    m = add(msub, "transfer", help="RRC matrix and total order of a finished run")
-    m.add_argument("run_dir")
+    m.add_argument("--length", type=_int_at_least(1), default=16, help="input positions")
+    m = add(
+        msub,
+        "gradients",
+        "lattice energy and contrast of a classifier's input gradients",
+        "On noise (the architecture's own pattern, logit sum) or, with --images, on real test images (cross-entropy). "
+        + FACTORY_NOTE,
+    )
+    m.add_argument("model", help="zoo name or package.module:factory")
+    m.add_argument("--channels", type=_int_at_least(1), default=1, help="input channels")
+    m.add_argument("--input-size", type=_int_at_least(1), default=None, help="input side (default: the model's usual size)")
+    m.add_argument("--downsample", default=None, choices=DOWNSAMPLINGS, help="rewrite the classifier's downsampling first")
+    m.add_argument("-n", type=_int_at_least(1), default=32, help="inputs to average over")
+    m.add_argument("--classes", type=_int_at_least(1), default=10, help="classifier outputs")
+    m.add_argument("--seed", type=_int_at_least(0), default=0, help="seeds the model's initialisation and the inputs")
+    m.add_argument(
+        "--weights",
+        default=None,
+        help="a safetensors state_dict, a classifier checkpoint of a run (runs/NAME/checkpoints/*.safetensors) or a "
+        "torchvision .pth (read with weights_only=True)",
+    )
+    m.add_argument("--images", default=None, help="'fashion-mnist' or a folder of class subfolders: probe real test images")
+    m = add(msub, "transfer", "RRC matrix and total order of a finished run")
+    m.add_argument("run_dir", help="a run directory with metrics/results.json")
     p.set_defaults(func=cmd_measure)
     return parser
 
@@ -403,9 +592,13 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    for key, value in GLOBAL_DEFAULTS.items():
+        if not hasattr(args, key):
+            setattr(args, key, value)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    _setup_logging(args)
     try:
         return args.func(args)
     except S2SNetsError as exc:
@@ -414,8 +607,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"s2snets: error: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
-        print("s2snets: interrupted", file=sys.stderr)
+        print("s2snets: interrupted; finished stages are saved, re-run the command to resume", file=sys.stderr)
         return 130
+    except OSError as exc:  # a read-only or full disk, a missing folder: the user's environment, not a bug
+        if args.debug:
+            raise
+        where = f": {exc.filename}" if exc.filename else ""
+        print(f"s2snets: error: {exc.strerror or exc}{where}", file=sys.stderr)
+        return 2
     except Exception as exc:  # a bug, not a user error: say so in one line, traceback on --debug
         if args.debug:
             raise

@@ -10,6 +10,7 @@ import dataclasses
 import difflib
 import hashlib
 import json
+import math
 import tomllib
 import types
 import typing
@@ -18,77 +19,110 @@ from pathlib import Path
 from typing import Any
 
 from s2snets.errors import ConfigError
+from s2snets.names import AMP_MODES, OPTIMIZERS, REGISTRIES, SCHEDULES, SMALL_FAMILIES  # noqa: F401  (re-exported)
 
-SMALL_FAMILIES = ("alexnet_s", "vgg_s", "resnet_s", "inception_s")
+RUN_NAME_MAX = 100
+
+
+def registry(name: str) -> tuple[str, ...]:
+    """The valid values of an enumerated key (``s2snets.names``): one list shared by the config, the code that uses
+    it and ``--help``."""
+    return REGISTRIES[name]
+
+
+def key(
+    default: Any,
+    help: str,
+    *,
+    choices: str | None = None,
+    ge: float | None = None,
+    gt: float | None = None,
+    le: float | None = None,
+    lt: float | None = None,
+) -> Any:
+    """A config field with its documentation and its checks: ``choices`` names a ``registry``; ge/gt/le/lt bound a
+    number (or every item of a list of numbers)."""
+    meta = {"help": help, "choices": choices, "ge": ge, "gt": gt, "le": le, "lt": lt}
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata=meta)
+    return field(default=default, metadata=meta)
 
 
 @dataclass
 class DataConfig:
-    dataset: str = "fashion-mnist"  # fashion-mnist | folder | synthetic
-    root: str = ""  # folder of IDX files or of class folders; "" = the default search path
-    size: int = 32  # images are padded (Fashion-MNIST) or resized (folders) to size x size
-    channels: int = 1  # 1 (grayscale) or 3 (RGB); Fashion-MNIST is 1
-    train_limit: int = 0  # 0 = the whole split; otherwise the first n (after a seeded shuffle)
-    test_limit: int = 0  # the same for the test split (evaluation)
-    on_corrupt: str = "error"  # error | skip (image folders)
-    synthetic_n: int = 512  # images per split for dataset = "synthetic"
+    dataset: str = key("fashion-mnist", "fashion-mnist | folder (class subfolders) | synthetic", choices="dataset")
+    root: str = key("", "folder of IDX files or of class folders; '' = the default search path")
+    size: int = key(32, "images are padded (Fashion-MNIST) or resized (folders) to size x size", ge=8, le=4096)
+    channels: int = key(1, "1 (grayscale) or 3 (RGB); Fashion-MNIST is 1", ge=1, le=3)
+    train_limit: int = key(0, "0 = the whole split; otherwise the first n (after a seeded shuffle)", ge=0)
+    test_limit: int = key(0, "the same for the test split (evaluation)", ge=0)
+    on_corrupt: str = key("error", "error | skip: what an unreadable image in a folder does", choices="on_corrupt")
+    synthetic_n: int = key(512, "images per split for dataset = 'synthetic'", ge=1)
 
 
 @dataclass
 class StageConfig:
-    epochs: int = 1  # passes over the training split
-    max_steps: int = 0  # 0 = as many as the epochs give
-    batch_size: int = 128  # global batch; split across processes under torchrun
-    lr: float = 1e-3  # peak learning rate
-    optimizer: str = "adam"  # adam | adamw | sgd
-    momentum: float = 0.9  # sgd only (Nesterov when > 0)
-    weight_decay: float = 0.0  # L2 (adam, sgd) or decoupled (adamw)
-    schedule: str = "cosine"  # constant | cosine
-    warmup_steps: int = 0  # linear warm-up before the schedule
-    checkpoint_every: int = 100  # steps; a checkpoint is also written at each epoch end
+    epochs: int = key(1, "passes over the training split", ge=0)
+    max_steps: int = key(0, "0 = as many as the epochs give", ge=0)
+    batch_size: int = key(128, "global batch; split across processes under torchrun", ge=1)
+    lr: float = key(1e-3, "peak learning rate", gt=0)
+    optimizer: str = key("adam", "adam | adamw | sgd", choices="optimizer")
+    momentum: float = key(0.9, "sgd only (Nesterov when > 0)", ge=0, lt=1)
+    weight_decay: float = key(0.0, "L2 (adam, sgd) or decoupled (adamw)", ge=0)
+    schedule: str = key("cosine", "constant | cosine (to zero), after the warm-up", choices="schedule")
+    warmup_steps: int = key(0, "linear warm-up before the schedule", ge=0)
+    checkpoint_every: int = key(100, "steps; a checkpoint is also written at each epoch end", ge=1)
 
 
 @dataclass
 class AutoencoderConfig:
-    preset: str = "small"  # small | paper
-    upsample: str = "unpool"  # unpool | transposed | resize_conv | subpixel | zero_order_hold
+    preset: str = key(
+        "small", "small (28-32 px) | paper (VGG16 encoder, the published SegNet) | tiny (tests)", choices="segnet_preset"
+    )
+    upsample: str = key("unpool", "decoder upsampling: unpool (the paper's) | transposed | resize_conv | ...", choices="upsample")
 
 
 @dataclass
 class MeasureConfig:
-    nmi_levels: int = 256  # quantisation levels of pixel values for nMI
-    nmi_average: str = "arithmetic"  # arithmetic | geometric | min | max
-    nmi_pairs: int = 500  # random image pairs per inter-image nMI
-    eval_limit: int = 0  # 0 = the whole test split
-    periods: list[int] = field(default_factory=lambda: [2, 4, 8])  # lattice-energy periods reported
-    rrc_threshold: float = 0.95  # A's signal suffices for B when RRC[A, B] >= this
-    figure_images: int = 8  # images in the reconstruction figure
-    probe_images: int = 256  # test images for the gradient probe
+    nmi_levels: int = key(256, "quantisation levels of pixel values for nMI", ge=2, le=65536)
+    nmi_average: str = key("arithmetic", "normaliser of nMI: arithmetic | geometric | min | max", choices="nmi_average")
+    nmi_pairs: int = key(500, "random image pairs per inter-image nMI", ge=1)
+    eval_limit: int = key(0, "0 = the whole test split", ge=0)
+    periods: list[int] = key([2, 4, 8], "lattice-energy periods reported", ge=2)
+    rrc_threshold: float = key(0.95, "A's signal suffices for B when RRC[A, B] >= this", gt=0)
+    figure_images: int = key(8, "images in the reconstruction figure", ge=1, le=64)
+    probe_images: int = key(256, "test images for the gradient probe", ge=1)
 
 
 @dataclass
 class HypothesisConfig:
-    families: list[str] = field(default_factory=lambda: ["alexnet_s"])  # classifier families in the grid
-    downsamples: list[str] = field(default_factory=lambda: ["native"])  # classifier downsamplings (+ blur_pool, max_pool, ...)
-    upsamples: list[str] = field(default_factory=lambda: ["unpool", "resize_conv"])  # decoder upsamplings in the grid
-    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])  # classifier seed = fine-tuning seed; paired across interventions
-    interventions: list[str] = field(default_factory=lambda: ["control", "grid_shift", "gradient_notch"])  # + phase_average
-    shift: int = 1  # grid_shift: pixels the classifier's input moves down and right
-    min_ratio: float = 1.5  # smallest checkerboard-amplitude ratio that matters (verdict rules, docs/measures.md)
-    alpha: float = 0.05  # two-sided level of the paired tests and of the 95% intervals
-    odena_probe: bool = True  # also run Odena's generator probe (transposed vs resize-conv at init and trained)
-    odena_steps: int = 150  # training steps of each probe generator
+    families: list[str] = key(["alexnet_s"], "classifier families in the grid", choices="classifier")
+    downsamples: list[str] = key(["native"], "classifier downsamplings (+ blur_pool, max_pool, ...)", choices="downsample")
+    upsamples: list[str] = key(["unpool", "resize_conv"], "decoder upsamplings in the grid", choices="upsample")
+    seeds: list[int] = key([0, 1, 2], "classifier seed = fine-tuning seed; paired across interventions", ge=0)
+    interventions: list[str] = key(
+        ["control", "grid_shift", "gradient_notch"],
+        "control first, + grid_shift, gradient_notch, phase_average",
+        choices="intervention",
+    )
+    shift: int = key(1, "grid_shift: pixels the classifier's input moves down and right", ge=1)
+    min_ratio: float = key(1.5, "smallest checkerboard-amplitude ratio that matters (verdict rules, docs/measures.md)", gt=1)
+    alpha: float = key(0.05, "two-sided level of the paired tests and of the intervals", gt=0, lt=1)
+    odena_probe: bool = key(True, "also run Odena's generator probe (transposed vs resize-conv at init and trained)")
+    odena_steps: int = key(150, "training steps of each probe generator", ge=1)
 
 
 @dataclass
 class RunConfig:
-    name: str = "run"  # run directory: runs/<name>/
-    seed: int = 0  # seeds model initialisation, data order and pair sampling
-    device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
-    amp: str = "auto"  # auto (bf16 on CUDA, off on CPU) | off | bf16 | fp16
-    classifiers: list[str] = field(default_factory=lambda: list(SMALL_FAMILIES))  # zoo names or package.module:factory
-    classifier_downsample: str = "native"  # native | strided_conv | max_pool | avg_pool | blur_pool
-    use_zoo: bool = True  # load classifiers and autoencoders from the shipped zoo where it has them (Fashion-MNIST, 32 px)
+    name: str = key("run", "run directory: <runs>/<name>/ (one path component)")
+    seed: int = key(0, "seeds model initialisation, data order and pair sampling", ge=0, lt=2**63)
+    device: str = key("auto", "auto | cpu | cuda | cuda:N | mps")
+    amp: str = key("auto", "auto (bf16 on CUDA, off on CPU) | off | bf16 | fp16", choices="amp")
+    classifiers: list[str] = key(
+        list(SMALL_FAMILIES), "zoo names or package.module:factory (runs that code)", choices="classifier"
+    )
+    classifier_downsample: str = key("native", "native | strided_conv | max_pool | avg_pool | blur_pool", choices="downsample")
+    use_zoo: bool = key(True, "load classifiers and autoencoders from the shipped zoo where it has them (Fashion-MNIST, 32 px)")
     data: DataConfig = field(default_factory=DataConfig)
     autoencoder: AutoencoderConfig = field(default_factory=AutoencoderConfig)
     train_classifier: StageConfig = field(default_factory=StageConfig)
@@ -96,6 +130,116 @@ class RunConfig:
     finetune: StageConfig = field(default_factory=StageConfig)
     measure: MeasureConfig = field(default_factory=MeasureConfig)
     hypothesis: HypothesisConfig = field(default_factory=HypothesisConfig)
+
+
+# ----------------------------------------------------------------------------------------------- validation
+def check_run_name(name: str, where: str = "name") -> str:
+    """A run name is one path component under ``--runs``: no separators, no '..', no control characters."""
+    bad = (
+        not name
+        or name in (".", "..")
+        or name.startswith(".")
+        or any(c in name for c in "/\\")
+        or any(ord(c) < 32 or ord(c) == 127 for c in name)
+        or len(name) > RUN_NAME_MAX
+    )
+    if bad:
+        raise ConfigError(
+            f"{where} {name!r} is not a run name: use one folder name (letters, digits, '-', '_', '.'; not starting "
+            f"with '.', at most {RUN_NAME_MAX} characters); the run is written to <runs>/<name>/"
+        )
+    return name
+
+
+def _check_value(path: str, value: Any, meta: Any) -> None:
+    items = value if isinstance(value, list) else [value]
+    if meta.get("choices"):
+        valid = registry(meta["choices"])
+        for v in items:
+            if v in valid or (meta["choices"] == "classifier" and ":" in v):
+                continue
+            close = difflib.get_close_matches(v, valid, n=1, cutoff=0.6)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            extra = " or package.module:factory" if meta["choices"] == "classifier" else ""
+            raise ConfigError(f"config key '{path}' = {v!r} is not valid{hint}; use one of {', '.join(valid)}{extra}")
+    for v in items:
+        if not isinstance(v, int | float) or isinstance(v, bool):
+            continue
+        if isinstance(v, float) and not math.isfinite(v):
+            raise ConfigError(f"config key '{path}' = {v!r} is not a finite number")
+        for op, bound, ok in (
+            (">=", meta.get("ge"), lambda a, b: a >= b),
+            (">", meta.get("gt"), lambda a, b: a > b),
+            ("<=", meta.get("le"), lambda a, b: a <= b),
+            ("<", meta.get("lt"), lambda a, b: a < b),
+        ):
+            if bound is not None and not (v == v and ok(v, bound)):  # v == v rejects NaN
+                raise ConfigError(f"config key '{path}' = {v!r} is out of range: it must be {op} {bound:g}")
+
+
+def validate(config: RunConfig) -> RunConfig:
+    """Check every key of ``config`` against its registry and range, and the rules between keys; ConfigError names
+    the first bad key, its value and the valid ones. Called at load, before any work starts."""
+
+    def walk(obj: Any, prefix: str) -> None:
+        for f in dataclasses.fields(obj):
+            value = getattr(obj, f.name)
+            if dataclasses.is_dataclass(value):
+                walk(value, f"{prefix}{f.name}.")
+            else:
+                _check_value(f"{prefix}{f.name}", value, f.metadata)
+
+    walk(config, "")
+    check_run_name(config.name, "config key 'name' =")
+    if config.device not in ("auto", "cpu"):  # other names need torch to check against this machine
+        from s2snets.runtime import check_device_name
+
+        check_device_name(config.device, "config key 'device'")
+    if config.data.dataset == "folder" and not config.data.root:
+        raise ConfigError("config key 'data.root' is empty: dataset = 'folder' needs the folder of class subfolders")
+    if config.data.dataset == "fashion-mnist" and config.data.channels != 1:
+        raise ConfigError(f"config key 'data.channels' = {config.data.channels}: Fashion-MNIST is grayscale, use 1")
+    if config.data.channels == 2:
+        raise ConfigError("config key 'data.channels' = 2 is not valid; use 1 (grayscale) or 3 (RGB)")
+    for stage in ("train_classifier", "pretrain", "finetune"):
+        s = getattr(config, stage)
+        if s.epochs == 0 and s.max_steps == 0:
+            raise ConfigError(
+                f"config keys '{stage}.epochs' and '{stage}.max_steps' are both 0: the stage would not train; set one >= 1"
+            )
+    h = config.hypothesis
+    for name in ("families", "downsamples", "upsamples", "seeds", "interventions"):
+        if not getattr(h, name):
+            raise ConfigError(f"config key 'hypothesis.{name}' is empty; give at least one value")
+    if not config.classifiers:
+        raise ConfigError("config key 'classifiers' is empty; name at least one classifier")
+    return config
+
+
+def set_key(config: RunConfig, assignment: str) -> RunConfig:
+    """Apply one ``--set key.sub=value`` (value in TOML syntax; a bare word is a string) and return the config."""
+    dotted, eq, text = assignment.partition("=")
+    if not eq or not dotted.strip():
+        raise ConfigError(f"--set {assignment!r}: write key=value, e.g. --set finetune.lr=3e-4")
+    try:
+        value = tomllib.loads(f"v = {text.strip()}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = text.strip()  # a bare word: a string
+    parts = dotted.strip().split(".")
+    values: dict[str, Any] = {}
+    node = values
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+    node[parts[-1]] = value
+    merged = _merge(to_dict(config), values)
+    return from_dict(RunConfig, merged)
+
+
+def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in extra.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
 
 
 def _type_ok(value: Any, annotation: Any) -> bool:
@@ -136,8 +280,11 @@ def from_dict(cls: type, values: dict[str, Any], where: str = "") -> Any:
     return cls(**kwargs)
 
 
-def load_config(path: str | Path) -> RunConfig:
-    """Read a TOML run configuration. Raises ConfigError on a missing file, bad TOML or an unknown key."""
+def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> RunConfig:
+    """Read a TOML run configuration, apply ``--set`` overrides and validate the whole of it.
+
+    Raises ConfigError on a missing file, bad TOML, an unknown key, a wrong type, a value outside its registry or
+    range, or a rule between keys that does not hold."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
@@ -145,7 +292,12 @@ def load_config(path: str | Path) -> RunConfig:
         values = tomllib.loads(path.read_text())
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path} is not valid TOML: {exc}") from None
-    return from_dict(RunConfig, values)
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+    config = from_dict(RunConfig, values)
+    for assignment in overrides:
+        config = set_key(config, assignment)
+    return validate(config)
 
 
 def to_dict(config: Any) -> dict[str, Any]:
@@ -166,7 +318,7 @@ def to_toml(config: Any) -> str:
 
     def emit(obj: Any, prefix: str) -> list[str]:
         lines, tables = [], []
-        notes = field_comments(type(obj))
+        notes = {f.name: f.metadata["help"] for f in dataclasses.fields(obj) if "help" in f.metadata}
         for f in dataclasses.fields(obj):
             v = getattr(obj, f.name)
             if dataclasses.is_dataclass(v):
@@ -179,18 +331,6 @@ def to_toml(config: Any) -> str:
         return lines
 
     return "\n".join(emit(config, "")) + "\n"
-
-
-def field_comments(cls: type) -> dict[str, str]:
-    """The ``# comment`` written after each field in the dataclass's source: the documentation of that key."""
-    import inspect
-    import re
-
-    try:
-        source = inspect.getsource(cls)
-    except (OSError, TypeError):
-        return {}
-    return {m.group(1): m.group(2).strip() for m in re.finditer(r"^\s+(\w+):[^#\n]*#(.*)$", source, re.M)}
 
 
 def config_hash(*parts: Any) -> str:

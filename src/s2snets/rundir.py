@@ -2,13 +2,56 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import fcntl
 import json
+import logging
+import os
+import socket
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from s2snets.checkpoint import atomic_write_text
 from s2snets.config import RunConfig, to_toml
+from s2snets.errors import S2SNetsError
+
+
+class RunLocked(S2SNetsError):
+    """Another process holds the run directory."""
+
+
+LOCK_NAME = ".lock"
+
+
+@contextlib.contextmanager
+def run_lock(root: str | Path) -> Iterator[None]:
+    """Hold an advisory lock on run directory ``root`` for the whole block; RunLocked names the holder.
+
+    The kernel drops a ``flock`` when its process dies, so the lock of a killed run is taken over by the next one
+    without any clean-up (the file's text, the holder's pid and host, is only the message).
+    """
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    path = root / LOCK_NAME
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                raise
+            holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
+            raise RunLocked(
+                f"run directory {root} is in use by {holder}; wait for it to finish or choose another --name"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()} since {time.strftime('%Y-%m-%d %H:%M:%S')}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # closing releases the flock
 
 
 class RunDir:
@@ -25,13 +68,33 @@ class RunDir:
     def metrics(self, name: str) -> Path:
         return self.root / "metrics" / f"{name}.json"
 
+    def metrics_csv(self, stage: str) -> Path:
+        """Per-step training metrics of one stage (written by the training engine)."""
+        return self.root / "metrics" / f"{stage}.csv"
+
     def figure(self, name: str) -> Path:
         return self.root / "figures" / f"{name}.png"
 
-    def log(self, message: str) -> None:
-        if self.writable:
-            with open(self.root / "log.txt", "a") as f:
-                f.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {message}\n")
+    @contextlib.contextmanager
+    def logging(self) -> Iterator[None]:
+        """Within the block, the ``s2snets`` logger's messages are also appended to the run's log.txt."""
+        if not self.writable:
+            yield
+            return
+        logger = logging.getLogger("s2snets")
+        handler = logging.FileHandler(self.root / "log.txt", encoding="utf-8")
+        handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%Y-%m-%d %H:%M:%S"))
+        handler.setLevel(logging.INFO)
+        level = logger.level
+        if level == logging.NOTSET or level > logging.INFO:
+            logger.setLevel(logging.INFO)
+        logger.addHandler(handler)
+        try:
+            yield
+        finally:
+            logger.removeHandler(handler)
+            logger.setLevel(level)
+            handler.close()
 
     def write_config(self, config: RunConfig) -> None:
         if self.writable:

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from s2snets.config import AMP_MODES
 from s2snets.errors import ConfigError
 
 
@@ -63,16 +64,32 @@ def select_device(name: str = "auto") -> torch.device:
         device = torch.device(name)
     except RuntimeError:
         raise ConfigError(f"unknown device '{name}'; use auto, cpu, cuda, cuda:N or mps") from None
+    if device.type not in ("cpu", "cuda", "mps"):
+        raise ConfigError(f"unknown device '{name}'; use auto, cpu, cuda, cuda:N or mps")
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"device '{name}' asked for, but CUDA is not available here; use --device cpu")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise ConfigError(f"device '{name}' asked for, but this machine has {torch.cuda.device_count()} CUDA device(s)")
+    if device.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise ConfigError(f"device '{name}' asked for, but MPS is not available here; use --device cpu")
     if device.type == "cuda" and device.index is None:
         device = torch.device("cuda", local_rank % torch.cuda.device_count())
     return device
 
 
+def check_device_name(name: str, where: str = "device") -> None:
+    if name in ("auto", "cpu"):
+        return
+    """Raise ConfigError (prefixed with ``where``) unless ``name`` is a device this machine has."""
+    try:
+        select_device(name)
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+
+
 def select_amp(device: torch.device, amp: str = "auto") -> torch.dtype | None:
     """'auto': bf16 on CUDA when supported, else off. fp16 is CUDA-only (it needs a GradScaler)."""
-    if amp not in ("auto", "off", "bf16", "fp16"):
+    if amp not in AMP_MODES:
         raise ConfigError(f"unknown amp mode '{amp}'; use auto, off, bf16 or fp16")
     if amp == "off" or (amp == "auto" and device.type != "cuda"):
         return None

@@ -26,6 +26,9 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from s2snets.checkpoint import (
+    CorruptCheckpoint,
+    atomic_write_text,
+    first_non_finite,
     load_checkpoint,
     load_module,
     load_optimizer,
@@ -35,7 +38,7 @@ from s2snets.checkpoint import (
     rng_tensors,
     save_checkpoint,
 )
-from s2snets.config import StageConfig
+from s2snets.config import OPTIMIZERS, SCHEDULES, StageConfig
 from s2snets.data import ImageSet
 from s2snets.errors import ConfigError, DataError, Interrupted, TrainingError
 from s2snets.runtime import Runtime, barrier
@@ -73,7 +76,8 @@ class FinetuneLoss(nn.Module):
 
     def __init__(self, autoencoder: nn.Module, classifier: nn.Module):
         super().__init__()
-        self.autoencoder = autoencoder.freeze_encoder()
+        # A SegNet freezes its encoder itself; any other autoencoder arrives with only its decoder trainable.
+        self.autoencoder = autoencoder.freeze_encoder() if hasattr(autoencoder, "freeze_encoder") else autoencoder
         self.classifier = classifier
         for p in self.classifier.parameters():
             p.requires_grad_(False)
@@ -138,7 +142,7 @@ def make_optimizer(params: list[nn.Parameter], cfg: StageConfig) -> torch.optim.
         return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, nesterov=cfg.momentum > 0)
-    raise ConfigError(f"unknown optimizer '{cfg.optimizer}'; use adam, adamw or sgd")
+    raise ConfigError(f"unknown optimizer '{cfg.optimizer}'; use one of {', '.join(OPTIMIZERS)}")
 
 
 def lr_at(step: int, total: int, cfg: StageConfig) -> float:
@@ -150,7 +154,7 @@ def lr_at(step: int, total: int, cfg: StageConfig) -> float:
     if cfg.schedule == "cosine":
         span = max(total - cfg.warmup_steps, 1)
         return cfg.lr * 0.5 * (1 + math.cos(math.pi * min(step - cfg.warmup_steps, span) / span))
-    raise ConfigError(f"unknown schedule '{cfg.schedule}'; use constant or cosine")
+    raise ConfigError(f"unknown schedule '{cfg.schedule}'; use one of {', '.join(SCHEDULES)}")
 
 
 def epoch_order(seed: int, epoch: int, n: int) -> Tensor:
@@ -202,6 +206,42 @@ class _StopFlag:
             signal.signal(signal.SIGINT, self._previous)
 
 
+class _MetricsCSV:
+    """Per-step metrics of a stage as CSV (step, epoch, loss, lr, seconds), to plot or watch with ``tail -f``.
+
+    On resume, rows past the checkpoint's step (written after it, before a kill) are dropped, so the file matches
+    the run that continues.
+    """
+
+    HEADER = "step,epoch,loss,lr,seconds\n"
+
+    def __init__(self, path: str | Path, resumed_step: int):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        kept = [self.HEADER]
+        if resumed_step > 0 and self.path.is_file():
+            for line in self.path.read_text().splitlines()[1:]:
+                head = line.split(",", 1)[0]
+                if head.isdigit() and int(head) <= resumed_step:
+                    kept.append(line + "\n")
+        atomic_write_text(self.path, "".join(kept))
+
+    def write(self, step: int, epoch: float, loss: float, lr: float, seconds: float) -> None:
+        with open(self.path, "a") as f:
+            f.write(f"{step},{epoch:.4f},{loss:.6g},{lr:.6g},{seconds:.2f}\n")
+
+
+def quarantine(path: Path) -> Path:
+    """Move a checkpoint (and its .json copy) into ``quarantine/`` beside it; returns the new path."""
+    folder = path.parent / "quarantine"
+    folder.mkdir(exist_ok=True)
+    target = folder / f"{path.stem}.{time.strftime('%Y%m%d-%H%M%S')}{path.suffix}"
+    path.replace(target)
+    if path.with_suffix(".json").exists():
+        path.with_suffix(".json").replace(target.with_suffix(".json"))
+    return target
+
+
 # ----------------------------------------------------------------------------------------------- the engine
 def train_stage(
     stage: Stage,
@@ -216,11 +256,15 @@ def train_stage(
     log: Callable[[str], None] = lambda msg: None,
     log_every: int = 10,
     on_step: Callable[[int], None] | None = None,
+    metrics_csv: str | Path | None = None,
+    heartbeat: float = 30.0,
 ) -> StageResult:
     """Train ``stage`` on ``data`` as ``cfg`` says, resuming from ``checkpoint`` when it holds the same ``key``.
 
     A finished checkpoint with the same key makes this a no-op (the modules are loaded). A NaN or infinite loss
     raises TrainingError and leaves the last good checkpoint in place; Ctrl-C saves and raises Interrupted.
+    ``metrics_csv`` receives one row per logged step (step, epoch, loss, lr, seconds); without a progress bar (output
+    sent to a file) a progress line goes to ``log`` every ``heartbeat`` seconds.
     """
     checkpoint = Path(checkpoint)
     world, rank = runtime.world_size, runtime.rank
@@ -249,8 +293,15 @@ def train_stage(
 
     step, history, elapsed, resumed_from = 0, [], 0.0, 0
     meta = read_meta(checkpoint)
+    tensors: dict[str, Tensor] = {}
     if meta and meta.get("key") == key:
-        tensors, meta = load_checkpoint(checkpoint)
+        try:
+            tensors, meta = load_checkpoint(checkpoint, finite=True)
+        except CorruptCheckpoint as exc:  # recomputable: set it aside for inspection and train the stage again
+            moved = quarantine(checkpoint) if runtime.is_main else checkpoint  # every rank starts over
+            log(f"{stage.name}: {exc}; moved to {moved} and the stage runs again")
+            meta = None
+    if meta and meta.get("key") == key:
         for name, module in stage.modules.items():
             load_module(module, tensors, f"model/{name}", str(checkpoint))
         history, elapsed = [tuple(h) for h in meta.get("history", [])], float(meta.get("seconds", 0.0))
@@ -265,10 +316,18 @@ def train_stage(
         log(f"{stage.name}: the checkpoint holds another config; starting over")
 
     def save(done: bool) -> None:
+        # The loss is measured before an update, the weights saved after it: a finite loss does not prove the
+        # weights are. Diverged weights never replace the last good checkpoint (every rank checks its replica).
+        weights = {f"{name}/{k}": v for name, m in stage.modules.items() for k, v in m.state_dict().items()}
+        bad = first_non_finite(weights)
+        if bad is not None:
+            bar.close()
+            raise TrainingError(
+                f"{stage.name}: '{bad}' became NaN or infinite by step {step}; the last good checkpoint "
+                f"({checkpoint.name}) is kept. Lower the learning rate (now {cfg.lr}) and re-run"
+            )
         if runtime.is_main:
-            tensors: dict[str, Tensor] = {}
-            for name, module in stage.modules.items():
-                tensors.update({f"model/{name}/{k}": v for k, v in module.state_dict().items()})
+            tensors = {f"model/{k}": v for k, v in weights.items()}
             opt_tensors, opt_meta = optimizer_tensors(optimizer)
             tensors.update(opt_tensors)
             tensors.update(rng_tensors())
@@ -304,9 +363,11 @@ def train_stage(
     running, running_n, last_checked = torch.zeros((), device=runtime.device), 0, step
     order, order_epoch = None, -1
     bar = tqdm(total=total, initial=step, desc=stage.name, disable=not progress or not runtime.is_main, unit="step", leave=False)
+    csv = _MetricsCSV(metrics_csv, step) if metrics_csv is not None and runtime.is_main else None
+    last_line, line_step = time.perf_counter(), step
 
     def check_finite() -> None:
-        nonlocal running, running_n, last_checked
+        nonlocal running, running_n, last_checked, last_line, line_step
         if running_n == 0:
             return
         value = float(running) / running_n
@@ -318,6 +379,16 @@ def train_stage(
         history.append((step, value))
         bar.set_postfix(loss=f"{value:.4f}")
         running, running_n, last_checked = torch.zeros((), device=runtime.device), 0, step
+        now = time.perf_counter()
+        if csv is not None:
+            csv.write(step, step / steps_per_epoch, value, lr, elapsed + now - started)
+        if bar.disable and runtime.is_main and now - last_line >= heartbeat:
+            rate = (step - line_step) / (now - last_line)
+            eta = (total - step) / rate if rate > 0 else float("inf")
+            log(
+                f"{stage.name}: step {step}/{total} ({step / total:.0%}), loss {value:.4f}, {rate:.1f} steps/s, ETA {eta / 60:.1f} min"
+            )
+            last_line, line_step = now, step
 
     with _StopFlag() as stop:
         while step < total:

@@ -58,8 +58,13 @@ def analysis_period(model: torch.nn.Module, channels: int, size: int) -> int:
 
 
 # ----------------------------------------------------------------------------------------------- the grid
-def hypothesis(config: RunConfig, run: RunDir, runtime: Runtime, progress: bool = True, echo=print) -> dict:
+def hypothesis(config: RunConfig, run: RunDir, runtime: Runtime, progress: bool = True) -> dict:
     """Run (or resume) the intervention grid and its statistics; writes metrics/hypothesis.json."""
+    with run.logging():
+        return _hypothesis(config, run, runtime, progress)
+
+
+def _hypothesis(config: RunConfig, run: RunDir, runtime: Runtime, progress: bool) -> dict:
     started = time.perf_counter()
     h = config.hypothesis
     unknown = [i for i in h.interventions if i not in INTERVENTIONS]
@@ -68,7 +73,7 @@ def hypothesis(config: RunConfig, run: RunDir, runtime: Runtime, progress: bool 
 
         raise ConfigError(f"unknown hypothesis.interventions {unknown}; choose from {', '.join(INTERVENTIONS)}")
     interventions = ["control", *[i for i in h.interventions if i != "control"]]  # control is the pairing base
-    ctx = load_context(config, run, runtime, progress, echo)
+    ctx = load_context(config, run, runtime, progress)
     data = ctx.test.head(config.measure.eval_limit, seed=config.seed)
     key = config_hash(
         "hypothesis-interventions",

@@ -66,17 +66,22 @@ def nmi_summary(ctx: Context, images: Tensor, labels: Tensor, originals: Tensor 
     return out
 
 
-def load_context(config: RunConfig, run: RunDir, runtime: Runtime, progress: bool, echo) -> Context:
+def load_context(config: RunConfig, run: RunDir, runtime: Runtime, progress: bool) -> Context:
     train = load_split(config.data, "train", config.seed)
     test = load_split(config.data, "test", config.seed)
-    return Context(config, run, runtime, train, test, progress, echo)
+    return Context(config, run, runtime, train, test, progress)
 
 
-def replicate(config: RunConfig, run: RunDir, runtime: Runtime, progress: bool = True, echo=print) -> dict:
+def replicate(config: RunConfig, run: RunDir, runtime: Runtime, progress: bool = True) -> dict:
     """Run (or resume) every stage of the paper's pipeline and measure it. Returns the results dict."""
+    with run.logging():
+        return _replicate(config, run, runtime, progress)
+
+
+def _replicate(config: RunConfig, run: RunDir, runtime: Runtime, progress: bool) -> dict:
     started = time.perf_counter()
     run.write_config(config)
-    ctx = load_context(config, run, runtime, progress, echo)
+    ctx = load_context(config, run, runtime, progress)
     ctx.say(
         f"data: {ctx.train.name} {len(ctx.train)} train / {ctx.test.name} {len(ctx.test)} test images, "
         f"{ctx.train.channels}x{ctx.train.size}x{ctx.train.size}"

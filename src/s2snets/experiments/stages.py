@@ -6,7 +6,7 @@ keys of the stages it builds on), so a finished stage is skipped and an interrup
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import logging
 from dataclasses import dataclass
 
 import torch
@@ -19,6 +19,8 @@ from s2snets.rundir import RunDir
 from s2snets.runtime import Runtime
 from s2snets.train import StageResult, autoencoder_stage, classifier_stage, finetune_stage, train_stage
 
+log = logging.getLogger("s2snets")
+
 
 @dataclass
 class Context:
@@ -30,7 +32,6 @@ class Context:
     train: ImageSet
     test: ImageSet
     progress: bool = True
-    echo: Callable[[str], None] = print
 
     @property
     def data_key(self) -> str:
@@ -38,9 +39,9 @@ class Context:
         return config_hash(d, len(self.train), len(self.test), self.train.name)
 
     def say(self, message: str) -> None:
-        self.run.log(message)
+        """A stage message: to the ``s2snets`` logger (the CLI shows it; the run's log.txt keeps it)."""
         if self.runtime.is_main:
-            self.echo(message)
+            log.info(message)
 
 
 @dataclass
@@ -61,6 +62,7 @@ def _fit(ctx: Context, stage, stage_cfg: StageConfig, seed: int, name: str, key:
         runtime=ctx.runtime,
         progress=ctx.progress,
         log=ctx.say,
+        metrics_csv=ctx.run.metrics_csv(name),
     )
 
 

@@ -22,6 +22,7 @@ from torch import Tensor, nn
 
 from s2snets.errors import ConfigError
 from s2snets.metrics.spectrum import lattice_mask
+from s2snets.names import INTERVENTIONS
 
 
 def shift_image(x: Tensor, dy: int, dx: int) -> Tensor:
@@ -82,6 +83,3 @@ class Intervened(nn.Module):
 
     def extra_repr(self) -> str:
         return f"kind={self.kind}, period={self.period}" + (f", shift={self.shift}" if self.kind == "grid_shift" else "")
-
-
-INTERVENTIONS = ("control", "grid_shift", "gradient_notch", "phase_average")

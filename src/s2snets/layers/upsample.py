@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from s2snets.errors import ModelError
+from s2snets.names import check_registry
 
 
 # ----------------------------------------------------------------------------------------------- unpool
@@ -168,6 +169,7 @@ UPSAMPLE = {
     "subpixel": SubPixel,
     "zero_order_hold": ZeroOrderHold,
 }
+check_registry("upsample", UPSAMPLE)
 
 
 def make_upsample(name: str, channels: int, scale: int = 2, **kwargs) -> nn.Module:

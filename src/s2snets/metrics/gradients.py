@@ -18,7 +18,9 @@ from s2snets.metrics.spectrum import lattice_contrast, lattice_mask, power_spect
 
 
 @dataclass
-class GradientProbe:
+class GradientSpectrum:
+    """What a gradient probe measured: the mean power spectrum of input gradients and its lattice scores."""
+
     mean_power: Tensor  # (H, W), unshifted
     mean_abs_gradient: Tensor  # (H, W): where the gradient lands, averaged over inputs and channels
     radial: Tensor  # (R,)
@@ -31,10 +33,55 @@ class GradientProbe:
             "lattice_contrast": {str(k): v for k, v in self.contrast.items()},
         }
 
+    def to_dict(self) -> dict:
+        """JSON-able: the scores per period and the (H, W) maps as nested lists."""
+        return {
+            **self.summary(),
+            "mean_power": self.mean_power.tolist(),
+            "mean_abs_gradient": self.mean_abs_gradient.tolist(),
+            "radial": self.radial.tolist(),
+        }
+
     def __repr__(self) -> str:
         h, w = self.mean_power.shape
         scores = ", ".join(f"P={p}: energy {self.lattice[p]:.4f}, contrast {self.contrast[p]:.2f}" for p in self.lattice)
-        return f"GradientProbe({h}x{w}; {scores})"
+        return f"GradientSpectrum({h}x{w}; {scores})"
+
+    def _repr_html_(self) -> str:
+        h, w = self.mean_power.shape
+        rows = "".join(
+            f"<tr><td>{p}</td><td>{self.lattice[p]:.4f}</td><td>{self.contrast[p]:.2f}</td></tr>" for p in self.lattice
+        )
+        return (
+            f"<table><caption>input-gradient spectrum, {h}&times;{w}</caption>"
+            "<tr><th>period</th><th>lattice energy</th><th>lattice contrast (1 = none)</th></tr>"
+            f"{rows}</table>"
+        )
+
+
+class GradientProbe:
+    """Captum-style: ``GradientProbe(model).attribute(x, target=3)`` -> GradientSpectrum of d loss / d x.
+
+    ``target``: an int (one class for every input), a (N,) tensor of classes, or None (the logit sum: the
+    architecture's own gradient pattern). The model is put in eval mode for the probe and restored after it.
+
+    >>> import torch
+    >>> from torch import nn
+    >>> model = nn.Sequential(nn.Conv2d(1, 4, 3, stride=2), nn.Flatten(), nn.LazyLinear(10))
+    >>> spectrum = GradientProbe(model).attribute(torch.randn(8, 1, 32, 32), target=3)
+    >>> sorted(spectrum.lattice)
+    [2, 4, 8]
+    """
+
+    def __init__(self, model: nn.Module, periods: tuple[int, ...] = (2, 4, 8), batch_size: int = 256):
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if any(p < 2 for p in periods):
+            raise ValueError(f"lattice periods must be >= 2, got {periods}")
+        self.model, self.periods, self.batch_size = model, tuple(periods), batch_size
+
+    def attribute(self, inputs: Tensor, target: Tensor | int | None = None) -> GradientSpectrum:
+        return gradient_probe(self.model, inputs, target, self.periods, self.batch_size)
 
 
 def spectrum_lattice_energy(mean_power: Tensor, period: int) -> float:
@@ -64,11 +111,18 @@ def gradient_probe(
     labels: Tensor | int | None = None,
     periods: tuple[int, ...] = (2, 4, 8),
     batch_size: int = 256,
-) -> GradientProbe:
+) -> GradientSpectrum:
     """Mean power spectrum, lattice energies and contrasts of input gradients over ``inputs`` (N, C, H, W).
 
     ``labels``: (N,) class indices, one int for every input (Captum's ``target``), or None for the logit sum.
     """
+    if not isinstance(inputs, Tensor) or inputs.ndim != 4 or not inputs.is_floating_point():
+        got = f"{tuple(inputs.shape)} {inputs.dtype}" if isinstance(inputs, Tensor) else type(inputs).__name__
+        raise ValueError(f"inputs must be a float tensor (N, C, H, W), got {got}")
+    if len(inputs) == 0:
+        raise ValueError("inputs is empty: give at least one image")
+    if isinstance(labels, Tensor) and labels.shape != (len(inputs),):
+        raise ValueError(f"target must be an int or a ({len(inputs)},) tensor of classes, got shape {tuple(labels.shape)}")
     if isinstance(labels, int):
         labels = torch.full((len(inputs),), labels, dtype=torch.long, device=inputs.device)
     power_sum, abs_sum, n = None, None, 0
@@ -84,7 +138,7 @@ def gradient_probe(
         n += x.shape[0] * x.shape[1]
     mean_power, mean_abs = power_sum / n, abs_sum / n
     size = min(mean_power.shape)
-    return GradientProbe(
+    return GradientSpectrum(
         mean_power.cpu(),
         mean_abs.cpu(),
         radial_profile(mean_power).cpu(),
@@ -95,7 +149,7 @@ def gradient_probe(
 
 def noise_probe(
     model: nn.Module, channels: int, size: int, n: int = 64, seed: int = 0, periods: tuple[int, ...] = (2, 4, 8)
-) -> GradientProbe:
+) -> GradientSpectrum:
     """The probe on Gaussian-noise inputs with the logit sum as loss: the architecture's own gradient pattern."""
     g = torch.Generator().manual_seed(seed)
     device = next(model.parameters()).device

@@ -22,7 +22,9 @@ understood is a finding ("not analysed"), and the report says its prediction is 
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import io
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,6 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, fx, nn
 
+from s2snets.errors import ModelError
 from s2snets.metrics.geometry import Geometry, Sampling, fixed_filter, module_geometry, pair, registered, single
 from s2snets.metrics.overlap import (
     adaptive_windows,
@@ -424,7 +427,8 @@ def _lint_fx(model: nn.Module, example: Tensor, name: str) -> LintReport:
         gm = fx.GraphModule(model, graph)
         from torch.fx.passes.shape_prop import ShapeProp
 
-        with torch.no_grad():
+        # ShapeProp prints a traceback of its own before it re-raises: the hooks path below reports the error.
+        with torch.no_grad(), contextlib.redirect_stderr(io.StringIO()):
             ShapeProp(gm).propagate(example)
     except Exception as exc:  # tracing fails on data-dependent control flow; fall back to hooks
         return _lint_with_hooks(model, example, name, f"torch.fx could not trace the model ({type(exc).__name__}); used hooks")
@@ -586,6 +590,11 @@ def _lint_with_hooks(model: nn.Module, example: Tensor, name: str, why: str) -> 
     try:
         with torch.no_grad():
             out = model(example)
+    except (RuntimeError, ValueError, TypeError, IndexError) as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+        raise ModelError(
+            f"{name} cannot run on an input of shape {tuple(example.shape)}: {first}; check the input size and channels"
+        ) from None
     finally:
         for h in hooks:
             h.remove()

@@ -21,7 +21,7 @@ import math
 import torch
 from torch import Tensor
 
-AVERAGES = ("arithmetic", "geometric", "min", "max")
+from s2snets.names import NMI_AVERAGES as AVERAGES
 
 
 def quantize(x: Tensor, levels: int = 256) -> Tensor:
@@ -98,13 +98,37 @@ def _count_terms(
 
 
 def nmi(a: Tensor, b: Tensor, levels: int = 256, average: str = "arithmetic", chunk: int | None = None) -> Tensor:
-    """nMI of each pair (a[k], b[k]). a, b: (B, ...) uint8 or float in [0, 1] -> float64 (B,) in [0, 1]."""
+    """nMI of each pair (a[k], b[k]), uint8 or float in [0, 1].
+
+    a, b: batches (B, C, H, W) or (B, H, W) -> float64 (B,) in [0, 1]; one pair of grayscale images (H, W) or of
+    flat vectors (N,) -> a 0-dim tensor. (A batch of flat vectors is (B, 1, N); one RGB image, ``x.reshape(-1)``.) Float pixels outside [0, 1] (e.g. 0...255) are an error, not silently clipped.
+
+    >>> import torch
+    >>> x = torch.rand(32, 32)
+    >>> float(nmi(x, x))
+    1.0
+    """
+    if not isinstance(a, Tensor) or not isinstance(b, Tensor):
+        raise TypeError("a and b must be tensors")
     if a.shape != b.shape:
         raise ValueError(f"a and b must have the same shape, got {tuple(a.shape)} and {tuple(b.shape)}")
     if average not in AVERAGES:
         raise ValueError(f"average must be one of {AVERAGES}, got '{average}'")
-    if a.ndim == 1:
-        return nmi(a[None], b[None], levels, average, chunk)[0]
+    if not 2 <= levels <= 65536:
+        raise ValueError(f"levels must be in 2...65536, got {levels}")
+    if a.numel() == 0:
+        raise ValueError("a and b are empty")
+    for name, t in (("a", a), ("b", b)):
+        if t.is_floating_point():
+            lo, hi = float(t.min()), float(t.max())
+            if not (lo >= 0.0 and hi <= 1.0):  # also catches NaN
+                raise ValueError(
+                    f"{name} holds float pixels in [{lo:g}, {hi:g}]; nmi expects [0, 1] (divide 0...255 images by 255) or uint8"
+                )
+        elif t.dtype != torch.uint8:
+            raise ValueError(f"{name} has dtype {t.dtype}; nmi expects uint8 or float in [0, 1]")
+    if a.ndim <= 2:  # one image (H, W) or one flat vector: a single pair
+        return nmi(a.reshape(1, 1, -1), b.reshape(1, 1, -1), levels, average, chunk)[0]
     raw = a.dtype == torch.uint8 and b.dtype == torch.uint8 and levels == 256  # already levels: no conversion
     qa = a.flatten(1) if raw else quantize(a, levels).flatten(1)
     qb = b.flatten(1) if raw else quantize(b, levels).flatten(1)

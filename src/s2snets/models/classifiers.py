@@ -16,6 +16,7 @@ name, so every other module keeps its name, type and parameters.
 from __future__ import annotations
 
 import importlib
+import inspect
 from collections.abc import Callable
 from pathlib import Path
 
@@ -25,6 +26,7 @@ from torch import Tensor, nn
 from s2snets.checkpoint import check_state_fits, load_user_weights
 from s2snets.errors import CheckpointError, ModelError
 from s2snets.layers.downsample import BlurPool
+from s2snets.names import DOWNSAMPLINGS, check_registry
 
 
 def _cbr(c_in: int, c_out: int, k: int, s: int = 1, p: int | None = None) -> list[nn.Module]:
@@ -209,7 +211,8 @@ CLASSIFIERS: dict[str, Callable[[int, int], nn.Module]] = {
 }
 # Smallest input each torchvision model accepts (its native size is 224; inception_v3's 299).
 MIN_INPUT = {"alexnet": 63, "vgg16": 32, "vgg16_bn": 32, "resnet50": 32, "inception_v3": 75}
-DOWNSAMPLE_KINDS = ("native", "strided_conv", "max_pool", "avg_pool", "blur_pool")
+DOWNSAMPLE_KINDS = DOWNSAMPLINGS
+check_registry("classifier", CLASSIFIERS)
 
 
 # ----------------------------------------------------------------------------------------------- downsampling
@@ -315,6 +318,31 @@ def _import_factory(spec: str) -> Callable[..., nn.Module]:
     return factory
 
 
+def _call_factory(spec: str, factory: Callable[..., nn.Module], *, num_classes: int, in_channels: int) -> nn.Module:
+    """Call a user's model factory once: ``factory(num_classes=..., in_channels=...)``, the second only when its
+    signature names it (torchvision's builders take ``num_classes`` through ``**kwargs``, and no ``in_channels``).
+
+    This runs the user's code, by design. A callable that cannot take ``num_classes`` is refused before it is
+    called; whatever the factory raises is reported as its own error.
+    """
+    try:
+        params = inspect.signature(factory).parameters
+    except (TypeError, ValueError):
+        raise ModelError(f"'{spec}' has no inspectable signature; a model factory is a Python function or class") from None
+    takes_kwargs = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    if "num_classes" not in params and not takes_kwargs:
+        raise ModelError(
+            f"'{spec}' does not take num_classes=; a model factory is called as factory(num_classes=K[, in_channels=C])"
+        )
+    kwargs = {"num_classes": num_classes}
+    if "in_channels" in params:
+        kwargs["in_channels"] = in_channels
+    try:
+        return factory(**kwargs)
+    except Exception as exc:
+        raise ModelError(f"the model factory '{spec}' raised {type(exc).__name__}: {str(exc)[:300]}") from None
+
+
 def default_input_size(name: str) -> int:
     """The usual input side: 224 for torchvision architectures (299 for inception_v3), 32 for the small families."""
     return {"inception_v3": 299}.get(name, 224 if name in MIN_INPUT else 32)
@@ -334,11 +362,7 @@ def build_classifier(
     torchvision weights enum (needs the internet or a filled torch hub cache).
     """
     if ":" in name:
-        factory = _import_factory(name)
-        try:
-            model = factory(num_classes=num_classes, in_channels=in_channels)
-        except TypeError:
-            model = factory()
+        model = _call_factory(name, _import_factory(name), num_classes=num_classes, in_channels=in_channels)
     elif name in CLASSIFIERS:
         model = CLASSIFIERS[name](num_classes, in_channels)
     else:

@@ -11,6 +11,7 @@ from torch import Tensor, nn
 
 from s2snets.errors import CheckpointError, ModelError
 from s2snets.layers.upsample import make_upsample
+from s2snets.names import check_registry
 
 SEGNET_PRESETS: dict[str, dict] = {
     # Exactly the published prototype: 13 conv3x3+BN+ReLU encoder layers, five 2x2 max-pools with indices.
@@ -20,6 +21,7 @@ SEGNET_PRESETS: dict[str, dict] = {
     # Unit tests.
     "tiny": {"widths": (8, 16), "convs_per_block": (1, 1)},
 }
+check_registry("segnet_preset", SEGNET_PRESETS)
 
 
 def _conv_bn_relu(c_in: int, c_out: int, batch_norm: bool) -> list[nn.Module]:

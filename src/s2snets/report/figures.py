@@ -8,23 +8,26 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+import torch
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-
-from s2snets.checkpoint import load_checkpoint  # noqa: E402
+from s2snets.checkpoint import load_checkpoint
 
 COLORS = {"original": "#4c72b0", "plain": "#dd8452", "finetuned": "#55a868"}
 
 
-def reconstructions(arrays: dict, names: list[str]) -> plt.Figure:
+def _subplots(nrows: int = 1, ncols: int = 1, *, figsize: tuple[float, float] | None = None, squeeze: bool = True, **kwargs):
+    """pyplot.subplots without pyplot: a ``Figure`` of its own, no global backend or figure registry touched."""
+    fig = Figure(figsize=figsize)
+    return fig, fig.subplots(nrows, ncols, squeeze=squeeze, **kwargs)
+
+
+def reconstructions(arrays: dict, names: list[str]) -> Figure:
     rows = [("original", arrays["originals"]), ("plain AE", arrays["recon/plain"])]
     rows += [(f"fine-tuned: {n}", arrays[f"recon/{n}"]) for n in names if f"recon/{n}" in arrays]
     n = rows[0][1].shape[0]
-    fig, axes = plt.subplots(len(rows), n, figsize=(1.2 * n + 1.6, 1.25 * len(rows)), squeeze=False)
+    fig, axes = _subplots(len(rows), n, figsize=(1.2 * n + 1.6, 1.25 * len(rows)), squeeze=False)
     for r, (label, imgs) in enumerate(rows):
         for c in range(n):
             ax = axes[r, c]
@@ -38,9 +41,9 @@ def reconstructions(arrays: dict, names: list[str]) -> plt.Figure:
     return fig
 
 
-def patterns(arrays: dict, names: list[str], results: dict) -> plt.Figure:
+def patterns(arrays: dict, names: list[str], results: dict) -> Figure:
     keys = ["plain", *names]
-    fig, axes = plt.subplots(2, len(keys), figsize=(2.1 * len(keys), 4.4), squeeze=False)
+    fig, axes = _subplots(2, len(keys), figsize=(2.1 * len(keys), 4.4), squeeze=False)
     diffs = [arrays[f"pattern/{k}/mean_difference"].mean(0).numpy() for k in keys]
     lim = max(float(np.abs(d).max()) for d in diffs) or 1.0
     for i, k in enumerate(keys):
@@ -60,9 +63,9 @@ def patterns(arrays: dict, names: list[str], results: dict) -> plt.Figure:
     return fig
 
 
-def accuracy_bars(results: dict) -> plt.Figure:
+def accuracy_bars(results: dict) -> Figure:
     names = results["classifiers"]
-    fig, ax = plt.subplots(figsize=(1.6 * len(names) + 2, 3.2))
+    fig, ax = _subplots(figsize=(1.6 * len(names) + 2, 3.2))
     width = 0.26
     for i, kind in enumerate(("original", "plain", "finetuned")):
         vals = [results["accuracy"][n][kind]["top1"] * 100 for n in names]
@@ -78,9 +81,9 @@ def accuracy_bars(results: dict) -> plt.Figure:
     return fig
 
 
-def nmi_bars(results: dict) -> plt.Figure:
+def nmi_bars(results: dict) -> Figure:
     keys = ["original", "plain", *results["classifiers"]]
-    fig, ax = plt.subplots(figsize=(1.2 * len(keys) + 2, 3.0))
+    fig, ax = _subplots(figsize=(1.2 * len(keys) + 2, 3.0))
     same = [results["nmi"][k]["inter_same_class"] for k in keys]
     cross = [results["nmi"][k]["inter_cross_class"] for k in keys]
     intra = [results["nmi"][k].get("intra", np.nan) for k in keys]
@@ -96,8 +99,8 @@ def nmi_bars(results: dict) -> plt.Figure:
     return fig
 
 
-def gradient_spectra(arrays: dict, names: list[str], results: dict) -> plt.Figure:
-    fig, axes = plt.subplots(2, len(names), figsize=(2.2 * len(names), 4.4), squeeze=False)
+def gradient_spectra(arrays: dict, names: list[str], results: dict) -> Figure:
+    fig, axes = _subplots(2, len(names), figsize=(2.2 * len(names), 4.4), squeeze=False)
     for i, n in enumerate(names):
         power = torch.fft.fftshift(arrays[f"probe/{n}/mean_power"]).numpy()
         axes[0, i].imshow(np.log10(power + 1e-12), cmap="viridis")
@@ -114,10 +117,10 @@ def gradient_spectra(arrays: dict, names: list[str], results: dict) -> plt.Figur
     return fig
 
 
-def overlap_maps(arrays: dict, results: dict) -> plt.Figure:
+def overlap_maps(arrays: dict, results: dict) -> Figure:
     keys = [k for k in results["lint"] if f"lint/{k}/input_gradient" in arrays]
     extra = "lint/autoencoder/forward_output" in arrays
-    fig, axes = plt.subplots(1, len(keys) + extra, figsize=(2.2 * (len(keys) + extra), 2.6), squeeze=False)
+    fig, axes = _subplots(1, len(keys) + extra, figsize=(2.2 * (len(keys) + extra), 2.6), squeeze=False)
     for i, k in enumerate(keys):
         m = arrays[f"lint/{k}/input_gradient"].numpy()
         axes[0, i].imshow(m, cmap="cividis")
@@ -138,10 +141,10 @@ def overlap_maps(arrays: dict, results: dict) -> plt.Figure:
     return fig
 
 
-def transfer_heatmap(results: dict) -> plt.Figure:
+def transfer_heatmap(results: dict) -> Figure:
     t = results["transfer"]
     names, m = t["names"], np.array(t["RRC"])
-    fig, ax = plt.subplots(figsize=(1.1 * len(names) + 2.4, 1.0 * len(names) + 1.6))
+    fig, ax = _subplots(figsize=(1.1 * len(names) + 2.4, 1.0 * len(names) + 1.6))
     im = ax.imshow(m, cmap="RdYlGn", vmin=min(0.5, m.min()), vmax=max(1.05, m.max()))
     for i in range(len(names)):
         for j in range(len(names)):
@@ -157,7 +160,7 @@ def transfer_heatmap(results: dict) -> plt.Figure:
     return fig
 
 
-def lattice_diagram(results: dict) -> plt.Figure:
+def lattice_diagram(results: dict) -> Figure:
     concepts = results["transfer"]["lattice"]
     levels: dict[int, list[int]] = {}
     for i, c in enumerate(concepts):
@@ -167,7 +170,7 @@ def lattice_diagram(results: dict) -> plt.Figure:
         row = levels[size]
         for slot, i in enumerate(row):
             pos[i] = ((slot + 1) / (len(row) + 1), float(level))
-    fig, ax = plt.subplots(figsize=(6, 1.1 * len(levels) + 1))
+    fig, ax = _subplots(figsize=(6, 1.1 * len(levels) + 1))
     for i, c in enumerate(concepts):
         for u in c["upper"]:
             ax.plot([pos[i][0], pos[u][0]], [pos[i][1], pos[u][1]], color="#888", zorder=1)
@@ -183,8 +186,8 @@ def lattice_diagram(results: dict) -> plt.Figure:
     return fig
 
 
-def training_curves(results: dict) -> plt.Figure:
-    fig, ax = plt.subplots(figsize=(6.5, 3))
+def training_curves(results: dict) -> Figure:
+    fig, ax = _subplots(figsize=(6.5, 3))
     for name, s in results["stages"].items():
         h = np.array(s["history"]) if s["history"] else None
         if h is not None and len(h):
@@ -198,16 +201,14 @@ def training_curves(results: dict) -> plt.Figure:
     return fig
 
 
-def intervention_patterns(hyp: dict, arrays: dict) -> plt.Figure:
+def intervention_patterns(hyp: dict, arrays: dict) -> Figure:
     """Side by side per intervention, per cell: the seed-averaged constant pattern (mean recon - original) and,
     below it, its period-P lattice component (the checkerboard itself, on its own colour scale)."""
     from s2snets.metrics.pattern import lattice_component
 
     cells = hyp["cells"]
     kinds = list(cells[0]["arms"])
-    fig, axes = plt.subplots(
-        2 * len(cells), len(kinds) + 1, figsize=(2.0 * (len(kinds) + 1) + 1.0, 4.2 * len(cells)), squeeze=False
-    )
+    fig, axes = _subplots(2 * len(cells), len(kinds) + 1, figsize=(2.0 * (len(kinds) + 1) + 1.0, 4.2 * len(cells)), squeeze=False)
     for r, c in enumerate(cells):
         keys = [f"plain/{c['upsample']}"] + [f"pattern/{c['family']}/{c['downsample']}/{c['upsample']}/{k}" for k in kinds]
         maps = [arrays[k] if k in arrays else torch.zeros(2, 2) for k in keys]
@@ -236,10 +237,10 @@ def intervention_patterns(hyp: dict, arrays: dict) -> plt.Figure:
     return fig
 
 
-def intervention_effects(hyp: dict) -> plt.Figure:
+def intervention_effects(hyp: dict) -> Figure:
     """Paired effects on the checkerboard amplitude (intervention / control, log axis), per seed and mean, 95% CI."""
     cells = hyp["cells"]
-    fig, axes = plt.subplots(1, len(cells), figsize=(max(6.5, 3.4 * len(cells) + 0.6), 3.6), squeeze=False)
+    fig, axes = _subplots(1, len(cells), figsize=(max(6.5, 3.4 * len(cells) + 0.6), 3.6), squeeze=False)
     ratio = hyp["min_ratio"]
     for ax, c in zip(axes[0], cells):
         kinds = list(c["paired"])
@@ -272,10 +273,10 @@ def _same(a: dict, b: dict) -> bool:
     return all(a[k] == b[k] for k in ("family", "downsample", "upsample", "seed"))
 
 
-def odena_plot(hyp: dict) -> plt.Figure:
+def odena_plot(hyp: dict) -> Figure:
     o = hyp["odena"]
     ns = sorted(o, key=int)
-    fig, ax = plt.subplots(figsize=(5.5, 3))
+    fig, ax = _subplots(figsize=(5.5, 3))
     x = np.arange(len(ns))
     for j, (when, period) in enumerate([("init", "2"), ("init", "4"), ("trained", "2"), ("trained", "4")]):
         ax.bar(x + (j - 1.5) * 0.2, [o[n][when][period] for n in ns], 0.2, label=f"{when}, period {period}")
@@ -295,10 +296,9 @@ def draw_all(run_root: Path) -> dict[str, Path]:
     out: dict[str, Path] = {}
     (run_root / "figures").mkdir(exist_ok=True)
 
-    def save(name: str, fig: plt.Figure) -> None:
+    def save(name: str, fig: Figure) -> None:
         path = run_root / "figures" / f"{name}.png"
         fig.savefig(path, dpi=110)
-        plt.close(fig)
         out[name] = path
 
     results_path, arrays_path = run_root / "metrics" / "results.json", run_root / "metrics" / "arrays.safetensors"

@@ -296,7 +296,18 @@ def _hypothesis_section(hyp: dict, figs: dict[str, Path]) -> str:
 
 
 def write_report(run_root: str | Path) -> Path:
-    """Draw the figures and write run_root/report.html. DataError if the folder holds no results."""
+    """Draw the figures and write run_root/report.html. DataError if the folder holds no results, or results of a
+    shape this version does not write."""
+    try:
+        return _write_report(Path(run_root))
+    except (KeyError, TypeError, IndexError, AttributeError, ValueError) as exc:
+        raise DataError(
+            f"{run_root}: metrics/results.json or metrics/hypothesis.json does not have the shape this version writes "
+            f"({type(exc).__name__}: {str(exc)[:120]}); re-run the command that made them"
+        ) from None
+
+
+def _write_report(run_root: Path) -> Path:
     root = Path(run_root)
     results_path, hyp_path = root / "metrics" / "results.json", root / "metrics" / "hypothesis.json"
     if not results_path.is_file() and not hyp_path.is_file():
