@@ -229,6 +229,10 @@ class LintReport:
                 periods.update(p for p, _ in summary.dominant if p > 1)
         return sorted(periods)
 
+    def to_dict(self) -> dict:
+        """JSON-able: every layer, the composed maps' summaries, the prediction (``as_dict`` is the same)."""
+        return self.as_dict()
+
     def as_dict(self) -> dict:
         return {
             "model": self.model,

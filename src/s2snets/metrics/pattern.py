@@ -29,6 +29,18 @@ class ConstantPattern:
     constant_share: float  # share of (varying) pixels with constancy > 0.5
     lattice: dict[int, float]  # lattice energy of mean_difference per period
 
+    def __repr__(self) -> str:
+        c, h, w = self.mean_difference.shape
+        energies = ", ".join(f"P={p}: {v:.3f}" for p, v in self.lattice.items())
+        return (
+            f"ConstantPattern({c}x{h}x{w}; mean constancy {self.mean_constancy:.3f}, constant share "
+            f"{self.constant_share:.1%}, lattice energy {energies})"
+        )
+
+    def to_dict(self) -> dict:
+        """JSON-able: the summary and the (C, H, W) maps as nested lists (NaN where the originals are constant)."""
+        return {**self.summary(), "mean_difference": self.mean_difference.tolist(), "constancy": self.constancy.tolist()}
+
     def summary(self) -> dict:
         return {
             "mean_constancy": self.mean_constancy,
