@@ -218,6 +218,13 @@ def test_user_errors_exit_2_with_one_line(tmp_path, argv, fragment):
     assert fragment in proc.stderr, proc.stderr
 
 
+def test_an_unwritable_runs_folder_is_one_line_not_an_internal_error(tmp_path):
+    (tmp_path / "c.toml").write_text('[data]\ndataset = "synthetic"\n')
+    (tmp_path / "afile").write_text("")
+    proc = run_cli("replicate", "--config", str(tmp_path / "c.toml"), "--runs", str(tmp_path / "afile" / "runs"))
+    one_line_error(proc, "afile")
+
+
 def test_a_results_file_of_the_wrong_shape_is_a_data_error(tmp_path):
     (tmp_path / "metrics").mkdir()
     (tmp_path / "metrics" / "results.json").write_text('{"transfer": [1, 2]}')
