@@ -30,7 +30,14 @@ from s2snets import __version__
 from s2snets.checkpoint import save_checkpoint
 from s2snets.config import RunConfig, StageConfig, config_hash
 from s2snets.experiments.replicate import accuracy, load_context
-from s2snets.experiments.stages import Context, Trained, finetune_decoder, pretrain_autoencoder, train_classifier
+from s2snets.experiments.stages import (
+    Context,
+    Countdown,
+    Trained,
+    finetune_decoder,
+    pretrain_autoencoder,
+    train_classifier,
+)
 from s2snets.layers.interventions import INTERVENTIONS, Intervened
 from s2snets.metrics.gradients import gradient_probe
 from s2snets.metrics.lint import lint_model
@@ -111,6 +118,7 @@ def _hypothesis(config: RunConfig, run: RunDir, runtime: Runtime, progress: bool
     probe_set = data.head(config.measure.probe_images, seed=config.seed)
     probe_x, probe_y = runtime.to_device(probe_set.normalize(probe_set.images)), probe_set.labels.to(runtime.device)
     runs: list[dict] = []
+    countdown = Countdown(n_runs)
     patterns: dict[tuple, torch.Tensor] = {}
     periods: dict[str, int] = {}
     for family, d, seed in itertools.product(h.families, h.downsamples, h.seeds):
@@ -146,7 +154,7 @@ def _hypothesis(config: RunConfig, run: RunDir, runtime: Runtime, progress: bool
                 }
             )  # fmt: skip
             ctx.say(
-                f"  {family}/{d}/{u}/seed {seed}/{kind}: checkerboard amplitude (P={period}) {amplitude:.5f}, "
+                f"  {countdown.tick()} {family}/{d}/{u}/seed {seed}/{kind}: checkerboard amplitude (P={period}) {amplitude:.5f}, "
                 f"lattice energy {energy:.4f}, "
                 f"top-1 {plain_top1:.3f} -> {ft_top1:.3f}"
             )

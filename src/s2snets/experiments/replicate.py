@@ -18,8 +18,10 @@ from s2snets.config import RunConfig, config_hash, to_dict
 from s2snets.data import load_split
 from s2snets.experiments.stages import (
     Context,
+    Countdown,
     Trained,
     finetune_decoder,
+    plan_text,
     pretrain_autoencoder,
     train_classifier,
 )
@@ -43,6 +45,17 @@ def accuracy(logits: Tensor, labels: Tensor, num_classes: int) -> dict:
         "top5": float((top == labels[:, None]).any(1).float().mean()),
         "per_class": per_class,
     }
+
+
+def figure_indices(labels: Tensor, n: int) -> Tensor:
+    """``n`` image indices spread across the classes: the first image of each class, then the second, ... (N,) -> (n,)."""
+    per_class = [torch.nonzero(labels == c).flatten().tolist() for c in sorted(set(labels.tolist()))]
+    picked: list[int] = []
+    for rank in range(max((len(p) for p in per_class), default=0)):
+        picked += [p[rank] for p in per_class if rank < len(p)]
+        if len(picked) >= n:
+            break
+    return torch.tensor(picked[:n], dtype=torch.long)
 
 
 def reconstruction_error(originals: Tensor, reconstructions: Tensor) -> dict:
@@ -86,9 +99,13 @@ def _replicate(config: RunConfig, run: RunDir, runtime: Runtime, progress: bool)
         f"data: {ctx.train.name} {len(ctx.train)} train / {ctx.test.name} {len(ctx.test)} test images, "
         f"{ctx.train.channels}x{ctx.train.size}x{ctx.train.size}"
     )
+    ctx.say(plan_text(ctx))
     classifiers = {name: train_classifier(ctx, name, config.classifier_downsample) for name in config.classifiers}
     plain = pretrain_autoencoder(ctx)
-    finetuned = {name: finetune_decoder(ctx, plain, clf, config.autoencoder.upsample) for name, clf in classifiers.items()}
+    finetuned, countdown = {}, Countdown(len(classifiers))
+    for name, clf in classifiers.items():
+        finetuned[name] = finetune_decoder(ctx, plain, clf, config.autoencoder.upsample)
+        ctx.say(f"fine-tuned the decoder through {name} {countdown.tick()}")
     key = config_hash(
         "evaluate",
         __version__,
@@ -199,15 +216,15 @@ def evaluate(ctx: Context, classifiers: dict[str, Trained], plain: Trained, fine
             "lattice": [{"extent": list(c.extent), "intent": list(c.intent), "upper": c.upper} for c in lattice],
         },
     }
-    n_fig = min(cfg.measure.figure_images, len(data))
+    shown = figure_indices(labels, cfg.measure.figure_images)
     arrays = {
-        "originals": originals[:n_fig],
-        "recon/plain": recon_plain[:n_fig],
+        "originals": originals[shown],
+        "recon/plain": recon_plain[shown],
         "pattern/plain/mean_difference": patterns["plain"].mean_difference,
         "pattern/plain/constancy": patterns["plain"].constancy,
     }
     for a in names:
-        arrays[f"recon/{a}"] = recon_ft[a][:n_fig]
+        arrays[f"recon/{a}"] = recon_ft[a][shown]
         arrays[f"pattern/{a}/mean_difference"] = patterns[a].mean_difference
         arrays[f"pattern/{a}/constancy"] = patterns[a].constancy
         arrays[f"probe/{a}/mean_power"] = probes[a].mean_power

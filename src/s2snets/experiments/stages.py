@@ -7,6 +7,7 @@ keys of the stages it builds on), so a finished stage is skipped and an interrup
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 
 import torch
@@ -44,6 +45,41 @@ class Context:
             log.info(message)
 
 
+class Countdown:
+    """Counts finished units of a plan and says how many are left and when they should be done."""
+
+    def __init__(self, total: int):
+        self.total, self.done, self.started = total, 0, time.perf_counter()
+
+    def tick(self) -> str:
+        self.done += 1
+        elapsed = time.perf_counter() - self.started
+        eta = elapsed / self.done * (self.total - self.done)
+        return f"[{self.done}/{self.total}, {elapsed / 60:.1f} min so far, ETA {eta / 60:.1f} min]"
+
+
+def stage_steps(ctx: Context, cfg: StageConfig) -> int:
+    """Optimizer steps a stage config gives on this run's training split."""
+    return cfg.max_steps or cfg.epochs * (len(ctx.train) // max(cfg.batch_size, 1))
+
+
+def plan_text(ctx: Context) -> str:
+    """What the pipeline will do, stage by stage, said before it starts."""
+    c = ctx.config
+    from_zoo = [n for n in c.classifiers if zoo_entry_for(ctx, "classifier", n, c.classifier_downsample, c.seed)]
+    trained = [n for n in c.classifiers if n not in from_zoo]
+    ae = "from the zoo" if zoo_entry_for(ctx, "autoencoder", c.autoencoder.upsample) else f"{stage_steps(ctx, c.pretrain)} steps"
+    parts = []
+    if from_zoo:
+        parts.append(f"{len(from_zoo)} classifier(s) from the zoo")
+    if trained:
+        parts.append(f"{len(trained)} classifier(s) x {stage_steps(ctx, c.train_classifier)} steps")
+    parts += [f"autoencoder {ae}", f"{len(c.classifiers)} decoder fine-tuning(s) x {stage_steps(ctx, c.finetune)} steps"]
+    evaluated = min(len(ctx.test), c.measure.eval_limit or len(ctx.test))
+    parts.append(f"evaluation on {evaluated} test images (finished stages are skipped)")
+    return "plan: " + "; ".join(parts)
+
+
 @dataclass
 class Trained:
     model: nn.Module
@@ -52,6 +88,9 @@ class Trained:
 
 
 def _fit(ctx: Context, stage, stage_cfg: StageConfig, seed: int, name: str, key: str) -> StageResult:
+    steps = stage_steps(ctx, stage_cfg)
+    if 0 < steps < 20:
+        ctx.say(f"{name}: only {steps} training steps; a result this short is a smoke test, not a finding")
     return train_stage(
         stage,
         ctx.train,

@@ -13,7 +13,7 @@ The relation is checked for being a total order: reflexive, total (A -> B or B -
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from torch import Tensor
 
@@ -35,6 +35,17 @@ class OrderCheck:
     mutual: list[tuple[str, str]]  # both: violates antisymmetry
     intransitive: list[tuple[str, str, str]]  # A -> B, B -> C, not A -> C
     ranking: list[str]  # by how many classifiers each signal suffices for (desc), ties by name
+    scores: list[int] = field(default_factory=list)  # that count, in ranking order: equal counts are ties
+
+    @property
+    def ranking_text(self) -> str:
+        """The ranking with ties shown as ties: 'a > b = c'."""
+        out = ""
+        for i, name in enumerate(self.ranking):
+            if i:
+                out += " = " if self.scores and self.scores[i] == self.scores[i - 1] else " > "
+            out += name
+        return out
 
     @property
     def is_total_order(self) -> bool:
@@ -53,6 +64,8 @@ class OrderCheck:
             "mutual": self.mutual,
             "intransitive": self.intransitive,
             "ranking": self.ranking,
+            "scores": self.scores,
+            "ranking_text": self.ranking_text,
         }
 
 
@@ -73,8 +86,10 @@ def check_total_order(relation: Tensor, names: list[str]) -> OrderCheck:
                 if len({a, b, c}) == 3 and r[a, b] and r[b, c] and not r[a, c]:
                     intransitive.append((names[a], names[b], names[c]))
     score = r.sum(1).tolist()
-    ranking = [n for _, n in sorted(zip(score, names), key=lambda t: (-t[0], t[1]))]
-    return OrderCheck(bool(r.diagonal().all()), incomparable, mutual, intransitive, ranking)
+    ordered = sorted(zip(score, names), key=lambda t: (-t[0], t[1]))
+    return OrderCheck(
+        bool(r.diagonal().all()), incomparable, mutual, intransitive, [n for _, n in ordered], [int(s) for s, _ in ordered]
+    )
 
 
 @dataclass

@@ -75,7 +75,7 @@ def accuracy_bars(results: dict) -> Figure:
     ax.set_ylim(max(0, lo - 10), 100)
     ax.set_xticks(np.arange(len(names)), names)
     ax.set_ylabel("top-1 accuracy (%)")
-    ax.legend(fontsize=8, ncol=3, loc="lower center")
+    ax.legend(fontsize=8, ncol=3, loc="upper center", bbox_to_anchor=(0.5, -0.12), frameon=False)
     ax.set_title("Accuracy on originals, plain and fine-tuned reconstructions", fontsize=9)
     fig.tight_layout()
     return fig
@@ -93,7 +93,7 @@ def nmi_bars(results: dict) -> Figure:
     ax.bar(x + 0.27, cross, 0.27, label="inter, different classes")
     ax.set_xticks(x, keys, fontsize=8)
     ax.set_ylabel("nMI")
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, ncol=3, loc="upper center", bbox_to_anchor=(0.5, -0.12), frameon=False)
     ax.set_title("nMI: a pattern shared by all reconstructions raises inter-image nMI", fontsize=9)
     fig.tight_layout()
     return fig
@@ -195,7 +195,7 @@ def training_curves(results: dict) -> Figure:
     ax.set_yscale("log")
     ax.set_xlabel("step")
     ax.set_ylabel("loss")
-    ax.legend(fontsize=6, ncol=2)
+    ax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     ax.set_title("Training losses per stage", fontsize=9)
     fig.tight_layout()
     return fig
@@ -282,7 +282,7 @@ def odena_plot(hyp: dict) -> Figure:
         ax.bar(x + (j - 1.5) * 0.2, [o[n][when][period] for n in ns], 0.2, label=f"{when}, period {period}")
     ax.set_xticks(x, [f"{n} transposed\nlast layer(s)" for n in ns], fontsize=8)
     ax.set_ylabel("lattice energy (init: output;\ntrained: output - input)", fontsize=8)
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     ax.set_title("Odena's probe: transposed convs in the last 0/1/2 upsampling layers", fontsize=9)
     fig.tight_layout()
     return fig
@@ -298,7 +298,7 @@ def draw_all(run_root: Path) -> dict[str, Path]:
 
     def save(name: str, fig: Figure) -> None:
         path = run_root / "figures" / f"{name}.png"
-        fig.savefig(path, dpi=110)
+        fig.savefig(path, dpi=110, bbox_inches="tight")  # legends outside the axes stay in the picture
         out[name] = path
 
     results_path, arrays_path = run_root / "metrics" / "results.json", run_root / "metrics" / "arrays.safetensors"

@@ -19,7 +19,7 @@ from s2snets.report.figures import draw_all
 
 CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
-h1{font-size:1.6em}h2{border-bottom:1px solid #ddd;padding-bottom:.2em;margin-top:2em}
+dt{font-weight:600;margin-top:.4em}h1{font-size:1.6em}h2{border-bottom:1px solid #ddd;padding-bottom:.2em;margin-top:2em}
 table{border-collapse:collapse;margin:.8em 0;font-size:.9em}td,th{border:1px solid #ccc;padding:.25em .6em;text-align:right}
 th{background:#f4f4f4}td:first-child,th:first-child{text-align:left}img{max-width:100%;border:1px solid #eee;margin:.4em 0}
 .verdict{font-size:1.15em;padding:.6em 1em;border-left:5px solid #4c72b0;background:#f3f6fb}
@@ -73,6 +73,17 @@ def _replicate_section(results: dict, figs: dict[str, Path]) -> str:
     for key, title in (("accuracy", "accuracy"), ("reconstructions", "reconstructions")):
         if key in figs:
             parts.append(_img(figs[key], title))
+    classes = results["dataset"].get("classes") or [str(c) for c in range(len(acc[names[0]]["original"]["per_class"]))]
+    rows = [
+        [cls, *[acc[n][kind]["per_class"][c] for n in names for kind in ("original", "plain", "finetuned")]]
+        for c, cls in enumerate(classes)
+    ]
+    head = ["class", *[f"{n}: {k}" for n in names for k in ("orig", "plain", "ft")]]
+    parts.append(
+        "<details><summary>Per-class top-1 accuracy (original, plain AE, fine-tuned)</summary>"
+        + _table(head, rows, set(range(1, len(head))))
+        + "</details>"
+    )
     rec = results["reconstruction"]
     rows = [["plain", rec["plain"]["mse"], rec["plain"]["psnr"]]] + [
         [f"fine-tuned: {n}", rec["finetuned"][n]["mse"], rec["finetuned"][n]["psnr"]] for n in names
@@ -121,7 +132,8 @@ def _replicate_section(results: dict, figs: dict[str, Path]) -> str:
     verdict = "a total order" if o["total_order"] else ("a total preorder (ties)" if o["total_preorder"] else "not a total order")
     parts.append(
         f"<p>The relation “A’s signal suffices for B” (RRC ≥ {t['threshold']}) is <b>{verdict}</b>. "
-        f"Ranking by how many classifiers each signal suffices for: {html.escape(' > '.join(o['ranking']))}.</p>"
+        f"Ranking by how many classifiers each signal suffices for (<a href='#glossary'>RRC</a>; '=' is a tie): "
+        f"{html.escape(o.get('ranking_text') or ' > '.join(o['ranking']))}.</p>"
     )
     viol = (
         [f"incomparable: {a} / {b}" for a, b in o["incomparable"]]
@@ -135,9 +147,16 @@ def _replicate_section(results: dict, figs: dict[str, Path]) -> str:
         "<h3>T[A, B]: accuracy of B on the reconstructions of the decoder fine-tuned for A</h3>"
         + _table(["signal of A \\ classifier B", *t["names"]], rows, set(range(1, len(t["names"]) + 1)))
     )
-    for key in ("transfer", "lattice"):
-        if key in figs:
-            parts.append(_img(figs[key], key))
+    if "transfer" in figs:
+        parts.append(_img(figs["transfer"], "transfer"))
+    if len(t.get("lattice", [])) <= 1:
+        parts.append(
+            "<p>The formal concept lattice has a single concept: every signal suffices for every classifier at this "
+            "threshold (the relation is complete), so there is no hierarchy to draw. A higher "
+            "<code>measure.rrc_threshold</code> separates them.</p>"
+        )
+    elif "lattice" in figs:
+        parts.append(_img(figs["lattice"], "lattice"))
 
     parts.append("<h2>Checkerboards: lint, overlap maps and gradient probes</h2>")
     rows = []
@@ -166,6 +185,33 @@ def _replicate_section(results: dict, figs: dict[str, Path]) -> str:
         if key in figs:
             parts.append(_img(figs[key], key))
     return "\n".join(parts)
+
+
+GLOSSARY = """<h2 id='glossary'>Glossary</h2><dl>
+<dt>constant pattern</dt><dd>The per-pixel mean of (reconstruction − original) over the evaluated images: what a decoder
+writes into every reconstruction, whatever the input.</dd>
+<dt>constancy</dt><dd>Per pixel, 1 − var(reconstruction − original) / var(original): 1 where the decoder writes the same
+value for every input, 0 where it follows the input; negative where the reconstruction varies more than the original
+(noise added). NaN (blank) where the originals themselves are constant (a black border).</dd>
+<dt>period P, lattice</dt><dd>A checkerboard of period P repeats every P pixels; its power lies on the frequencies
+(k/P, l/P). "Period 2×2" means period 2 on both axes. The lint predicts P from the strides; "period 0×0" or
+"none" means no periodic pattern was predicted.</dd>
+<dt>lattice energy (LE)</dt><dd>The share of an image's non-constant spectral power on the period-P lattice, in [0, 1];
+white noise puts (P²−1)/(H·W−1) of its power there (the lattice's share of frequencies). A share, so it falls when
+anything else is added to the image.</dd>
+<dt>checkerboard amplitude</dt><dd>RMS over pixels of the pattern's period-P lattice component, in pixel units: the
+absolute strength of the checkerboard, the hypothesis experiment's primary measure.</dd>
+<dt>lattice contrast</dt><dd>Power on the lattice peaks / power of the neighbouring frequencies: ~1 means no peak.</dd>
+<dt>phase lock</dt><dd>Correlation of a pattern's lattice component with the control's, with or without undoing a grid
+shift: which lattice (classifier's or decoder's) the checkerboard follows.</dd>
+<dt>nMI</dt><dd>Normalised mutual information of two images' pixel values (scikit-learn's definition, exact):
+intra = original vs its reconstruction; inter = between reconstructions of different images (a shared pattern
+raises it).</dd>
+<dt>RRC</dt><dd>RRC[A, B] = accuracy of classifier B on the reconstructions fine-tuned for A / B's accuracy on
+originals. "A's signal suffices for B" when RRC ≥ the threshold.</dd>
+<dt>holds / does not hold / inconclusive</dt><dd>The 95 % interval over seeds lies on the claimed side of the
+threshold / on the other side / straddles it. Rules in docs/measures.md.</dd>
+</dl>"""
 
 
 def _ci(ci: dict) -> str:
@@ -322,7 +368,9 @@ def _write_report(run_root: Path) -> Path:
     body = [
         f"<h1>s2snets report: {html.escape(name)}</h1>",
         "<p class='muted'>What do deep networks like to see (Palacio et al., CVPR 2018), replicated end to end, "
-        "with checkerboard artifacts (Odena et al., 2016) made measurable. Every number below was computed by this run.</p>",
+        "with checkerboard artifacts (Odena et al., 2016) made measurable. Every number below was computed by this run; "
+        "intervals are 95 % t intervals over seeds, and every term is explained in the <a href='#glossary'>glossary</a> "
+        "at the end.</p>",
     ]
     if results is not None and results.get("claims"):
         body.append(_claims_section(results["claims"]))
@@ -339,6 +387,13 @@ def _write_report(run_root: Path) -> Path:
     else:
         body.append(
             "<p class='muted'>No replication results: run <code>s2snets replicate</code> for the accuracy, nMI and transfer sections.</p>"
+        )
+    body.append(GLOSSARY)
+    config_path = root / "config.toml"
+    if config_path.is_file():
+        body.append(
+            "<details><summary>The run's configuration (config.toml)</summary><pre>"
+            f"{html.escape(config_path.read_text(errors='replace'))}</pre></details>"
         )
     page = (
         f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>s2snets report: {html.escape(name)}</title>"
