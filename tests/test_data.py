@@ -161,3 +161,31 @@ def test_folder_dataset_through_the_config(tmp_path):
     assert abs(float(x.mean())) < 1e-4  # the folder's own statistics travel with it
     with pytest.raises(DataError, match="data.root must name"):
         load_split(DataConfig(dataset="folder"), "train")
+
+
+def test_class_index_maps_synset_folders_to_torchvision_order(tmp_path):
+    import json
+
+    from PIL import Image
+
+    from s2snets.data import image_folder, imagenet_synsets
+    from s2snets.errors import DataError
+
+    synsets = imagenet_synsets()
+    assert len(synsets) == 1000 and len(set(synsets)) == 1000 and list(synsets) == sorted(synsets)
+    assert synsets[0] == "n01440764" and synsets[-1] == "n15075141"  # tench, toilet tissue
+    for name in ("n15075141", "n01440764", "n02085620"):
+        (tmp_path / "val" / name).mkdir(parents=True)
+        Image.new("RGB", (20, 20), (len(name), 0, 0)).save(tmp_path / "val" / name / "a.png")
+    data = image_folder(tmp_path / "val", 16, 3, class_index="imagenet")
+    assert len(data.class_names) == 1000
+    by_folder = {data.class_names[int(label)]: int(label) for label in data.labels}
+    assert by_folder == {n: synsets.index(n) for n in ("n15075141", "n01440764", "n02085620")}
+    assert sorted(by_folder.values()) == [0, synsets.index("n02085620"), 999]
+    (tmp_path / "order.json").write_text(json.dumps({"n15075141": 0, "n01440764": 2, "n02085620": 1}))
+    data = image_folder(tmp_path / "val", 16, 3, class_index=str(tmp_path / "order.json"))
+    assert data.class_names == ("n15075141", "n02085620", "n01440764")
+    (tmp_path / "val" / "cat").mkdir()
+    Image.new("RGB", (20, 20)).save(tmp_path / "val" / "cat" / "a.png")
+    with pytest.raises(DataError, match="class folder 'cat' is not in ImageNet-1k"):
+        image_folder(tmp_path / "val", 16, 3, class_index="imagenet")

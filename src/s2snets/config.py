@@ -58,6 +58,9 @@ class DataConfig:
     test_limit: int = key(0, "the same for the test split (evaluation)", ge=0)
     on_corrupt: str = key("error", "error | skip: what an unreadable image in a folder does", choices="on_corrupt")
     synthetic_n: int = key(512, "images per split for dataset = 'synthetic'", ge=1)
+    class_index: str = key(
+        "", "folder name -> class index: '' = sorted names; 'imagenet' = torchvision's 1,000 synsets; or a JSON file"
+    )
 
 
 @dataclass
@@ -199,6 +202,9 @@ def validate(config: RunConfig) -> RunConfig:
         raise ConfigError("config key 'data.root' is empty: dataset = 'folder' needs the folder of class subfolders")
     if config.data.dataset == "fashion-mnist" and config.data.channels != 1:
         raise ConfigError(f"config key 'data.channels' = {config.data.channels}: Fashion-MNIST is grayscale, use 1")
+    ci = config.data.class_index
+    if ci and ci != "imagenet" and not Path(ci).is_file():
+        raise ConfigError(f"config key 'data.class_index' = {ci!r}: no such file; use '', 'imagenet' or a JSON file")
     if config.data.channels == 2:
         raise ConfigError("config key 'data.channels' = 2 is not valid; use 1 (grayscale) or 3 (RGB)")
     for stage in ("train_classifier", "pretrain", "finetune"):

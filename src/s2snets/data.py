@@ -9,6 +9,7 @@ image folders are resized on load, so this suits small and medium folders, not I
 
 from __future__ import annotations
 
+import json
 import gzip
 import os
 import struct
@@ -236,11 +237,63 @@ def fashion_mnist(split: str = "train", root: str | Path | None = None, pad_to: 
 
 
 # ----------------------------------------------------------------------------------------------- image folders
-def image_folder(path: str | Path, size: int, channels: int = 3, on_corrupt: str = "error", progress: bool = False) -> ImageSet:
+def imagenet_synsets() -> tuple[str, ...]:
+    """The 1,000 ImageNet-1k WordNet IDs in torchvision's class-index order (package data)."""
+    text = (Path(__file__).parent / "resources" / "imagenet_synsets.txt").read_text()
+    return tuple(line.strip() for line in text.splitlines() if line.strip())
+
+
+def class_order(spec: str, folder_names: list[str]) -> tuple[tuple[str, ...], dict[str, int]]:
+    """(class names in index order, folder name -> class index) for an image folder.
+
+    ``spec``: "" = the folder names sorted (torchvision's ImageFolder); "imagenet" = the 1,000 synsets in the order
+    of torchvision's ImageNet weights; or a JSON file holding a list of names (index = position) or an object
+    {name: index}. A folder whose name the order does not hold is a DataError naming it: the labels must match the
+    classifier's outputs, never by luck.
+    """
+    if not spec:
+        names = tuple(sorted(folder_names))
+    elif spec == "imagenet":
+        names = imagenet_synsets()
+    else:
+        path = Path(spec)
+        try:
+            value = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise DataError(f"class index file {path} is not readable JSON ({exc})") from None
+        if isinstance(value, list) and all(isinstance(v, str) for v in value):
+            names = tuple(value)
+        elif isinstance(value, dict) and all(isinstance(v, int) for v in value.values()):
+            if sorted(value.values()) != list(range(len(value))):
+                raise DataError(f"class index file {path}: the indices must be 0 ... {len(value) - 1}, each once")
+            names = tuple(sorted(value, key=value.__getitem__))
+        else:
+            raise DataError(f"class index file {path} must hold a list of class names or an object {{name: index}}")
+    index = {n: i for i, n in enumerate(names)}
+    unknown = [n for n in folder_names if n not in index]
+    if unknown:
+        source = "ImageNet-1k's 1,000 synsets" if spec == "imagenet" else f"the class index {spec}"
+        raise DataError(
+            f"class folder '{unknown[0]}' is not in {source}"
+            + (f" ({len(unknown) - 1} more unknown)" if len(unknown) > 1 else "")
+            + "; rename it or give data.class_index a file that lists it"
+        )
+    return names, index
+
+
+def image_folder(
+    path: str | Path,
+    size: int,
+    channels: int = 3,
+    on_corrupt: str = "error",
+    progress: bool = False,
+    class_index: str = "",
+) -> ImageSet:
     """Images in ``path/<class>/<image>`` (torchvision ImageFolder layout), resized and centre-cropped to size.
 
     ``on_corrupt``: "error" raises DataError naming the first unreadable image; "skip" leaves it out (the skipped
     paths are in the set's ``skipped``). An empty folder, or a class folder without images, is an error.
+    ``class_index`` maps folder names to the classifier's output indices (see ``class_order``).
     """
     from PIL import Image, UnidentifiedImageError
     from torchvision import datasets, transforms
@@ -262,8 +315,10 @@ def image_folder(path: str | Path, size: int, channels: int = 3, on_corrupt: str
     if mode is None:
         raise DataError(f"channels must be 1 or 3, got {channels}")
     to_tensor = transforms.Compose([transforms.Resize(size), transforms.CenterCrop(size), transforms.PILToTensor()])
+    class_names, index = class_order(class_index, list(folder.classes))
     images, labels, skipped = [], [], []
-    for file, label in tqdm(folder.samples, desc=f"loading {root.name}", disable=not progress, unit="img"):
+    for file, folder_label in tqdm(folder.samples, desc=f"loading {root.name}", disable=not progress, unit="img"):
+        label = index[folder.classes[folder_label]]
         try:
             with Image.open(file) as img:
                 img.load()
@@ -278,9 +333,7 @@ def image_folder(path: str | Path, size: int, channels: int = 3, on_corrupt: str
         raise DataError(f"no readable images in {root}")
     x = torch.stack(images)
     mean, std = channel_stats(x)
-    return ImageSet(
-        x, torch.tensor(labels, dtype=torch.int64), tuple(folder.classes), mean, std, f"folder/{root.name}", tuple(skipped)
-    )
+    return ImageSet(x, torch.tensor(labels, dtype=torch.int64), class_names, mean, std, f"folder/{root.name}", tuple(skipped))
 
 
 # ----------------------------------------------------------------------------------------------- synthetic
@@ -315,7 +368,7 @@ def load_split(cfg, split: str, seed: int = 0) -> ImageSet:  # cfg: s2snets.conf
     elif cfg.dataset == "folder":
         if not cfg.root:
             raise DataError("data.root must name the image folder (with train/ and test/ inside) for dataset='folder'")
-        data = image_folder(Path(cfg.root) / split, cfg.size, cfg.channels, cfg.on_corrupt)
+        data = image_folder(Path(cfg.root) / split, cfg.size, cfg.channels, cfg.on_corrupt, class_index=cfg.class_index)
     elif cfg.dataset == "synthetic":
         data = synthetic(cfg.synthetic_n, cfg.size, 4, seed=seed + (0 if split == "train" else 1), channels=cfg.channels)
     else:
