@@ -38,9 +38,10 @@ def test_import_and_config_validation_do_not_load_torch(tmp_path):
 
 
 def test_finetune_decoder_trains_only_the_decoder_of_a_users_autoencoder():
-    import s2snets
     from torch import nn
     from torch.utils.data import DataLoader, TensorDataset
+
+    import s2snets
 
     class AE(nn.Module):
         def __init__(self):

@@ -9,8 +9,8 @@ image folders are resized on load, so this suits small and medium folders, not I
 
 from __future__ import annotations
 
-import json
 import gzip
+import json
 import os
 import struct
 from dataclasses import dataclass, replace
