@@ -17,6 +17,7 @@ Two counting strategies give identical integers: a dense joint table per pair (f
 from __future__ import annotations
 
 import math
+import threading
 
 import torch
 from torch import Tensor
@@ -41,67 +42,90 @@ def quantize(x: Tensor, levels: int = 256) -> Tensor:
 
 
 def _xlogx_table(n: int, device: torch.device) -> Tensor:
-    k = torch.arange(n + 1, dtype=torch.float64, device=device)
-    return torch.xlogy(k, k)
+    """k log k for k = 0..n, float64: every entropy term is a sum of these over counts."""
+    cache = _cache()
+    key = ("lut", n, str(device))
+    if key not in cache:
+        k = torch.arange(n + 1, dtype=torch.float64, device=device)
+        cache.clear() if len(cache) > 8 else None
+        cache[key] = torch.xlogy(k, k)
+    return cache[key]
+
+
+_local = threading.local()
+
+
+def _cache() -> dict:
+    """Per-thread cache of look-up tables and workspaces: a call on one pair must not pay for a 1-MB table."""
+    if not hasattr(_local, "cache"):
+        _local.cache = {}
+    return _local.cache
 
 
 class _Workspace:
-    """Buffers reused across chunks: fresh multi-megabyte allocations cost more than the counting itself on a CPU."""
+    """Buffers reused across chunks and calls: fresh multi-megabyte allocations cost more than the counting."""
 
     def __init__(self, rows: int, n: int, levels: int, dense: bool, device: torch.device):
-        self.qa = torch.empty(0 if dense else rows, n, dtype=torch.int64, device=device)
-        self.qb = torch.empty(0 if dense else rows, n, dtype=torch.int64, device=device)
         self.keys = torch.empty(rows, n, dtype=torch.int64, device=device)
-        self.interleaved = torch.empty(rows, n, 2, dtype=torch.uint8, device=device)
-        self.ones = torch.ones((), dtype=torch.int32, device=device).expand(rows, n)
-        self.minus_ones = torch.full((), -1, dtype=torch.int32, device=device).expand(rows, n)
+        self.keys32 = torch.empty(rows, n, dtype=torch.int32, device=device)
+        self.b32 = torch.empty(rows, n, dtype=torch.int32, device=device)
+        # Contiguous, not expanded: scatter_add_ takes a slower path for a stride-0 source.
+        self.ones = torch.ones(rows, n, dtype=torch.int32, device=device)
+        self.minus_ones = torch.full((0 if dense else rows, n), -1, dtype=torch.int32, device=device)
         cells = levels * levels
         self.joint = torch.zeros(rows, cells, dtype=torch.int32, device=device)
-        self.joint_long = torch.empty(rows * cells if dense else 0, dtype=torch.int64, device=device)
         self.gathered = torch.empty(rows * cells if dense else rows * n, dtype=torch.float64, device=device)
         self.pixel_counts = torch.empty(0 if dense else rows, n, dtype=torch.int32, device=device)
+        self.marginal = torch.zeros(0 if dense else rows, levels, dtype=torch.int32, device=device)
+
+    @staticmethod
+    def get(rows: int, n: int, levels: int, dense: bool, device: torch.device) -> _Workspace:
+        cache = _cache()
+        key = ("ws", rows, n, levels, dense, str(device))
+        if key not in cache:
+            for old in [k for k in cache if k[0] == "ws"]:  # one workspace per thread: bounded memory
+                del cache[old]
+            cache[key] = _Workspace(rows, n, levels, dense, device)
+        return cache[key]
 
 
-def _count_terms(
-    xa: Tensor, xb: Tensor, levels: int, lut: Tensor, dense: bool, ws: _Workspace
-) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """Per row: sum n log n over a's levels, b's levels and the joint cells, and whether a or b is constant.
+def _count_terms(xa: Tensor, xb: Tensor, levels: int, lut: Tensor, dense: bool, ws: _Workspace, out: Tensor) -> None:
+    """Per row, into ``out[:, :3]`` (B, 3) float64: sum n log n over a's levels, b's levels and the joint cells.
 
-    xa, xb: integer levels (B, N). Returns float64 (B,) x3 and bool (B,).
+    xa, xb: integer levels (B, N), uint8 or int64.
     """
     b, n = xa.shape
     keys, ones = ws.keys[:b], ws.ones[:b]
-    if xa.dtype == torch.uint8 and levels == 256:
-        # Interleave the bytes (b, a) and read them as one little-endian uint16: a * 256 + b in a single pass.
-        pairs_u8 = torch.stack((xb, xa), -1, out=ws.interleaved[:b])
-        keys.copy_(pairs_u8.view(torch.uint16).view(b, n))
-    else:
-        keys.copy_(xa).mul_(levels).add_(xb)  # joint cell index a * levels + b
+    # The joint cell a * levels + b, computed in int32 (vectorised; int64 multiplies are not on x86) and widened
+    # once for scatter_add_, which takes int64 indices only.
+    k32 = ws.keys32[:b].copy_(xa).mul_(levels).add_(ws.b32[:b].copy_(xb))
+    keys.copy_(k32)
     joint = ws.joint[:b]
     if dense:  # a full joint table per pair; marginals are its row and column sums
         joint.zero_().scatter_add_(1, keys, ones)
-        idx = ws.joint_long[: joint.numel()].copy_(joint.view(-1))
-        s_ab = torch.index_select(lut, 0, idx, out=ws.gathered[: idx.numel()]).view(b, -1).sum(1)
+        out[:, 2] = torch.index_select(lut, 0, joint.view(-1), out=ws.gathered[: joint.numel()]).view(b, -1).sum(1)
         table = joint.view(b, levels, levels)
-        n_a, n_b = table.sum(2), table.sum(1)
+        n_a, n_b = table.sum(2, dtype=torch.int32), table.sum(1, dtype=torch.int32)
     else:  # scatter into the all-zero table, read each pixel's cell count, zero the touched cells again
         joint.scatter_add_(1, keys, ones)
         counts = ws.pixel_counts[:b]
         torch.gather(joint, 1, keys, out=counts)
         joint.scatter_add_(1, keys, ws.minus_ones[:b])
-        s_ab = ws.gathered[: b * n].view(b, n).copy_(counts).log_().sum(1)  # cell c: n_c pixels of log n_c
-        qa, qb = ws.qa[:b].copy_(xa), ws.qb[:b].copy_(xb)
-        n_a = torch.zeros(b, levels, dtype=torch.int32, device=xa.device).scatter_add_(1, qa, ones)
-        n_b = torch.zeros(b, levels, dtype=torch.int32, device=xa.device).scatter_add_(1, qb, ones)
-    constant = (n_a.amax(1) == n) | (n_b.amax(1) == n)
-    return lut[n_a.long()].sum(1), lut[n_b.long()].sum(1), s_ab, constant
+        out[:, 2] = ws.gathered[: b * n].view(b, n).copy_(counts).log_().sum(1)  # cell c: n_c pixels of log n_c
+        n_a = ws.marginal[:b].zero_().scatter_add_(1, keys.copy_(xa), ones).clone()
+        n_b = ws.marginal[:b].zero_().scatter_add_(1, keys.copy_(xb), ones)
+    out[:, 0] = torch.index_select(lut, 0, n_a.view(-1)).view(b, -1).sum(1)
+    out[:, 1] = torch.index_select(lut, 0, n_b.view(-1)).view(b, -1).sum(1)
 
 
 def nmi(a: Tensor, b: Tensor, levels: int = 256, average: str = "arithmetic", chunk: int | None = None) -> Tensor:
     """nMI of each pair (a[k], b[k]), uint8 or float in [0, 1].
 
     a, b: batches (B, C, H, W) or (B, H, W) -> float64 (B,) in [0, 1]; one pair of grayscale images (H, W) or of
-    flat vectors (N,) -> a 0-dim tensor. (A batch of flat vectors is (B, 1, N); one RGB image, ``x.reshape(-1)``.) Float pixels outside [0, 1] (e.g. 0...255) are an error, not silently clipped.
+    flat vectors (N,) -> a 0-dim tensor. (A batch of flat vectors is (B, 1, N); one RGB image, ``x.reshape(-1)``.)
+    Float pixels outside [0, 1] (e.g. 0...255) are an error, not silently clipped. Exact (scikit-learn's
+    ``normalized_mutual_info_score`` on the quantised levels, to float64 rounding); memory is bounded by ``chunk``
+    pairs at a time, whatever B.
 
     >>> import torch
     >>> x = torch.rand(32, 32)
@@ -130,33 +154,49 @@ def nmi(a: Tensor, b: Tensor, levels: int = 256, average: str = "arithmetic", ch
     if a.ndim <= 2:  # one image (H, W) or one flat vector: a single pair
         return nmi(a.reshape(1, 1, -1), b.reshape(1, 1, -1), levels, average, chunk)[0]
     raw = a.dtype == torch.uint8 and b.dtype == torch.uint8 and levels == 256  # already levels: no conversion
-    qa = a.flatten(1) if raw else quantize(a, levels).flatten(1)
-    qb = b.flatten(1) if raw else quantize(b, levels).flatten(1)
+    qa = a.reshape(a.shape[0], -1)
+    qb = b.reshape(b.shape[0], -1)
     pairs, n = qa.shape
+    if levels * levels >= 2**31 // max(levels, 1) and n > 2**31 // levels:
+        raise ValueError(f"{n} pixels at {levels} levels overflow the int32 joint index; use fewer levels")
     device = qa.device
     lut = _xlogx_table(n, device)
     dense = n * 4 >= levels * levels
-    chunk = chunk or (16 if dense else 64)
-    ws = _Workspace(min(chunk, pairs), n, levels, dense, device)
-    out = torch.empty(pairs, dtype=torch.float64, device=device)
-    log_n = math.log(n)
+    # Dense: a 256 KB joint table per pair; 2 pairs per chunk keep keys and tables in cache at 224x224x3.
+    chunk = chunk or (max(1, min(16, (1 << 19) // n)) if dense else 64)
+    ws = _Workspace.get(min(chunk, pairs), n, levels, dense, device)
+    terms = torch.zeros(pairs, 3, dtype=torch.float64, device=device)
+    flat_a, flat_b = torch.zeros(pairs, dtype=torch.bool, device=device), torch.zeros(pairs, dtype=torch.bool, device=device)
     for start in range(0, pairs, chunk):
-        s_a, s_b, s_ab, constant = _count_terms(qa[start : start + chunk], qb[start : start + chunk], levels, lut, dense, ws)
-        h_a, h_b = log_n - s_a / n, log_n - s_b / n
-        mi = (h_a + h_b - (log_n - s_ab / n)).clamp_min(0.0)
-        mi = torch.where(constant, torch.zeros_like(mi), mi)  # sklearn: a constant labelling shares nothing
-        if average == "arithmetic":
-            norm = (h_a + h_b) / 2
-        elif average == "geometric":
-            norm = torch.sqrt(h_a * h_b)
-        elif average == "min":
-            norm = torch.minimum(h_a, h_b)
-        else:
-            norm = torch.maximum(h_a, h_b)
-        value = torch.where(mi == 0, torch.zeros_like(mi), mi / norm.clamp_min(torch.finfo(torch.float64).eps))
-        both_constant = (h_a == 0) & (h_b == 0)  # sklearn: two constant labellings are a perfect match
-        out[start : start + chunk] = torch.where(both_constant, torch.ones_like(value), value)
-    return out
+        xa, xb = qa[start : start + chunk], qb[start : start + chunk]
+        if not raw:
+            xa, xb = quantize(xa, levels), quantize(xb, levels)
+        fa, fb = (x.amin(1) == x.amax(1) for x in (xa, xb))  # two vectorised passes; aminmax(dim) is far slower
+        flat_a[start : start + chunk], flat_b[start : start + chunk] = fa, fb
+        todo = ~(fa | fb)  # a constant image shares nothing: its nMI is known without counting
+        if bool(todo.all()):
+            _count_terms(xa, xb, levels, lut, dense, ws, terms[start : start + chunk])
+        elif bool(todo.any()):
+            part = torch.empty(int(todo.sum()), 3, dtype=torch.float64, device=device)
+            _count_terms(xa[todo], xb[todo], levels, lut, dense, ws, part)
+            terms[start : start + chunk][todo] = part
+    s_a, s_b, s_ab = terms[:, 0], terms[:, 1], terms[:, 2]
+    constant = flat_a | flat_b
+    log_n = math.log(n)
+    h_a, h_b = log_n - s_a / n, log_n - s_b / n
+    mi = (h_a + h_b - (log_n - s_ab / n)).clamp_min(0.0)
+    mi = torch.where(constant, torch.zeros_like(mi), mi)  # sklearn: a constant labelling shares nothing
+    if average == "arithmetic":
+        norm = (h_a + h_b) / 2
+    elif average == "geometric":
+        norm = torch.sqrt(h_a * h_b)
+    elif average == "min":
+        norm = torch.minimum(h_a, h_b)
+    else:
+        norm = torch.maximum(h_a, h_b)
+    value = torch.where(mi == 0, torch.zeros_like(mi), mi / norm.clamp_min(torch.finfo(torch.float64).eps))
+    both_constant = flat_a & flat_b  # sklearn: two constant labellings are a perfect match
+    return torch.where(both_constant, torch.ones_like(value), value)
 
 
 def intra_nmi(originals: Tensor, reconstructions: Tensor, levels: int = 256, average: str = "arithmetic") -> Tensor:
