@@ -58,6 +58,12 @@ class DataConfig:
     test_limit: int = key(0, "the same for the test split (evaluation)", ge=0)
     on_corrupt: str = key("error", "error | skip: what an unreadable image in a folder does", choices="on_corrupt")
     synthetic_n: int = key(512, "images per split for dataset = 'synthetic'", ge=1)
+    preprocess: str = key(
+        "data",
+        "data: resize to size, centre-crop, the data's own mean/std | imagenet: torchvision's resize 256 / crop 224 "
+        "(scaled to size) and ImageNet's mean/std, what torchvision's pretrained classifiers expect",
+        choices="preprocess",
+    )
     class_index: str = key(
         "", "folder name -> class index: '' = sorted names; 'imagenet' = torchvision's 1,000 synsets; or a JSON file"
     )
@@ -79,6 +85,7 @@ class StageConfig:
 
 @dataclass
 class AutoencoderConfig:
+    encoder_weights: str = key("", "a torchvision VGG16 state_dict (.pth or .safetensors) for the paper SegNet's encoder")
     preset: str = key(
         "small", "small (28-32 px) | paper (VGG16 encoder, the published SegNet) | tiny (tests)", choices="segnet_preset"
     )
@@ -123,6 +130,9 @@ class RunConfig:
     amp: str = key("auto", "auto (bf16 on CUDA, off on CPU) | off | bf16 | fp16", choices="amp")
     classifiers: list[str] = key(
         list(SMALL_FAMILIES), "zoo names or package.module:factory (runs that code)", choices="classifier"
+    )
+    classifier_weights: list[str] = key(
+        [], "'NAME=FILE' per pretrained classifier (safetensors or torchvision .pth): used as is, not trained"
     )
     classifier_downsample: str = key("native", "native | strided_conv | max_pool | avg_pool | blur_pool", choices="downsample")
     use_zoo: bool = key(True, "load classifiers and autoencoders from the shipped zoo where it has them (Fashion-MNIST, 32 px)")
@@ -219,7 +229,31 @@ def validate(config: RunConfig) -> RunConfig:
             raise ConfigError(f"config key 'hypothesis.{name}' is empty; give at least one value")
     if not config.classifiers:
         raise ConfigError("config key 'classifiers' is empty; name at least one classifier")
+    weights = classifier_weights(config)
+    for name, path in weights.items():
+        if name not in config.classifiers:
+            raise ConfigError(
+                f"config key 'classifier_weights' names '{name}', which is not in 'classifiers' {config.classifiers}"
+            )
+        if not Path(path).is_file():
+            raise ConfigError(f"config key 'classifier_weights': weights file for '{name}' not found: {path}")
+    ew = config.autoencoder.encoder_weights
+    if ew and not Path(ew).is_file():
+        raise ConfigError(f"config key 'autoencoder.encoder_weights': file not found: {ew}")
+    if ew and (config.autoencoder.preset != "paper" or config.data.channels != 3):
+        raise ConfigError("config key 'autoencoder.encoder_weights' needs autoencoder.preset = 'paper' and data.channels = 3")
     return config
+
+
+def classifier_weights(config: RunConfig) -> dict[str, str]:
+    """``classifier_weights`` as {classifier name: weights file}; ConfigError for an entry without '='."""
+    out = {}
+    for item in config.classifier_weights:
+        name, eq, path = item.partition("=")
+        if not eq or not name.strip() or not path.strip():
+            raise ConfigError(f"config key 'classifier_weights' entry {item!r} must be 'NAME=FILE'")
+        out[name.strip()] = path.strip()
+    return out
 
 
 def set_key(config: RunConfig, assignment: str) -> RunConfig:

@@ -39,6 +39,8 @@ FASHION_MNIST_FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
 }
+IMAGENET_MEAN = (0.485, 0.456, 0.406)  # torchvision's ImageNet weights expect these
+IMAGENET_STD = (0.229, 0.224, 0.225)
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
 
 # IDX type codes -> (numpy dtype, big-endian)
@@ -288,12 +290,15 @@ def image_folder(
     on_corrupt: str = "error",
     progress: bool = False,
     class_index: str = "",
+    preprocess: str = "data",
 ) -> ImageSet:
     """Images in ``path/<class>/<image>`` (torchvision ImageFolder layout), resized and centre-cropped to size.
 
     ``on_corrupt``: "error" raises DataError naming the first unreadable image; "skip" leaves it out (the skipped
     paths are in the set's ``skipped``). An empty folder, or a class folder without images, is an error.
-    ``class_index`` maps folder names to the classifier's output indices (see ``class_order``).
+    ``class_index`` maps folder names to the classifier's output indices (see ``class_order``). ``preprocess``:
+    "data" resizes the short side to ``size``, centre-crops and normalises with the set's own statistics;
+    "imagenet" resizes to size * 256 / 224, centre-crops and uses ImageNet's mean/std (torchvision's weights).
     """
     from PIL import Image, UnidentifiedImageError
     from torchvision import datasets, transforms
@@ -314,7 +319,10 @@ def image_folder(
     mode = {1: "L", 3: "RGB"}.get(channels)
     if mode is None:
         raise DataError(f"channels must be 1 or 3, got {channels}")
-    to_tensor = transforms.Compose([transforms.Resize(size), transforms.CenterCrop(size), transforms.PILToTensor()])
+    if preprocess not in ("data", "imagenet"):
+        raise DataError(f"preprocess must be 'data' or 'imagenet', got '{preprocess}'")
+    resize = round(size * 256 / 224) if preprocess == "imagenet" else size
+    to_tensor = transforms.Compose([transforms.Resize(resize), transforms.CenterCrop(size), transforms.PILToTensor()])
     class_names, index = class_order(class_index, list(folder.classes))
     images, labels, skipped = [], [], []
     for file, folder_label in tqdm(folder.samples, desc=f"loading {root.name}", disable=not progress, unit="img"):
@@ -332,7 +340,12 @@ def image_folder(
     if not images:
         raise DataError(f"no readable images in {root}")
     x = torch.stack(images)
-    mean, std = channel_stats(x)
+    if preprocess == "imagenet":
+        mean, std = IMAGENET_MEAN[:channels], IMAGENET_STD[:channels]
+        if channels == 1:  # grey: the channels' mean
+            mean, std = (sum(IMAGENET_MEAN) / 3,), (sum(IMAGENET_STD) / 3,)
+    else:
+        mean, std = channel_stats(x)
     return ImageSet(x, torch.tensor(labels, dtype=torch.int64), class_names, mean, std, f"folder/{root.name}", tuple(skipped))
 
 
@@ -368,7 +381,9 @@ def load_split(cfg, split: str, seed: int = 0) -> ImageSet:  # cfg: s2snets.conf
     elif cfg.dataset == "folder":
         if not cfg.root:
             raise DataError("data.root must name the image folder (with train/ and test/ inside) for dataset='folder'")
-        data = image_folder(Path(cfg.root) / split, cfg.size, cfg.channels, cfg.on_corrupt, class_index=cfg.class_index)
+        data = image_folder(
+            Path(cfg.root) / split, cfg.size, cfg.channels, cfg.on_corrupt, class_index=cfg.class_index, preprocess=cfg.preprocess
+        )
     elif cfg.dataset == "synthetic":
         data = synthetic(cfg.synthetic_n, cfg.size, 4, seed=seed + (0 if split == "train" else 1), channels=cfg.channels)
     else:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from s2snets.config import RunConfig, StageConfig, config_hash
+from s2snets.config import RunConfig, StageConfig, classifier_weights, config_hash
 from s2snets.data import ImageSet
 from s2snets.models import build_classifier, build_segnet
 from s2snets.rundir import RunDir
@@ -66,10 +66,15 @@ def stage_steps(ctx: Context, cfg: StageConfig) -> int:
 def plan_text(ctx: Context) -> str:
     """What the pipeline will do, stage by stage, said before it starts."""
     c = ctx.config
-    from_zoo = [n for n in c.classifiers if zoo_entry_for(ctx, "classifier", n, c.classifier_downsample, c.seed)]
-    trained = [n for n in c.classifiers if n not in from_zoo]
+    pretrained = classifier_weights(c)
+    from_zoo = [
+        n for n in c.classifiers if n not in pretrained and zoo_entry_for(ctx, "classifier", n, c.classifier_downsample, c.seed)
+    ]
+    trained = [n for n in c.classifiers if n not in from_zoo and n not in pretrained]
     ae = "from the zoo" if zoo_entry_for(ctx, "autoencoder", c.autoencoder.upsample) else f"{stage_steps(ctx, c.pretrain)} steps"
     parts = []
+    if pretrained:
+        parts.append(f"{len(pretrained)} pretrained classifier(s) from weights files")
     if from_zoo:
         parts.append(f"{len(from_zoo)} classifier(s) from the zoo")
     if trained:
@@ -139,6 +144,16 @@ def train_classifier(
 ) -> Trained:
     """The classifier: from the zoo when it has this (family, downsampling, seed) for this data, else trained."""
     seed = ctx.config.seed if seed is None else seed
+    weights = classifier_weights(ctx.config).get(name)
+    if weights is not None:  # pretrained by the user, as the paper used torchvision's classifiers: not trained
+        from s2snets.zoo import sha256_file
+
+        model = build_classifier(
+            name, ctx.train.num_classes, ctx.train.channels, downsample, weights=weights, input_size=ctx.train.size
+        ).to(ctx.runtime.device)
+        ctx.say(f"classifier {name}: pretrained weights from {weights}")
+        result = StageResult(f"classifier-{name}{tag}", 0, [], 0.0, skipped=True)
+        return Trained(model.eval(), config_hash("pretrained", name, downsample, sha256_file(weights)), result)
     entry = zoo_entry_for(ctx, "classifier", name, downsample, seed)
     if entry is not None:
         return _from_zoo(ctx, entry)
@@ -163,7 +178,18 @@ def pretrain_autoencoder(ctx: Context, upsample: str | None = None, seed: int | 
         return _from_zoo(ctx, entry)
     torch.manual_seed(seed)
     model = build_autoencoder(ctx, upsample)
-    key = config_hash("autoencoder", ctx.config.autoencoder.preset, upsample, ctx.config.pretrain, seed, ctx.data_key)
+    encoder_weights = ctx.config.autoencoder.encoder_weights
+    init = ""
+    if encoder_weights:  # the paper's SegNet starts from a VGG16 encoder
+        from s2snets.checkpoint import load_user_weights
+        from s2snets.zoo import sha256_file
+
+        model.load_vgg16(load_user_weights(encoder_weights))
+        init = sha256_file(encoder_weights)
+        ctx.say(f"autoencoder encoder initialised from VGG16 weights {encoder_weights}")
+    key = config_hash(
+        "autoencoder", ctx.config.autoencoder.preset, upsample, ctx.config.pretrain, seed, ctx.data_key, *([init] if init else [])
+    )
     name = f"autoencoder-{upsample}"
     return Trained(model, key, _fit(ctx, autoencoder_stage(name, model), ctx.config.pretrain, seed, name, key))
 
