@@ -11,6 +11,7 @@ import time
 
 import torch
 from torch import Tensor
+from tqdm import tqdm
 
 from s2snets import __version__
 from s2snets.checkpoint import save_checkpoint
@@ -142,7 +143,9 @@ def evaluate(ctx: Context, classifiers: dict[str, Trained], plain: Trained, fine
     recon_ft = {a: to_pixels(data, raw_ft[a]) for a in names}
     acc: dict = {}
     transfer = torch.zeros(len(names), len(names), dtype=torch.float64)
-    for j, b in enumerate(names):
+    # One unit per classifier: its accuracy on originals, plain and every fine-tuned decoder's reconstructions.
+    bar = tqdm(names, desc="evaluation", unit="classifier", disable=not ctx.progress or not rt.is_main, leave=False)
+    for j, b in enumerate(bar):
         clf = classifiers[b].model
         acc[b] = {
             "original": accuracy(predict_logits(clf, data, rt), labels, k),
