@@ -45,6 +45,9 @@ _LAZY = {
     "phase_lock": "s2snets.metrics.pattern",
     "lattice_contrast": "s2snets.metrics.spectrum",
     "lattice_energy": "s2snets.metrics.spectrum",
+    "make_upsample": "s2snets.layers",
+    "make_downsample": "s2snets.layers",
+    "layers": "s2snets.layers",
     "finetune_decoder": "s2snets.api",
     "FinetuneResult": "s2snets.api",
 }
@@ -54,7 +57,7 @@ def __getattr__(name: str) -> Any:
     if name not in _LAZY:
         raise AttributeError(f"module 's2snets' has no attribute '{name}'")
     module = importlib.import_module(_LAZY[name])
-    value = module if name == "zoo" else getattr(module, name)
+    value = module if name in ("zoo", "layers") else getattr(module, name)
     globals()[name] = value
     return value
 
@@ -83,7 +86,10 @@ __all__ = [
     "lattice_amplitude",
     "lattice_contrast",
     "lattice_energy",
+    "layers",
     "lint",
+    "make_downsample",
+    "make_upsample",
     "nmi",
     "noise_probe",
     "notch_gradient",

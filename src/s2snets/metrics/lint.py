@@ -401,7 +401,7 @@ def lint(
 ) -> LintReport:
     """Lint ``model`` for uneven overlap at ``input_size`` (an int or (H, W)).
 
-    ``in_channels`` defaults to the first convolution's input channels (3 if there is none).
+    ``in_channels`` defaults to the first (transposed) convolution's input channels (3 if there is none).
 
         >>> import torchvision
         >>> report = lint(torchvision.models.resnet18(), 224)      # doctest: +SKIP
@@ -409,7 +409,7 @@ def lint(
     """
     h, w = pair(input_size)
     if in_channels is None:
-        first = next((m for m in model.modules() if isinstance(m, nn.Conv2d)), None)
+        first = next((m for m in model.modules() if isinstance(m, nn.modules.conv._ConvNd)), None)
         in_channels = first.in_channels if first is not None else 3
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
     return lint_model(model, torch.zeros(1, in_channels, h, w, device=device), name or type(model).__name__)
