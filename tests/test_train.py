@@ -195,3 +195,20 @@ def test_a_stage_without_steps_is_a_config_error_not_a_finished_checkpoint(tmp_p
             stage, synthetic(64), cfg, seed=0, checkpoint=tmp_path / "c.safetensors", key="k", runtime=init_runtime("cpu", "off")
         )
     assert not (tmp_path / "c.safetensors").exists()
+
+
+def test_tensorboard_scalars_are_written_per_logged_step(tmp_path):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    torch.manual_seed(0)
+    stage = classifier_stage("clf", build_classifier("vgg_s", 4, 1))
+    cfg = StageConfig(epochs=1, max_steps=20, batch_size=32, lr=1e-3, checkpoint_every=10)
+    result = train_stage(
+        stage, synthetic(128, 16, 4, seed=0), cfg, seed=0, checkpoint=tmp_path / "c.safetensors", key="k", runtime=RT,
+        progress=False, tensorboard=tmp_path / "tb",
+    )  # fmt: skip
+    events = EventAccumulator(str(tmp_path / "tb")).Reload()
+    losses = [(e.step, e.value) for e in events.Scalars("clf/loss")]
+    assert [s for s, _ in losses] == [s for s, _ in result.history]
+    assert all(abs(v - h) < 1e-5 for (_, v), (_, h) in zip(losses, result.history))

@@ -135,6 +135,7 @@ class RunConfig:
         [], "'NAME=FILE' per pretrained classifier (safetensors or torchvision .pth): used as is, not trained"
     )
     classifier_downsample: str = key("native", "native | strided_conv | max_pool | avg_pool | blur_pool", choices="downsample")
+    tensorboard: bool = key(False, "also write per-step losses to <run>/tensorboard (needs the extra: s2snets[tensorboard])")
     use_zoo: bool = key(True, "load classifiers and autoencoders from the shipped zoo where it has them (Fashion-MNIST, 32 px)")
     data: DataConfig = field(default_factory=DataConfig)
     autoencoder: AutoencoderConfig = field(default_factory=AutoencoderConfig)
@@ -212,6 +213,11 @@ def validate(config: RunConfig) -> RunConfig:
         raise ConfigError("config key 'data.root' is empty: dataset = 'folder' needs the folder of class subfolders")
     if config.data.dataset == "fashion-mnist" and config.data.channels != 1:
         raise ConfigError(f"config key 'data.channels' = {config.data.channels}: Fashion-MNIST is grayscale, use 1")
+    if config.tensorboard:
+        import importlib.util
+
+        if importlib.util.find_spec("tensorboard") is None:
+            raise ConfigError("config key 'tensorboard' = true needs TensorBoard: pip install 's2snets[tensorboard]'")
     ci = config.data.class_index
     if ci and ci != "imagenet" and not Path(ci).is_file():
         raise ConfigError(f"config key 'data.class_index' = {ci!r}: no such file; use '', 'imagenet' or a JSON file")

@@ -258,13 +258,15 @@ def train_stage(
     on_step: Callable[[int], None] | None = None,
     metrics_csv: str | Path | None = None,
     heartbeat: float = 30.0,
+    tensorboard: str | Path | None = None,
 ) -> StageResult:
     """Train ``stage`` on ``data`` as ``cfg`` says, resuming from ``checkpoint`` when it holds the same ``key``.
 
     A finished checkpoint with the same key makes this a no-op (the modules are loaded). A NaN or infinite loss
     raises TrainingError and leaves the last good checkpoint in place; Ctrl-C saves and raises Interrupted.
     ``metrics_csv`` receives one row per logged step (step, epoch, loss, lr, seconds); without a progress bar (output
-    sent to a file) a progress line goes to ``log`` every ``heartbeat`` seconds.
+    sent to a file) a progress line goes to ``log`` every ``heartbeat`` seconds. ``tensorboard``: a folder for
+    TensorBoard scalars (loss, lr per logged step; tag = the stage's name).
     """
     checkpoint = Path(checkpoint)
     world, rank = runtime.world_size, runtime.rank
@@ -364,6 +366,11 @@ def train_stage(
     order, order_epoch = None, -1
     bar = tqdm(total=total, initial=step, desc=stage.name, disable=not progress or not runtime.is_main, unit="step", leave=False)
     csv = _MetricsCSV(metrics_csv, step) if metrics_csv is not None and runtime.is_main else None
+    board = None
+    if tensorboard is not None and runtime.is_main:
+        from torch.utils.tensorboard import SummaryWriter  # the optional extra; the config checks it is installed
+
+        board = SummaryWriter(str(tensorboard), purge_step=step + 1 if step else None)
     last_line, line_step = time.perf_counter(), step
 
     def check_finite() -> None:
@@ -382,6 +389,9 @@ def train_stage(
         now = time.perf_counter()
         if csv is not None:
             csv.write(step, step / steps_per_epoch, value, lr, elapsed + now - started)
+        if board is not None:
+            board.add_scalar(f"{stage.name}/loss", value, step)
+            board.add_scalar(f"{stage.name}/lr", lr, step)
         if bar.disable and runtime.is_main and now - last_line >= heartbeat:
             rate = (step - line_step) / (now - last_line)
             eta = (total - step) / rate if rate > 0 else float("inf")
@@ -426,6 +436,8 @@ def train_stage(
     check_finite()
     bar.close()
     save(done=True)
+    if board is not None:
+        board.close()
     seconds = elapsed + time.perf_counter() - started
     log(f"{stage.name}: {total - resumed_from} steps in {time.perf_counter() - started:.1f}s, final loss {history[-1][1]:.4f}")
     return StageResult(stage.name, step, history, seconds, resumed_from=resumed_from)
