@@ -37,6 +37,13 @@ class ConstantPattern:
             f"{self.constant_share:.1%}, lattice energy {energies})"
         )
 
+    def _repr_html_(self) -> str:
+        rows = "".join(f"<tr><td>{p}</td><td>{v:.4f}</td></tr>" for p, v in self.lattice.items())
+        return (
+            f"<b>constant pattern</b>: mean constancy {self.mean_constancy:.3f}, constant share {self.constant_share:.1%}"
+            f"<table><tr><th>period</th><th>lattice energy</th></tr>{rows}</table>"
+        )
+
     def to_dict(self) -> dict:
         """JSON-able: the summary and the (C, H, W) maps as nested lists (NaN where the originals are constant)."""
         return {**self.summary(), "mean_difference": self.mean_difference.tolist(), "constancy": self.constancy.tolist()}

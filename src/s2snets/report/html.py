@@ -90,7 +90,7 @@ def _replicate_section(results: dict, figs: dict[str, Path]) -> str:
     ]
     parts.append("<h3>Reconstruction error (pixels in [0, 1])</h3>" + _table(["autoencoder", "MSE", "PSNR (dB)"], rows))
 
-    parts.append("<h2>Constant patterns and nMI</h2>")
+    parts.append(f"<h2>Constant patterns and nMI {TERMS}</h2>")
     keys = ["original", "plain", *names]
     rows = []
     for k in keys:
@@ -126,7 +126,7 @@ def _replicate_section(results: dict, figs: dict[str, Path]) -> str:
         if key in figs:
             parts.append(_img(figs[key], key))
 
-    parts.append("<h2>Cross-classifier transfer, order and concept lattice</h2>")
+    parts.append(f"<h2>Cross-classifier transfer, order and concept lattice {TERMS}</h2>")
     t = results["transfer"]
     o = t["order"]
     verdict = "a total order" if o["total_order"] else ("a total preorder (ties)" if o["total_preorder"] else "not a total order")
@@ -158,7 +158,7 @@ def _replicate_section(results: dict, figs: dict[str, Path]) -> str:
     elif "lattice" in figs:
         parts.append(_img(figs["lattice"], "lattice"))
 
-    parts.append("<h2>Checkerboards: lint, overlap maps and gradient probes</h2>")
+    parts.append(f"<h2>Checkerboards: lint, overlap maps and gradient probes {TERMS}</h2>")
     rows = []
     for n, lint in results["lint"].items():
         g = lint["input_gradient"] or {}
@@ -187,6 +187,7 @@ def _replicate_section(results: dict, figs: dict[str, Path]) -> str:
     return "\n".join(parts)
 
 
+TERMS = "<a class='muted' style='font-size:.6em' href='#glossary'>(terms)</a>"
 GLOSSARY = """<h2 id='glossary'>Glossary</h2><dl>
 <dt>constant pattern</dt><dd>The per-pixel mean of (reconstruction − original) over the evaluated images: what a decoder
 writes into every reconstruction, whatever the input.</dd>
