@@ -57,3 +57,38 @@ def test_paper_preset_runs_end_to_end_on_a_tiny_imagenet_folder(tmp_path):
     assert results["dataset"]["classes"][0] == "n01440764" and len(results["dataset"]["classes"]) == 1000
     assert results["dataset"]["size"] == 224 and set(results["accuracy"]) == {"resnet50"}
     assert (run / "report.html").is_file() and (run / "metrics" / "autoencoder-unpool.csv").is_file()
+
+
+@pytest.mark.slow
+def test_replicate_under_torchrun_with_two_processes_on_an_image_folder(tmp_path):
+    import subprocess
+    import sys
+
+    import numpy as np
+
+    from s2snets.checkpoint import read_meta
+
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 32), ("test", 8)):
+        for c in ("cats", "dogs"):
+            (tmp_path / "img" / split / c).mkdir(parents=True)
+            for i in range(n):
+                pixels = (rng.random((40, 40, 3)) * (120 if c == "cats" else 255)).astype("uint8")
+                Image.fromarray(pixels).save(tmp_path / "img" / split / c / f"{i}.png")
+    stage = "max_steps = 4\nbatch_size = 8\n"
+    (tmp_path / "c.toml").write_text(
+        f'name = "ddp"\nclassifiers = ["vgg_s"]\n[data]\ndataset = "folder"\nroot = "{tmp_path / "img"}"\nsize = 32\n'
+        f"channels = 3\n[train_classifier]\n{stage}[pretrain]\n{stage}[finetune]\n{stage}"
+        "[measure]\nnmi_pairs = 8\nprobe_images = 4\nfigure_images = 2\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29533", "-m", "s2snets",
+         "replicate", "--config", str(tmp_path / "c.toml"), "--runs", str(tmp_path / "runs"), "--device", "cpu", "--quiet"],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    run = tmp_path / "runs" / "ddp"
+    for name in ("classifier-vgg_s", "autoencoder-unpool", "finetune-unpool-vgg_s"):
+        meta = read_meta(run / "checkpoints" / f"{name}.safetensors")
+        assert meta["done"] and meta["runtime"]["world_size"] == 2, name
+    assert (run / "report.html").is_file() and proc.stdout.count("report: ") == 1  # rank 0 alone reports
