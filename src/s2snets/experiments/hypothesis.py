@@ -28,7 +28,7 @@ import torch
 
 from s2snets import __version__
 from s2snets.checkpoint import save_checkpoint
-from s2snets.config import RunConfig, StageConfig, config_hash
+from s2snets.config import RunConfig, StageConfig, config_hash, validate
 from s2snets.experiments.replicate import accuracy, load_context
 from s2snets.experiments.stages import (
     Context,
@@ -67,6 +67,7 @@ def analysis_period(model: torch.nn.Module, channels: int, size: int) -> int:
 # ----------------------------------------------------------------------------------------------- the grid
 def hypothesis(config: RunConfig, run: RunDir, runtime: Runtime, progress: bool = True) -> dict:
     """Run (or resume) the intervention grid and its statistics; writes metrics/hypothesis.json."""
+    validate(config)
     with run.logging():
         return _hypothesis(config, run, runtime, progress)
 

@@ -15,7 +15,7 @@ from tqdm import tqdm
 
 from s2snets import __version__
 from s2snets.checkpoint import save_checkpoint
-from s2snets.config import RunConfig, config_hash, to_dict
+from s2snets.config import RunConfig, config_hash, to_dict, validate
 from s2snets.data import load_split
 from s2snets.experiments.stages import (
     Context,
@@ -88,6 +88,7 @@ def load_context(config: RunConfig, run: RunDir, runtime: Runtime, progress: boo
 
 def replicate(config: RunConfig, run: RunDir, runtime: Runtime, progress: bool = True) -> dict:
     """Run (or resume) every stage of the paper's pipeline and measure it. Returns the results dict."""
+    validate(config)  # a config built in Python gets the same checks as one read from TOML, before any work
     with run.logging():
         return _replicate(config, run, runtime, progress)
 
