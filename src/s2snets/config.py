@@ -213,6 +213,11 @@ def validate(config: RunConfig) -> RunConfig:
         raise ConfigError("config key 'data.root' is empty: dataset = 'folder' needs the folder of class subfolders")
     if config.data.dataset == "fashion-mnist" and config.data.channels != 1:
         raise ConfigError(f"config key 'data.channels' = {config.data.channels}: Fashion-MNIST is grayscale, use 1")
+    if config.data.dataset == "fashion-mnist" and (config.data.size < 28 or config.data.size % 2):
+        raise ConfigError(
+            f"config key 'data.size' = {config.data.size}: Fashion-MNIST's 28 x 28 images are zero-padded, use 28 or an "
+            "even size above it (32 in the zoo)"
+        )
     if config.tensorboard:
         import importlib.util
 
