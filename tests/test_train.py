@@ -212,3 +212,17 @@ def test_tensorboard_scalars_are_written_per_logged_step(tmp_path):
     losses = [(e.step, e.value) for e in events.Scalars("clf/loss")]
     assert [s for s, _ in losses] == [s for s, _ in result.history]
     assert all(abs(v - h) < 1e-5 for (_, v), (_, h) in zip(losses, result.history))
+
+
+def test_without_a_bar_progress_lines_come_with_rate_and_eta(tmp_path):
+    torch.manual_seed(0)
+    stage = classifier_stage("clf", build_classifier("vgg_s", 4, 1))
+    cfg = StageConfig(epochs=1, max_steps=20, batch_size=32, lr=1e-3, checkpoint_every=10)
+    lines: list[str] = []
+    result = train_stage(
+        stage, synthetic(128, 16, 4, seed=0), cfg, seed=0, checkpoint=tmp_path / "c.safetensors", key="k", runtime=RT,
+        progress=False, log=lines.append, heartbeat=0.0,  # a line per logged step here; every 30 s in the pipeline
+    )  # fmt: skip
+    beats = [ln for ln in lines if "ETA" in ln]
+    assert [int(ln.split()[2].split("/")[0]) for ln in beats] == [s for s, _ in result.history]
+    assert beats[0].startswith("clf: step 4/20 (20%), loss ") and "steps/s, ETA" in beats[0]
