@@ -60,7 +60,7 @@ def test_paper_preset_runs_end_to_end_on_a_tiny_imagenet_folder(tmp_path):
 
 
 @pytest.mark.slow
-def test_replicate_under_torchrun_with_two_processes_on_an_image_folder(tmp_path):
+def test_replicate_under_torchrun_with_two_processes_streaming_an_image_folder(tmp_path):
     import subprocess
     import sys
 
@@ -78,6 +78,7 @@ def test_replicate_under_torchrun_with_two_processes_on_an_image_folder(tmp_path
     stage = "max_steps = 4\nbatch_size = 8\n"
     (tmp_path / "c.toml").write_text(
         f'name = "ddp"\nclassifiers = ["vgg_s"]\n[data]\ndataset = "folder"\nroot = "{tmp_path / "img"}"\nsize = 32\n'
+        'stream = "disk"\n'
         f"channels = 3\n[train_classifier]\n{stage}[pretrain]\n{stage}[finetune]\n{stage}"
         "[measure]\nnmi_pairs = 8\nprobe_images = 4\nfigure_images = 2\n"
     )

@@ -64,6 +64,14 @@ class DataConfig:
         "(scaled to size) and ImageNet's mean/std, what torchvision's pretrained classifiers expect",
         choices="preprocess",
     )
+    stream: str = key(
+        "auto",
+        "memory | disk | auto: a folder's training split held in memory, or read from disk by a DataLoader; auto = "
+        "disk when it would exceed memory_budget_gb",
+        choices="stream",
+    )
+    memory_budget_gb: float = key(8.0, "largest training split held in memory (uint8 images) with stream = 'auto'", gt=0)
+    workers: int = key(2, "DataLoader worker processes for a split read from disk", ge=0)
     class_index: str = key(
         "", "folder name -> class index: '' = sorted names; 'imagenet' = torchvision's 1,000 synsets; or a JSON file"
     )

@@ -374,8 +374,16 @@ def synthetic(n: int = 512, size: int = 32, classes: int = 4, seed: int = 0, cha
     return ImageSet(x, labels, tuple(f"class{k}" for k in range(classes)), mean, std, f"synthetic/{seed}")
 
 
-def load_split(cfg, split: str, seed: int = 0) -> ImageSet:  # cfg: s2snets.config.DataConfig
-    """The split of the dataset a DataConfig names, limited as it says."""
+def load_split(cfg, split: str, seed: int = 0):  # cfg: s2snets.config.DataConfig
+    """The split of the dataset a DataConfig names, limited as it says: an ``ImageSet`` in memory, or (a folder's
+    training split with ``stream = "disk"``, or ``"auto"`` above ``memory_budget_gb``) a ``stream.FolderStream``."""
+    if cfg.dataset == "folder" and split == "train" and cfg.root and cfg.stream != "memory":
+        from s2snets.stream import folder_bytes, folder_stream
+
+        folder = Path(cfg.root) / split
+        if cfg.stream == "disk" or folder_bytes(folder, cfg.size, cfg.channels) > cfg.memory_budget_gb * 2**30:
+            stream = folder_stream(folder, cfg.size, cfg.channels, cfg.class_index, cfg.preprocess, seed)
+            return stream.head(cfg.train_limit, seed=seed)
     if cfg.dataset == "fashion-mnist":
         data = fashion_mnist(split, cfg.root or None, pad_to=cfg.size)
     elif cfg.dataset == "folder":

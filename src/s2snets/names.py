@@ -9,6 +9,7 @@ SCHEDULES = ("constant", "cosine")
 AMP_MODES = ("auto", "off", "bf16", "fp16")
 ON_CORRUPT = ("error", "skip")
 PREPROCESS = ("data", "imagenet")
+STREAM = ("auto", "memory", "disk")
 UPSAMPLINGS = ("unpool", "transposed", "resize_conv", "subpixel", "zero_order_hold")
 DOWNSAMPLINGS = ("native", "strided_conv", "max_pool", "avg_pool", "blur_pool")
 SMALL_FAMILIES = ("alexnet_s", "vgg_s", "resnet_s", "inception_s")
@@ -25,6 +26,7 @@ REGISTRIES: dict[str, tuple[str, ...]] = {
     "amp": AMP_MODES,
     "on_corrupt": ON_CORRUPT,
     "preprocess": PREPROCESS,
+    "stream": STREAM,
     "upsample": UPSAMPLINGS,
     "downsample": DOWNSAMPLINGS,
     "classifier": CLASSIFIER_NAMES,

@@ -42,6 +42,7 @@ from s2snets.config import OPTIMIZERS, SCHEDULES, StageConfig
 from s2snets.data import ImageSet
 from s2snets.errors import ConfigError, DataError, Interrupted, TrainingError
 from s2snets.runtime import Runtime, barrier
+from s2snets.stream import planned_batches
 
 
 # ----------------------------------------------------------------------------------------------- objectives
@@ -259,6 +260,7 @@ def train_stage(
     metrics_csv: str | Path | None = None,
     heartbeat: float = 30.0,
     tensorboard: str | Path | None = None,
+    workers: int = 2,
 ) -> StageResult:
     """Train ``stage`` on ``data`` as ``cfg`` says, resuming from ``checkpoint`` when it holds the same ``key``.
 
@@ -266,7 +268,8 @@ def train_stage(
     raises TrainingError and leaves the last good checkpoint in place; Ctrl-C saves and raises Interrupted.
     ``metrics_csv`` receives one row per logged step (step, epoch, loss, lr, seconds); without a progress bar (output
     sent to a file) a progress line goes to ``log`` every ``heartbeat`` seconds. ``tensorboard``: a folder for
-    TensorBoard scalars (loss, lr per logged step; tag = the stage's name).
+    TensorBoard scalars (loss, lr per logged step; tag = the stage's name). ``data`` is an ``ImageSet`` in memory or
+    a ``stream.FolderStream`` read by a DataLoader with ``workers`` processes, in the same order.
     """
     checkpoint = Path(checkpoint)
     world, rank = runtime.world_size, runtime.rank
@@ -363,7 +366,9 @@ def train_stage(
     stage.loss.train()
     started = time.perf_counter()
     running, running_n, last_checked = torch.zeros((), device=runtime.device), 0, step
-    order, order_epoch = None, -1
+    order_epoch = -1
+    source: Iterator[tuple[Tensor, Tensor]] = iter(())
+    lr = cfg.lr
     bar = tqdm(total=total, initial=step, desc=stage.name, disable=not progress or not runtime.is_main, unit="step", leave=False)
     csv = _MetricsCSV(metrics_csv, step) if metrics_csv is not None and runtime.is_main else None
     board = None
@@ -403,11 +408,15 @@ def train_stage(
     with _StopFlag() as stop:
         while step < total:
             epoch, within = divmod(step, steps_per_epoch)
-            if epoch != order_epoch:
-                order, order_epoch = epoch_order(seed, epoch, len(data)), epoch
-            idx = order[within * global_batch : (within + 1) * global_batch][rank::world]
-            x = runtime.to_device(data.normalize(data.images[idx]))
-            y = data.labels[idx].to(runtime.device, non_blocking=True)
+            if epoch != order_epoch:  # this epoch's batches, from the step a resumed run stopped at
+                source = planned_batches(
+                    data, epoch_order(seed, epoch, len(data)), within, steps_per_epoch, global_batch, rank, world,
+                    workers=workers, pin_memory=runtime.device.type == "cuda",
+                )  # fmt: skip
+                order_epoch = epoch
+            images, labels = next(source)
+            x = runtime.to_device(data.normalize(images))
+            y = labels.to(runtime.device, non_blocking=True)
             lr = lr_at(step, total, cfg)
             for group in optimizer.param_groups:
                 group["lr"] = lr

@@ -108,6 +108,7 @@ def _fit(ctx: Context, stage, stage_cfg: StageConfig, seed: int, name: str, key:
         log=ctx.say,
         metrics_csv=ctx.run.metrics_csv(name),
         tensorboard=ctx.run.root / "tensorboard" if ctx.config.tensorboard else None,
+        workers=ctx.config.data.workers,
     )
 
 

@@ -1,0 +1,164 @@
+"""Image folders read from disk on demand: training splits that do not fit in memory (ImageNet's is ~190 GB as
+uint8 at 224 px).
+
+``FolderStream`` is a ``torch.utils.data.Dataset`` with the attributes the training engine reads from an
+``ImageSet`` (labels, class names, mean/std, ``normalize``); ``planned_batches`` serves either kind in the engine's
+exact order — a permutation that depends only on (seed, epoch), started at the step a resumed run stopped at — through
+a ``DataLoader`` with worker processes and pinned memory for a stream, by plain indexing for a set in memory. The
+same folder read either way gives bit-identical batches.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset
+
+from s2snets.errors import DataError
+
+STATS_SAMPLE = 512  # images decoded to estimate a stream's mean/std when it has no fixed preprocessing
+
+
+@dataclass(frozen=True)
+class FolderStream(Dataset):
+    """A labelled image folder on disk: files (path, class index), decoded and cropped on each access."""
+
+    files: tuple[str, ...]
+    labels: Tensor  # int64 (N,)
+    class_names: tuple[str, ...]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    name: str
+    size: int
+    channels: int
+    resize: int  # the short side before the centre crop to ``size``
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def __getitem__(self, i: int) -> tuple[Tensor, int]:
+        """uint8 (C, size, size) and the label; an unreadable file gives label -1 - i (the engine names it)."""
+        try:
+            return decode(self.files[i], self.resize, self.size, self.channels), int(self.labels[i])
+        except DataError:
+            return torch.zeros(self.channels, self.size, self.size, dtype=torch.uint8), -1 - i
+
+    def check(self, i: int) -> None:
+        """Raise the DataError that file ``i`` gives (in the main process, with the reason)."""
+        decode(self.files[i], self.resize, self.size, self.channels)
+
+    def head(self, n: int, seed: int = 0) -> FolderStream:
+        """The first ``n`` files after a seeded shuffle, in file order (the selection ``ImageSet.head`` makes)."""
+        if n <= 0 or n >= len(self):
+            return self
+        keep = torch.randperm(len(self), generator=torch.Generator().manual_seed(seed))[:n].sort().values
+        return replace(self, files=tuple(self.files[int(i)] for i in keep), labels=self.labels[keep])
+
+    def normalize(self, batch: Tensor) -> Tensor:
+        """uint8 (B, C, H, W) -> float32 standardised with this stream's mean/std."""
+        x = batch.float().div_(255.0) if batch.dtype == torch.uint8 else batch.float()
+        mean = torch.tensor(self.mean, device=x.device).view(1, -1, 1, 1)
+        std = torch.tensor(self.std, device=x.device).view(1, -1, 1, 1)
+        return (x - mean) / std
+
+
+def decode(path: str, resize: int, size: int, channels: int) -> Tensor:
+    """One image file -> uint8 (C, size, size): short side resized to ``resize``, centre-cropped to ``size``."""
+    from PIL import Image, UnidentifiedImageError
+    from torchvision.transforms import functional as TF
+
+    try:
+        with Image.open(path) as file:
+            img = TF.center_crop(TF.resize(file.convert({1: "L", 3: "RGB"}[channels]), resize), size)
+            return TF.pil_to_tensor(img)
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise DataError(f"cannot read image {path}: {exc}") from None
+
+
+def planned_batches(
+    data,
+    order: Tensor,
+    first: int,
+    steps: int,
+    batch: int,
+    rank: int = 0,
+    world: int = 1,
+    workers: int = 2,
+    pin_memory: bool = False,
+) -> Iterator[tuple[Tensor, Tensor]]:
+    """The batches of steps ``first`` .. ``steps - 1`` of one epoch: (uint8 images (b, C, H, W), labels (b,)).
+
+    ``order`` is the epoch's permutation; rank ``rank`` of ``world`` takes every world-th image of each global batch.
+    An ``ImageSet`` is indexed in memory; a ``FolderStream`` is read by a ``DataLoader`` with ``workers`` processes.
+    """
+    plan = [order[i * batch : (i + 1) * batch][rank::world] for i in range(first, steps)]
+    if not isinstance(data, FolderStream):
+        for idx in plan:
+            yield data.images[idx], data.labels[idx]
+        return
+    loader = DataLoader(
+        data,
+        batch_sampler=[idx.tolist() for idx in plan],
+        num_workers=workers,
+        pin_memory=pin_memory,
+        persistent_workers=False,
+    )
+    for images, labels in loader:
+        if bool((labels < 0).any()):
+            data.check(-1 - int(labels.min()))  # raises the file's own error in this process
+            raise DataError(f"an image of {data.name} could not be read")
+        yield images, labels
+
+
+def folder_stream(
+    root: str | Path, size: int, channels: int, class_index: str = "", preprocess: str = "data", seed: int = 0
+) -> FolderStream:
+    """``root/<class>/<image>`` as a FolderStream (the layout and class order of ``data.image_folder``)."""
+    from s2snets.data import IMAGE_SUFFIXES, IMAGENET_MEAN, IMAGENET_STD, class_order
+
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(f"image folder not found: {root}")
+    class_dirs = sorted(d for d in root.iterdir() if d.is_dir())
+    if not class_dirs:
+        raise DataError(f"{root} has no class sub-folders; expected {root}/<class>/<image>")
+    names, index = class_order(class_index, [d.name for d in class_dirs])
+    files, labels = [], []
+    for d in class_dirs:
+        found = sorted(str(f) for f in d.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
+        if not found:
+            raise DataError(f"class folder {d} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+        files += found
+        labels += [index[d.name]] * len(found)
+    resize = round(size * 256 / 224) if preprocess == "imagenet" else size
+    if preprocess == "imagenet":
+        mean, std = IMAGENET_MEAN[:channels], IMAGENET_STD[:channels]
+        if channels == 1:
+            mean, std = (sum(IMAGENET_MEAN) / 3,), (sum(IMAGENET_STD) / 3,)
+    else:  # the set's own statistics, estimated on a seeded sample
+        from s2snets.data import channel_stats
+
+        pick = torch.randperm(len(files), generator=torch.Generator().manual_seed(seed))[:STATS_SAMPLE]
+        mean, std = channel_stats(torch.stack([decode(files[int(i)], resize, size, channels) for i in pick]))
+    return FolderStream(
+        tuple(files), torch.tensor(labels, dtype=torch.int64), names, mean, std, f"folder/{root.name}", size, channels, resize
+    )
+
+
+def folder_bytes(root: str | Path, size: int, channels: int) -> int:
+    """What ``root`` would occupy in memory as uint8 images of size x size (files counted, not decoded)."""
+    from s2snets.data import IMAGE_SUFFIXES
+
+    root = Path(root)
+    if not root.is_dir():
+        return 0
+    n = sum(1 for d in root.iterdir() if d.is_dir() for f in d.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
+    return n * channels * size * size
