@@ -101,16 +101,19 @@ class ImageSet:
 
     def normalize(self, batch: Tensor) -> Tensor:
         """uint8 or [0, 1] float (B, C, H, W) -> float32 (B, C, H, W) standardised with this set's mean/std."""
-        x = batch.float().div_(255.0) if batch.dtype == torch.uint8 else batch.float()
-        mean = torch.tensor(self.mean, device=x.device).view(1, -1, 1, 1)
-        std = torch.tensor(self.std, device=x.device).view(1, -1, 1, 1)
-        return (x - mean) / std
+        return standardize(batch, self.mean, self.std)
 
     def denormalize(self, x: Tensor) -> Tensor:
         """Inverse of ``normalize``: float (B, C, H, W) -> float in [0, 1] units (not clipped)."""
         mean = torch.tensor(self.mean, device=x.device, dtype=x.dtype).view(1, -1, 1, 1)
         std = torch.tensor(self.std, device=x.device, dtype=x.dtype).view(1, -1, 1, 1)
         return x * std + mean
+
+
+def standardize(batch: Tensor, mean: tuple[float, ...], std: tuple[float, ...]) -> Tensor:
+    """uint8 or [0, 1] float (B, C, H, W) -> float32 (B, C, H, W), (x - mean) / std per channel."""
+    x = batch.float().div_(255.0) if batch.dtype == torch.uint8 else batch.float()
+    return (x - torch.tensor(mean, device=x.device).view(1, -1, 1, 1)) / torch.tensor(std, device=x.device).view(1, -1, 1, 1)
 
 
 def channel_stats(images: Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:

@@ -63,11 +63,10 @@ class FolderStream(Dataset):
         return replace(self, files=tuple(self.files[int(i)] for i in keep), labels=self.labels[keep])
 
     def normalize(self, batch: Tensor) -> Tensor:
-        """uint8 (B, C, H, W) -> float32 standardised with this stream's mean/std."""
-        x = batch.float().div_(255.0) if batch.dtype == torch.uint8 else batch.float()
-        mean = torch.tensor(self.mean, device=x.device).view(1, -1, 1, 1)
-        std = torch.tensor(self.std, device=x.device).view(1, -1, 1, 1)
-        return (x - mean) / std
+        """uint8 (B, C, H, W) -> float32 standardised with this stream's mean/std (as ``ImageSet.normalize``)."""
+        from s2snets.data import standardize
+
+        return standardize(batch, self.mean, self.std)
 
 
 def decode(path: str, resize: int, size: int, channels: int) -> Tensor:
@@ -121,7 +120,8 @@ def planned_batches(
 def folder_stream(
     root: str | Path, size: int, channels: int, class_index: str = "", preprocess: str = "data", seed: int = 0
 ) -> FolderStream:
-    """``root/<class>/<image>`` as a FolderStream (the layout and class order of ``data.image_folder``)."""
+    """``root/<class>/<image>`` as a FolderStream (the layout and class order of ``data.image_folder``; the images
+    directly inside each class folder, not in sub-folders of it)."""
     from s2snets.data import IMAGE_SUFFIXES, IMAGENET_MEAN, IMAGENET_STD, class_order
 
     root = Path(root)
