@@ -25,6 +25,15 @@ def run_cli(*args: str, env: dict | None = None, cwd: Path | None = None, timeou
     )
 
 
+def one_line_error(proc, *fragments):
+    """A user error: exit code 2 and exactly one line on stderr, holding every fragment, no traceback."""
+    assert proc.returncode == 2, (proc.returncode, proc.stderr)
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    for f in fragments:
+        assert f in lines[0], lines[0]
+
+
 @pytest.fixture(scope="session")
 def quick_demo(tmp_path_factory):
     """One end-to-end `s2snets demo --quick` shared by the tests that inspect its outputs."""

@@ -3,21 +3,13 @@ import json
 import numpy as np
 import pytest
 import torch
-from conftest import run_cli
+from conftest import one_line_error, run_cli
 from PIL import Image
 from safetensors.torch import save_file
 from test_data import make_fashion_folder
 
 from s2snets.data import write_idx
 from s2snets.models import build_classifier
-
-
-def one_line_error(proc, *fragments):
-    assert proc.returncode == 2, (proc.returncode, proc.stderr)
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
-    for f in fragments:
-        assert f in lines[0], lines[0]
 
 
 def test_help_lists_the_subcommands():

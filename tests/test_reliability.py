@@ -9,7 +9,7 @@ import time
 
 import pytest
 import torch
-from conftest import run_cli
+from conftest import one_line_error, run_cli
 from safetensors import safe_open
 from safetensors.torch import save_file
 
@@ -23,14 +23,6 @@ from s2snets.runtime import init_runtime
 from s2snets.train import classifier_stage, train_stage
 
 RT = init_runtime("cpu")
-
-
-def one_line_error(proc, *fragments):
-    assert proc.returncode == 2, (proc.returncode, proc.stderr)
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
-    for f in fragments:
-        assert f in lines[0], lines[0]
 
 
 # ----------------------------------------------------------------------------------------------- locks

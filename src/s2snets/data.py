@@ -286,6 +286,47 @@ def class_order(spec: str, folder_names: list[str]) -> tuple[tuple[str, ...], di
     return names, index
 
 
+def class_folders(root: Path) -> list[Path]:
+    """The class sub-folders of an image folder, sorted; DataError if the folder, its classes or a class's images
+    are missing."""
+    if not root.is_dir():
+        raise DataError(f"image folder not found: {root}")
+    class_dirs = sorted(d for d in root.iterdir() if d.is_dir())
+    if not class_dirs:
+        raise DataError(f"{root} has no class sub-folders; expected {root}/<class>/<image>")
+    for d in class_dirs:
+        if not any(f.suffix.lower() in IMAGE_SUFFIXES for f in d.iterdir()):
+            raise DataError(f"class folder {d} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+    return class_dirs
+
+
+def preprocessing(preprocess: str, size: int, channels: int) -> tuple[int, tuple[tuple[float, ...], tuple[float, ...]] | None]:
+    """(short side before the centre crop to ``size``, fixed (mean, std) or None for the set's own statistics)."""
+    if channels not in (1, 3):
+        raise DataError(f"channels must be 1 or 3, got {channels}")
+    if preprocess == "data":
+        return size, None
+    if preprocess != "imagenet":
+        raise DataError(f"preprocess must be 'data' or 'imagenet', got '{preprocess}'")
+    if channels == 1:  # grey: the channels' mean
+        return round(size * 256 / 224), ((sum(IMAGENET_MEAN) / 3,), (sum(IMAGENET_STD) / 3,))
+    return round(size * 256 / 224), (IMAGENET_MEAN, IMAGENET_STD)
+
+
+def decode_image(path: str | Path, resize: int, size: int, channels: int) -> Tensor:
+    """One image file -> uint8 (C, size, size): short side resized to ``resize``, centre-cropped to ``size``.
+    DataError naming the file if it cannot be read."""
+    from PIL import Image, UnidentifiedImageError
+    from torchvision.transforms import functional as TF
+
+    try:
+        with Image.open(path) as file:
+            img = TF.center_crop(TF.resize(file.convert({1: "L", 3: "RGB"}[channels]), resize), size)
+            return TF.pil_to_tensor(img)
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise DataError(f"cannot read image {path}: {exc}") from None
+
+
 def image_folder(
     path: str | Path,
     size: int,
@@ -303,52 +344,30 @@ def image_folder(
     "data" resizes the short side to ``size``, centre-crops and normalises with the set's own statistics;
     "imagenet" resizes to size * 256 / 224, centre-crops and uses ImageNet's mean/std (torchvision's weights).
     """
-    from PIL import Image, UnidentifiedImageError
-    from torchvision import datasets, transforms
+    from torchvision import datasets
     from tqdm import tqdm
 
     if on_corrupt not in ("error", "skip"):
         raise DataError(f"on_corrupt must be 'error' or 'skip', got '{on_corrupt}'")
     root = Path(path)
-    if not root.is_dir():
-        raise DataError(f"image folder not found: {root}")
-    class_dirs = sorted(d for d in root.iterdir() if d.is_dir())
-    if not class_dirs:
-        raise DataError(f"{root} has no class sub-folders; expected {root}/<class>/<image>")
-    for d in class_dirs:
-        if not any(f.suffix.lower() in IMAGE_SUFFIXES for f in d.iterdir()):
-            raise DataError(f"class folder {d} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+    class_folders(root)
     folder = datasets.ImageFolder(str(root), loader=lambda p: p, is_valid_file=lambda p: Path(p).suffix.lower() in IMAGE_SUFFIXES)
-    mode = {1: "L", 3: "RGB"}.get(channels)
-    if mode is None:
-        raise DataError(f"channels must be 1 or 3, got {channels}")
-    if preprocess not in ("data", "imagenet"):
-        raise DataError(f"preprocess must be 'data' or 'imagenet', got '{preprocess}'")
-    resize = round(size * 256 / 224) if preprocess == "imagenet" else size
-    to_tensor = transforms.Compose([transforms.Resize(resize), transforms.CenterCrop(size), transforms.PILToTensor()])
+    resize, fixed = preprocessing(preprocess, size, channels)
     class_names, index = class_order(class_index, list(folder.classes))
     images, labels, skipped = [], [], []
     for file, folder_label in tqdm(folder.samples, desc=f"loading {root.name}", disable=not progress, unit="img"):
-        label = index[folder.classes[folder_label]]
         try:
-            with Image.open(file) as img:
-                img.load()
-                images.append(to_tensor(img.convert(mode)))
-        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+            images.append(decode_image(file, resize, size, channels))
+        except DataError as exc:
             if on_corrupt == "error":
-                raise DataError(f"cannot read image {file}: {exc} (use on_corrupt='skip' to leave it out)") from None
+                raise DataError(f"{exc} (use on_corrupt='skip' to leave it out)") from None
             skipped.append(file)
             continue
-        labels.append(label)
+        labels.append(index[folder.classes[folder_label]])
     if not images:
         raise DataError(f"no readable images in {root}")
     x = torch.stack(images)
-    if preprocess == "imagenet":
-        mean, std = IMAGENET_MEAN[:channels], IMAGENET_STD[:channels]
-        if channels == 1:  # grey: the channels' mean
-            mean, std = (sum(IMAGENET_MEAN) / 3,), (sum(IMAGENET_STD) / 3,)
-    else:
-        mean, std = channel_stats(x)
+    mean, std = fixed or channel_stats(x)
     return ImageSet(x, torch.tensor(labels, dtype=torch.int64), class_names, mean, std, f"folder/{root.name}", tuple(skipped))
 
 

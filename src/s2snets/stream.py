@@ -18,6 +18,15 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
+from s2snets.data import (
+    IMAGE_SUFFIXES,
+    channel_stats,
+    class_folders,
+    class_order,
+    decode_image,
+    preprocessing,
+    standardize,
+)
 from s2snets.errors import DataError
 
 STATS_SAMPLE = 512  # images decoded to estimate a stream's mean/std when it has no fixed preprocessing
@@ -47,13 +56,13 @@ class FolderStream(Dataset):
     def __getitem__(self, i: int) -> tuple[Tensor, int]:
         """uint8 (C, size, size) and the label; an unreadable file gives label -1 - i (the engine names it)."""
         try:
-            return decode(self.files[i], self.resize, self.size, self.channels), int(self.labels[i])
+            return decode_image(self.files[i], self.resize, self.size, self.channels), int(self.labels[i])
         except DataError:
             return torch.zeros(self.channels, self.size, self.size, dtype=torch.uint8), -1 - i
 
     def check(self, i: int) -> None:
         """Raise the DataError that file ``i`` gives (in the main process, with the reason)."""
-        decode(self.files[i], self.resize, self.size, self.channels)
+        decode_image(self.files[i], self.resize, self.size, self.channels)
 
     def head(self, n: int, seed: int = 0) -> FolderStream:
         """The first ``n`` files after a seeded shuffle, in file order (the selection ``ImageSet.head`` makes)."""
@@ -64,22 +73,7 @@ class FolderStream(Dataset):
 
     def normalize(self, batch: Tensor) -> Tensor:
         """uint8 (B, C, H, W) -> float32 standardised with this stream's mean/std (as ``ImageSet.normalize``)."""
-        from s2snets.data import standardize
-
         return standardize(batch, self.mean, self.std)
-
-
-def decode(path: str, resize: int, size: int, channels: int) -> Tensor:
-    """One image file -> uint8 (C, size, size): short side resized to ``resize``, centre-cropped to ``size``."""
-    from PIL import Image, UnidentifiedImageError
-    from torchvision.transforms import functional as TF
-
-    try:
-        with Image.open(path) as file:
-            img = TF.center_crop(TF.resize(file.convert({1: "L", 3: "RGB"}[channels]), resize), size)
-            return TF.pil_to_tensor(img)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise DataError(f"cannot read image {path}: {exc}") from None
 
 
 def planned_batches(
@@ -122,32 +116,20 @@ def folder_stream(
 ) -> FolderStream:
     """``root/<class>/<image>`` as a FolderStream (the layout and class order of ``data.image_folder``; the images
     directly inside each class folder, not in sub-folders of it)."""
-    from s2snets.data import IMAGE_SUFFIXES, IMAGENET_MEAN, IMAGENET_STD, class_order
-
     root = Path(root)
-    if not root.is_dir():
-        raise DataError(f"image folder not found: {root}")
-    class_dirs = sorted(d for d in root.iterdir() if d.is_dir())
-    if not class_dirs:
-        raise DataError(f"{root} has no class sub-folders; expected {root}/<class>/<image>")
+    class_dirs = class_folders(root)
     names, index = class_order(class_index, [d.name for d in class_dirs])
     files, labels = [], []
     for d in class_dirs:
         found = sorted(str(f) for f in d.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
-        if not found:
-            raise DataError(f"class folder {d} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
         files += found
         labels += [index[d.name]] * len(found)
-    resize = round(size * 256 / 224) if preprocess == "imagenet" else size
-    if preprocess == "imagenet":
-        mean, std = IMAGENET_MEAN[:channels], IMAGENET_STD[:channels]
-        if channels == 1:
-            mean, std = (sum(IMAGENET_MEAN) / 3,), (sum(IMAGENET_STD) / 3,)
+    resize, fixed = preprocessing(preprocess, size, channels)
+    if fixed is not None:
+        mean, std = fixed
     else:  # the set's own statistics, estimated on a seeded sample
-        from s2snets.data import channel_stats
-
         pick = torch.randperm(len(files), generator=torch.Generator().manual_seed(seed))[:STATS_SAMPLE]
-        mean, std = channel_stats(torch.stack([decode(files[int(i)], resize, size, channels) for i in pick]))
+        mean, std = channel_stats(torch.stack([decode_image(files[int(i)], resize, size, channels) for i in pick]))
     return FolderStream(
         tuple(files), torch.tensor(labels, dtype=torch.int64), names, mean, std, f"folder/{root.name}", size, channels, resize
     )
@@ -155,8 +137,6 @@ def folder_stream(
 
 def folder_bytes(root: str | Path, size: int, channels: int) -> int:
     """What ``root`` would occupy in memory as uint8 images of size x size (files counted, not decoded)."""
-    from s2snets.data import IMAGE_SUFFIXES
-
     root = Path(root)
     if not root.is_dir():
         return 0
