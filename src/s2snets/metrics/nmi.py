@@ -98,8 +98,10 @@ def _count_terms(xa: Tensor, xb: Tensor, levels: int, lut: Tensor, dense: bool, 
     keys, ones = ws.keys[:b], ws.ones[:b]
     # The joint cell a * levels + b, computed in int32 (vectorised; int64 multiplies are not on x86) and widened
     # once for scatter_add_, which takes int64 indices only.
-    k32 = ws.keys32[:b].copy_(xa).mul_(levels).add_(ws.b32[:b].copy_(xb))
-    keys.copy_(k32)
+    if levels * levels <= 2**31:
+        keys.copy_(ws.keys32[:b].copy_(xa).mul_(levels).add_(ws.b32[:b].copy_(xb)))
+    else:  # more than 46,340 levels: the cell index needs int64 arithmetic
+        keys.copy_(xa).mul_(levels).add_(ws.b32[:b].copy_(xb))
     joint = ws.joint[:b]
     if dense:  # a full joint table per pair; marginals are its row and column sums
         joint.zero_().scatter_add_(1, keys, ones)
@@ -157,12 +159,10 @@ def nmi(a: Tensor, b: Tensor, levels: int = 256, average: str = "arithmetic", ch
     qa = a.reshape(a.shape[0], -1)
     qb = b.reshape(b.shape[0], -1)
     pairs, n = qa.shape
-    if levels * levels >= 2**31 // max(levels, 1) and n > 2**31 // levels:
-        raise ValueError(f"{n} pixels at {levels} levels overflow the int32 joint index; use fewer levels")
     device = qa.device
     lut = _xlogx_table(n, device)
     dense = n * 4 >= levels * levels
-    # Dense: a 256 KB joint table per pair; 2 pairs per chunk keep keys and tables in cache at 224x224x3.
+    # Dense: a 256 KB joint table per pair; at 224x224x3 a chunk of 3 pairs keeps the ~11 MB workspace small.
     chunk = chunk or (max(1, min(16, (1 << 19) // n)) if dense else 64)
     ws = _Workspace.get(min(chunk, pairs), n, levels, dense, device)
     terms = torch.zeros(pairs, 3, dtype=torch.float64, device=device)
