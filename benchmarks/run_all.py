@@ -88,11 +88,13 @@ def numpy_bincount_nmi(a, b) -> float:
 
 
 def bench_nmi() -> dict:
-    """Per case, size and thread count: microseconds per pair for s2snets (batched), scikit-learn and a numpy.bincount
-    reference, the speed-ups, and the largest difference from scikit-learn."""
+    """Per case, size and thread count: microseconds per pair for s2snets (batched; compiled loops, and the tensor
+    operations that run on GPUs, on CPU too), scikit-learn and a numpy.bincount reference, the speed-ups, and the
+    largest difference from scikit-learn. On a machine with CUDA also the tensor operations on the GPU."""
     from sklearn.metrics import normalized_mutual_info_score as sk
 
     threads_before = torch.get_num_threads()
+    cuda = torch.cuda.is_available()
     out: dict = {}
     for label, shape, pairs, ref_pairs in (("32x32", (1, 32, 32), 2000, 40), ("224x224x3", (3, 224, 224), 32, 4)):
         for case, (a, b) in nmi_cases(pairs, *shape).items():
@@ -100,8 +102,12 @@ def bench_nmi() -> dict:
             bn = [x.flatten().numpy() for x in b[:ref_pairs]]
             sk_s = best_of(lambda an=an, bn=bn: [sk(x, y) for x, y in zip(an, bn)], 3) / ref_pairs
             np_s = best_of(lambda an=an, bn=bn: [numpy_bincount_nmi(x, y) for x, y in zip(an, bn)], 3) / ref_pairs
-            ours = nmi(a, b)
-            err = max(abs(float(ours[i]) - sk(an[i], bn[i])) for i in range(ref_pairs))
+            reference = [sk(an[i], bn[i]) for i in range(ref_pairs)]
+            err = max(
+                abs(float(nmi(a, b, backend=backend)[i]) - reference[i])
+                for backend in ("numba", "torch")
+                for i in range(ref_pairs)
+            )
             row = {"sklearn_us": sk_s * 1e6, "numpy_bincount_us": np_s * 1e6, "max_abs_diff_vs_sklearn": err}
             for threads in (1, 2):
                 torch.set_num_threads(threads)
@@ -109,9 +115,52 @@ def bench_nmi() -> dict:
                 row[f"s2snets_us_{threads}t"] = s * 1e6
                 row[f"speedup_vs_sklearn_{threads}t"] = sk_s / s
                 row[f"speedup_vs_numpy_{threads}t"] = np_s / s
+                row[f"tensor_ops_us_{threads}t"] = best_of(lambda a=a, b=b: nmi(a, b, backend="torch"), 3) / pairs * 1e6
+            if cuda:
+                ga, gb = a.cuda(), b.cuda()
+                err_gpu = max(abs(float(v) - r) for v, r in zip(nmi(ga, gb)[:ref_pairs].tolist(), reference))
+                row["max_abs_diff_vs_sklearn"] = max(err, err_gpu)
+
+                def on_gpu(ga=ga, gb=gb):
+                    nmi(ga, gb)
+                    torch.cuda.synchronize()
+
+                row["cuda_us"] = best_of(on_gpu) / pairs * 1e6
             out.setdefault(label, {})[case] = row
     torch.set_num_threads(threads_before)
     return out
+
+
+def nmi_peak_memory(pairs: int = 50_000, images: int = 1000) -> dict:
+    """Peak memory of a dataset-wide inter-image nMI: ``pairs`` pairs of 224x224x3 images drawn from ``images``
+    images held in memory, in a fresh process. Linux's peak resident set (VmHWM) is reset after the images are made
+    (``/proc/self/clear_refs``), so the peak is the images plus what the measure itself holds. A fixed malloc mmap
+    threshold returns freed blocks to the system, so memory freed before the reset cannot hide new allocations."""
+    import os
+    import subprocess
+
+    code = f"""
+import json, sys, time, torch
+sys.path.insert(0, "benchmarks")
+from run_all import natural_images
+from s2snets.metrics.nmi import inter_nmi
+def status(key):
+    return next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith(key)) / 1024
+x = torch.cat([natural_images(50, 3, 224, 224, s) for s in range({images} // 50)])
+labels = torch.arange(len(x)) % 10
+inter_nmi(x[:20], labels[:20], 10)  # compile once
+open("/proc/self/clear_refs", "w").write("5")
+base = status("VmRSS:")
+t = time.perf_counter()
+v = inter_nmi(x, labels, {pairs}, same_class=False)
+seconds = time.perf_counter() - t
+print(json.dumps({{"pairs": {pairs}, "images_mb": x.numel() / 2**20, "rss_before_mb": base,
+                  "peak_above_rss_before_mb": status("VmHWM:") - base, "seconds": seconds,
+                  "us_per_pair": seconds / {pairs} * 1e6, "threads": torch.get_num_threads(), "mean_nmi": float(v.mean())}}))
+"""
+    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "131072"}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
+    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 def gemm_rate(n: int = 2048) -> float:
@@ -300,6 +349,8 @@ def main() -> int:
     report = {"torch": torch.__version__, "threads": torch.get_num_threads()}
     print("nMI vs scikit-learn ...", flush=True)
     report["nmi"] = bench_nmi()
+    print("nMI over 5,000 and 50,000 pairs of 224x224x3 images: peak memory ...", flush=True)
+    report["nmi_memory"] = [nmi_peak_memory(5_000), nmi_peak_memory(50_000)]
     if "--nmi-only" not in sys.argv:
         print("training-step FLOP/s vs GEMM ...", flush=True)
         report["flops"] = bench_flops()
@@ -324,6 +375,11 @@ def main() -> int:
                 f"max diff {r['max_abs_diff_vs_sklearn']:.1e}"
             )
     print("nMI target: <= 250 us per 224x224x3 pair on one thread, exact to 1e-9")
+    for m in report["nmi_memory"]:
+        print(
+            f"nMI over {m['pairs']:,} pairs of 224x224x3 images ({m['images_mb']:.0f} MB of images): peak memory "
+            f"{m['peak_above_rss_before_mb']:.0f} MB above the process before it, {m['seconds']:.1f} s ({m['threads']} threads)"
+        )
     if "--nmi-only" in sys.argv:
         return 0
     for k, v in report["flops"].items():

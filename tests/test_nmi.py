@@ -4,7 +4,10 @@ import torch
 from conftest import needs_fashion
 from sklearn.metrics import normalized_mutual_info_score
 
+from s2snets.metrics import joint_counts
 from s2snets.metrics.nmi import inter_nmi, intra_nmi, nmi, quantize, sample_pairs
+
+BACKENDS = ["numba", "torch"]  # the compiled loops (CPU) and the tensor operations (any device): same integers
 
 
 def sk(a, b, average="arithmetic"):
@@ -13,33 +16,78 @@ def sk(a, b, average="arithmetic"):
     )
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("average", ["arithmetic", "geometric", "min", "max"])
 @pytest.mark.parametrize("shape", [(1, 8, 8), (1, 32, 32), (3, 40, 40)])  # 40x40x3 takes the dense path
-def test_random_pairs_match_sklearn(average, shape):
+def test_random_pairs_match_sklearn(average, shape, backend):
     g = torch.Generator().manual_seed(1)
     a = torch.randint(0, 256, (6, *shape), generator=g, dtype=torch.uint8)
     b = ((a.int() + torch.randint(0, 60, a.shape, generator=g, dtype=torch.int32)) % 256).to(torch.uint8)
-    np.testing.assert_allclose(nmi(a, b, average=average).numpy(), sk(a, b, average), rtol=0, atol=1e-9)
+    np.testing.assert_allclose(nmi(a, b, average=average, backend=backend).numpy(), sk(a, b, average), rtol=0, atol=1e-9)
 
 
-def test_both_counting_paths_agree():
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_both_counting_paths_agree(backend):
     g = torch.Generator().manual_seed(2)
     a = torch.randint(0, 16, (5, 1, 64, 64), generator=g, dtype=torch.uint8) * 16
     b = torch.randint(0, 16, (5, 1, 64, 64), generator=g, dtype=torch.uint8) * 16
-    dense = nmi(a, b)  # N = 4096 < 65536/4: sparse path
-    wide = nmi(a.repeat(1, 5, 1, 1), b.repeat(1, 5, 1, 1))  # N = 20480 >= 16384: dense path, same counts x5
-    np.testing.assert_allclose(dense.numpy(), sk(a, b), atol=1e-9)
+    assert joint_counts.layout(64 * 64, 256) == "sparse" and joint_counts.layout(5 * 64 * 64, 256) == "dense"
+    sparse = nmi(a, b, backend=backend)
+    wide = nmi(a.repeat(1, 5, 1, 1), b.repeat(1, 5, 1, 1), backend=backend)  # same counts x5, dense layout
+    np.testing.assert_allclose(sparse.numpy(), sk(a, b), atol=1e-9)
     np.testing.assert_allclose(wide.numpy(), sk(a.repeat(1, 5, 1, 1), b.repeat(1, 5, 1, 1)), atol=1e-9)
 
 
-def test_degenerate_pairs_match_sklearn():
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("levels", [256, 1000, 65536])  # dense / sparse table / sorted runs at these sizes
+def test_every_layout_threads_chunks_and_strides(levels, backend):
+    """Float images of natural-looking structure: every count layout, 1 and 2 threads, chunks that split the batch
+    unevenly, a non-contiguous (channels-last) input and a constant image among them, all equal to scikit-learn."""
+    g = torch.Generator().manual_seed(5)
+    shape = (9, 3, 40, 40) if levels == 256 else (9, 1, 24, 24)
+    a = torch.nn.functional.interpolate(torch.rand(shape[0], shape[1], 6, 6, generator=g), size=shape[2:], mode="bilinear")
+    b = (a + 0.05 * torch.rand(shape, generator=g)).clamp(0, 1)
+    b[4] = 0.25
+    expected = sk(quantize(a, levels), quantize(b, levels))
+    threads = torch.get_num_threads()
+    try:
+        for t in (1, 2):
+            torch.set_num_threads(t)
+            for chunk in (None, 4):
+                got = nmi(a.contiguous(memory_format=torch.channels_last), b, levels, chunk=chunk, backend=backend)
+                np.testing.assert_allclose(got.numpy(), expected, rtol=0, atol=1e-9)
+    finally:
+        torch.set_num_threads(threads)
+    assert float(got[4]) == 0.0
+
+
+def test_many_levels_need_no_table():
+    """65,536 levels: a joint table would be 17 GB per pair; both backends count sorted keys instead (this batch of
+    200 pairs once asked for 860 GB)."""
+    g = torch.Generator().manual_seed(6)
+    a, b = torch.rand(200, 1, 16, 16, generator=g), torch.rand(200, 1, 16, 16, generator=g)
+    expected = sk(quantize(a, 65536)[:5], quantize(b, 65536)[:5])
+    for backend in BACKENDS:
+        np.testing.assert_allclose(nmi(a, b, 65536, backend=backend)[:5].numpy(), expected, atol=1e-9)
+
+
+def test_backend_errors():
+    x = torch.rand(2, 1, 4, 4)
+    with pytest.raises(ValueError, match="backend must be one of"):
+        nmi(x, x, backend="cupy")
+    with pytest.raises(ValueError, match="chunk must be >= 1"):
+        nmi(x, x, chunk=0)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_degenerate_pairs_match_sklearn(backend):
     z = torch.zeros(1, 1, 8, 8, dtype=torch.uint8)
     c = torch.full((1, 1, 8, 8), 77, dtype=torch.uint8)
     r = torch.randint(0, 256, (1, 1, 8, 8), generator=torch.Generator().manual_seed(0), dtype=torch.uint8)
     two = torch.zeros(1, 1, 8, 8, dtype=torch.uint8)
     two[..., :4] = 255
     for a, b in [(z, z), (z, c), (z, r), (r, z), (r, r), (two, two), (two, 255 - two), (two, r)]:
-        np.testing.assert_allclose(nmi(a, b).numpy(), sk(a, b), atol=1e-9)
+        np.testing.assert_allclose(nmi(a, b, backend=backend).numpy(), sk(a, b), atol=1e-9)
 
 
 @pytest.mark.parametrize("levels", [2, 7, 32, 64])
@@ -78,3 +126,6 @@ def test_intra_inter_and_pairs():
     stamped[..., ::2, :] = 255  # half of the pixels
     plain, shared = inter_nmi(x, labels, 50, levels=8).mean(), inter_nmi(stamped, labels, 50, levels=8).mean()
     assert plain < 0.1 and shared > plain + 0.1
+    # gathered a few pairs at a time: the same values as all pairs at once
+    direct = nmi(x[pairs[:, 0]], x[pairs[:, 1]], 8)
+    assert torch.equal(inter_nmi(x, labels, 50, seed=1, levels=8, chunk=7), direct)

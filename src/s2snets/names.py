@@ -17,6 +17,7 @@ TORCHVISION_CLASSIFIERS = ("alexnet", "vgg16", "vgg16_bn", "resnet50", "inceptio
 CLASSIFIER_NAMES = SMALL_FAMILIES + TORCHVISION_CLASSIFIERS
 SEGNET_PRESETS = ("paper", "small", "tiny")
 NMI_AVERAGES = ("arithmetic", "geometric", "min", "max")
+NMI_BACKENDS = ("auto", "numba", "torch")
 INTERVENTIONS = ("control", "grid_shift", "gradient_notch", "phase_average")
 
 REGISTRIES: dict[str, tuple[str, ...]] = {
@@ -32,6 +33,7 @@ REGISTRIES: dict[str, tuple[str, ...]] = {
     "classifier": CLASSIFIER_NAMES,
     "segnet_preset": SEGNET_PRESETS,
     "nmi_average": NMI_AVERAGES,
+    "nmi_backend": NMI_BACKENDS,
     "intervention": INTERVENTIONS,
 }
 

@@ -10,19 +10,25 @@ For two images a, b quantised to L levels and seen as N paired samples, with cou
 exactly as ``sklearn.metrics.normalized_mutual_info_score``, edge cases included: both images constant -> 1,
 one constant -> 0. Counting is exact (integer histograms); the sums are float64.
 
-Two counting strategies give identical integers: a dense joint table per pair (fast when N >= L**2 / 4, e.g.
-224 x 224 x 3 images) and a per-pixel gather into a reused table (fast for small images such as 32 x 32).
+On the CPU the counts come from compiled loops (``s2snets.metrics.joint_counts``, numba), pairs spread over
+``torch.get_num_threads()`` threads; on other devices (CUDA) from tensor operations in two strategies with identical
+integers: a dense joint table per pair (fast when N >= L**2 / 4, e.g. 224 x 224 x 3 images) and a per-pixel gather
+into a reused table (fast for small images such as 32 x 32). ``backend`` picks one explicitly.
 """
 
 from __future__ import annotations
 
 import math
 import threading
+from concurrent.futures import ThreadPoolExecutor
 
+import numpy as np
 import torch
 from torch import Tensor
 
+from s2snets.metrics import joint_counts
 from s2snets.names import NMI_AVERAGES as AVERAGES
+from s2snets.names import NMI_BACKENDS as BACKENDS
 
 
 def quantize(x: Tensor, levels: int = 256) -> Tensor:
@@ -120,51 +126,30 @@ def _count_terms(xa: Tensor, xb: Tensor, levels: int, lut: Tensor, dense: bool, 
     out[:, 1] = torch.index_select(lut, 0, n_b.view(-1)).view(b, -1).sum(1)
 
 
-def nmi(a: Tensor, b: Tensor, levels: int = 256, average: str = "arithmetic", chunk: int | None = None) -> Tensor:
-    """nMI of each pair (a[k], b[k]), uint8 or float in [0, 1].
+def _sorted_terms(xa: Tensor, xb: Tensor, levels: int, lut: Tensor, out: Tensor) -> None:
+    """``_count_terms`` without a table, for many levels (a 65,536-level table would be 17 GB per pair): the keys of
+    all rows, offset by row, sorted and counted once. xa, xb (B, N) int64 -> out[:, :3] (B, 3); memory O(B N)."""
+    rows = xa.shape[0]
+    row = torch.arange(rows, device=xa.device)[:, None]
+    for column, (keys, span) in enumerate(((xa, levels), (xb, levels), (xa * levels + xb, levels * levels))):
+        values, counts = torch.unique((keys + row * span).view(-1), return_counts=True)
+        out[:, column] = torch.zeros(rows, dtype=torch.float64, device=xa.device).index_add_(0, values // span, lut[counts])
 
-    a, b: batches (B, C, H, W) or (B, H, W) -> float64 (B,) in [0, 1]; one pair of grayscale images (H, W) or of
-    flat vectors (N,) -> a 0-dim tensor. (A batch of flat vectors is (B, 1, N); one RGB image, ``x.reshape(-1)``.)
-    Float pixels outside [0, 1] (e.g. 0...255) are an error, not silently clipped. Exact (scikit-learn's
-    ``normalized_mutual_info_score`` on the quantised levels, to float64 rounding); memory is bounded by ``chunk``
-    pairs at a time, whatever B.
 
-    >>> import torch
-    >>> x = torch.rand(32, 32)
-    >>> float(nmi(x, x))
-    1.0
-    """
-    if not isinstance(a, Tensor) or not isinstance(b, Tensor):
-        raise TypeError("a and b must be tensors")
-    if a.shape != b.shape:
-        raise ValueError(f"a and b must have the same shape, got {tuple(a.shape)} and {tuple(b.shape)}")
-    if average not in AVERAGES:
-        raise ValueError(f"average must be one of {AVERAGES}, got '{average}'")
-    if not 2 <= levels <= 65536:
-        raise ValueError(f"levels must be in 2...65536, got {levels}")
-    if a.numel() == 0:
-        raise ValueError("a and b are empty")
-    for name, t in (("a", a), ("b", b)):
-        if t.is_floating_point():
-            lo, hi = float(t.min()), float(t.max())
-            if not (lo >= 0.0 and hi <= 1.0):  # also catches NaN
-                raise ValueError(
-                    f"{name} holds float pixels in [{lo:g}, {hi:g}]; nmi expects [0, 1] (divide 0...255 images by 255) or uint8"
-                )
-        elif t.dtype != torch.uint8:
-            raise ValueError(f"{name} has dtype {t.dtype}; nmi expects uint8 or float in [0, 1]")
-    if a.ndim <= 2:  # one image (H, W) or one flat vector: a single pair
-        return nmi(a.reshape(1, 1, -1), b.reshape(1, 1, -1), levels, average, chunk)[0]
-    raw = a.dtype == torch.uint8 and b.dtype == torch.uint8 and levels == 256  # already levels: no conversion
-    qa = a.reshape(a.shape[0], -1)
-    qb = b.reshape(b.shape[0], -1)
+def _torch_terms(qa: Tensor, qb: Tensor, levels: int, raw: bool, chunk: int | None) -> tuple[Tensor, Tensor, Tensor]:
+    """Entropy terms (P, 3) and constancy flags (P,), (P,) with tensor operations, on any device."""
     pairs, n = qa.shape
     device = qa.device
     lut = _xlogx_table(n, device)
     dense = n * 4 >= levels * levels
-    # Dense: a 256 KB joint table per pair; at 224x224x3 a chunk of 3 pairs keeps the ~11 MB workspace small.
-    chunk = chunk or (max(1, min(16, (1 << 19) // n)) if dense else 64)
-    ws = _Workspace.get(min(chunk, pairs), n, levels, dense, device)
+    if not dense and levels * levels > joint_counts.SPARSE_TABLE_CELLS:
+        count = lambda xa, xb, out: _sorted_terms(xa.long(), xb.long(), levels, lut, out)  # noqa: E731
+        chunk = chunk or 64
+    else:
+        # Dense: a 256 KB joint table per pair; at 224x224x3 a chunk of 3 pairs keeps the ~11 MB workspace small.
+        chunk = chunk or (max(1, min(16, (1 << 19) // n)) if dense else 64)
+        ws = _Workspace.get(min(chunk, pairs), n, levels, dense, device)
+        count = lambda xa, xb, out: _count_terms(xa, xb, levels, lut, dense, ws, out)  # noqa: E731
     terms = torch.zeros(pairs, 3, dtype=torch.float64, device=device)
     flat_a, flat_b = torch.zeros(pairs, dtype=torch.bool, device=device), torch.zeros(pairs, dtype=torch.bool, device=device)
     for start in range(0, pairs, chunk):
@@ -175,11 +160,115 @@ def nmi(a: Tensor, b: Tensor, levels: int = 256, average: str = "arithmetic", ch
         flat_a[start : start + chunk], flat_b[start : start + chunk] = fa, fb
         todo = ~(fa | fb)  # a constant image shares nothing: its nMI is known without counting
         if bool(todo.all()):
-            _count_terms(xa, xb, levels, lut, dense, ws, terms[start : start + chunk])
+            count(xa, xb, terms[start : start + chunk])
         elif bool(todo.any()):
             part = torch.empty(int(todo.sum()), 3, dtype=torch.float64, device=device)
-            _count_terms(xa[todo], xb[todo], levels, lut, dense, ws, part)
+            count(xa[todo], xb[todo], part)
             terms[start : start + chunk][todo] = part
+    return terms, flat_a, flat_b
+
+
+_pool: ThreadPoolExecutor | None = None
+
+
+def _executor(threads: int) -> ThreadPoolExecutor:
+    global _pool
+    if _pool is None or _pool._max_workers < threads:
+        _pool = ThreadPoolExecutor(threads, thread_name_prefix="s2snets-nmi")
+    return _pool
+
+
+def _compiled_rows(xa: np.ndarray, xb: np.ndarray, levels: int, lut: np.ndarray, terms: np.ndarray, flat: np.ndarray) -> None:
+    """One thread's share: the rows of xa, xb counted into terms and flat with this thread's workspace."""
+    kind = joint_counts.layout(xa.shape[1], levels)
+    cache = _cache()
+    ws = cache.get("joint_counts")
+    if ws is None or ws.key != (xa.shape[1], levels, kind):
+        ws = cache["joint_counts"] = joint_counts.Workspace(xa.shape[1], levels, kind)  # one per thread: bounded
+    joint_counts.count_terms(xa, xb, levels, lut, ws, terms, flat)
+
+
+def _compiled_terms(qa: Tensor, qb: Tensor, levels: int, raw: bool, chunk: int | None) -> tuple[Tensor, Tensor, Tensor]:
+    """Entropy terms (P, 3) and constancy flags (P,), (P,) from the compiled loops, rows spread over threads."""
+    pairs, n = qa.shape
+    lut = _xlogx_table(n, qa.device).numpy()
+    terms = np.zeros((pairs, 3), np.float64)
+    flat = np.zeros((pairs, 2), np.bool_)
+    # Only a quantised or non-contiguous chunk is copied: at most ~32 MB of int64 per image set at a time.
+    chunk = chunk or max(1, (1 << 22) // n)
+    threads = max(1, min(torch.get_num_threads(), pairs))
+    for start in range(0, pairs, chunk):
+        xa, xb = qa[start : start + chunk], qb[start : start + chunk]
+        if not raw:
+            xa, xb = quantize(xa, levels), quantize(xb, levels)
+        na, nb = xa.contiguous().numpy(), xb.contiguous().numpy()
+        t, f = terms[start : start + chunk], flat[start : start + chunk]
+        rows = len(na)
+        if threads == 1 or rows == 1:
+            _compiled_rows(na, nb, levels, lut, t, f)
+            continue
+        bounds = np.linspace(0, rows, min(threads, rows) + 1).astype(int)
+        jobs = [
+            _executor(threads).submit(_compiled_rows, na[lo:hi], nb[lo:hi], levels, lut, t[lo:hi], f[lo:hi])
+            for lo, hi in zip(bounds[:-1], bounds[1:])
+        ]
+        for job in jobs:
+            job.result()
+    return torch.from_numpy(terms), torch.from_numpy(flat[:, 0].copy()), torch.from_numpy(flat[:, 1].copy())
+
+
+def nmi(
+    a: Tensor, b: Tensor, levels: int = 256, average: str = "arithmetic", chunk: int | None = None, backend: str = "auto"
+) -> Tensor:
+    """nMI of each pair (a[k], b[k]), uint8 or float in [0, 1].
+
+    a, b: batches (B, C, H, W) or (B, H, W) -> float64 (B,) in [0, 1]; one pair of grayscale images (H, W) or of
+    flat vectors (N,) -> a 0-dim tensor. (A batch of flat vectors is (B, 1, N); one RGB image, ``x.reshape(-1)``.)
+    Float pixels outside [0, 1] (e.g. 0...255) are an error, not silently clipped. Exact (scikit-learn's
+    ``normalized_mutual_info_score`` on the quantised levels, to float64 rounding); memory is bounded by ``chunk``
+    pairs at a time, whatever B. ``backend``: 'numba' (compiled loops, CPU tensors), 'torch' (tensor operations,
+    any device) or 'auto' (numba for CPU tensors where it is installed, else torch).
+
+    >>> import torch
+    >>> x = torch.rand(32, 32)
+    >>> float(nmi(x, x))
+    1.0
+    """
+    if not isinstance(a, Tensor) or not isinstance(b, Tensor):
+        raise TypeError("a and b must be tensors")
+    if a.shape != b.shape:
+        raise ValueError(f"a and b must have the same shape, got {tuple(a.shape)} and {tuple(b.shape)}")
+    if a.device != b.device:
+        raise ValueError(f"a and b must be on one device, got {a.device} and {b.device}")
+    if average not in AVERAGES:
+        raise ValueError(f"average must be one of {AVERAGES}, got '{average}'")
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got '{backend}'")
+    if backend == "numba" and (a.device.type != "cpu" or not joint_counts.available()):
+        raise ValueError("backend='numba' needs CPU tensors and numba installed; use backend='torch' or 'auto'")
+    if not 2 <= levels <= 65536:
+        raise ValueError(f"levels must be in 2...65536, got {levels}")
+    if a.numel() == 0:
+        raise ValueError("a and b are empty")
+    if chunk is not None and chunk < 1:
+        raise ValueError(f"chunk must be >= 1, got {chunk}")
+    for name, t in (("a", a), ("b", b)):
+        if t.is_floating_point():
+            lo, hi = float(t.min()), float(t.max())
+            if not (lo >= 0.0 and hi <= 1.0):  # also catches NaN
+                raise ValueError(
+                    f"{name} holds float pixels in [{lo:g}, {hi:g}]; nmi expects [0, 1] (divide 0...255 images by 255) or uint8"
+                )
+        elif t.dtype != torch.uint8:
+            raise ValueError(f"{name} has dtype {t.dtype}; nmi expects uint8 or float in [0, 1]")
+    if a.ndim <= 2:  # one image (H, W) or one flat vector: a single pair
+        return nmi(a.reshape(1, 1, -1), b.reshape(1, 1, -1), levels, average, chunk, backend)[0]
+    raw = a.dtype == torch.uint8 and b.dtype == torch.uint8 and levels == 256  # already levels: no conversion
+    qa = a.detach().reshape(a.shape[0], -1)
+    qb = b.detach().reshape(b.shape[0], -1)
+    n = qa.shape[1]
+    compiled = backend == "numba" or (backend == "auto" and qa.device.type == "cpu" and joint_counts.available())
+    terms, flat_a, flat_b = (_compiled_terms if compiled else _torch_terms)(qa, qb, levels, raw, chunk)
     s_a, s_b, s_ab = terms[:, 0], terms[:, 1], terms[:, 2]
     constant = flat_a | flat_b
     log_n = math.log(n)
@@ -231,10 +320,24 @@ def inter_nmi(
     same_class: bool = True,
     levels: int = 256,
     average: str = "arithmetic",
+    chunk: int | None = None,
 ) -> Tensor:
     """nMI between images of random pairs of *different* images (within a class or across classes).
 
     A pattern that is constant across reconstructions raises it above the originals' value. (N, C, H, W) -> (pairs,).
+    The pairs are gathered ``chunk`` at a time (default: about 32 MB of images per side), so 50,000 pairs of
+    224 x 224 x 3 images need no 15 GB copy.
     """
     idx = sample_pairs(labels, pairs, seed, same_class)
-    return nmi(images[idx[:, 0]], images[idx[:, 1]], levels, average)
+    per_image = images[0].numel() * images.element_size()
+    chunk = chunk or max(1, (1 << 25) // per_image)
+    out = torch.empty(len(idx), dtype=torch.float64)
+    idx = idx.to(images.device)
+    first = second = None
+    for start in range(0, len(idx), chunk):
+        part = idx[start : start + chunk]
+        # index_select into reused buffers: a row copy per image (4x faster than x[idx], no fresh pages per chunk)
+        first = torch.index_select(images, 0, part[:, 0], out=first[: len(part)] if first is not None else None)
+        second = torch.index_select(images, 0, part[:, 1], out=second[: len(part)] if second is not None else None)
+        out[start : start + chunk] = nmi(first, second, levels, average).cpu()
+    return out

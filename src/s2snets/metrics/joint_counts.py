@@ -1,0 +1,210 @@
+"""The entropy terms of many image pairs, counted exactly by compiled loops (numba), one pass per pair.
+
+For each row r of two integer arrays a, b (R, N) with values in [0, levels) this writes
+
+    out[r] = (sum_i n_i log n_i, sum_j n_j log n_j, sum_ij n_ij log n_ij)      (float64, natural log)
+    flat[r] = (a[r] is constant, b[r] is constant)
+
+where n_i, n_j, n_ij are the exact integer counts of a's levels, b's levels and the joint cells. A constant row is
+flagged and not counted: its nMI is known without counting (see ``s2snets.metrics.nmi``).
+
+Why compiled loops: the exact count of a 224 x 224 x 3 pair is 150,528 increments of a 65,536-cell table; in
+tensor operations it needs a key tensor, its int64 copy, a scatter and a table-wide gather, each a full pass over
+memory (about 300 us per pair on one core). One loop that increments the table and one that reads it back take
+about half that, and release the GIL, so pairs spread over threads.
+
+Three layouts of the same count, chosen by the sizes (all give identical integers):
+
+* dense (N >= levels**2 / 4, e.g. 224 x 224 x 3 at 256 levels): a full joint table, read cell by cell; the
+  marginals are its row and column sums.
+* sparse (a table of at most 2**20 cells, e.g. 32 x 32 at 256 levels): the same table, read back pixel by pixel, each
+  cell once (it is zeroed when read), so the work is O(N), not O(levels**2).
+* sorted (more levels, e.g. 65,536): the joint keys are sorted and counted in runs; memory O(N), no table.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+try:  # numba is a dependency; without it (a platform with no wheel) nmi counts with tensor operations instead
+    from numba import njit
+except ImportError:  # pragma: no cover - exercised only where numba is missing
+    njit = None  # type: ignore[assignment]
+
+SPARSE_TABLE_CELLS = 1 << 20  # 4 MB of int32 per thread: the largest table the sparse layout allocates
+
+
+def available() -> bool:
+    return njit is not None
+
+
+def layout(n: int, levels: int) -> str:
+    """Which count layout suits N pixels per image and ``levels`` levels: 'dense', 'sparse' or 'sorted'."""
+    cells = levels * levels
+    if 4 * n >= cells:
+        return "dense"
+    return "sparse" if cells <= SPARSE_TABLE_CELLS else "sorted"
+
+
+def _compile(fn):
+    # cache=True keeps the machine code in __pycache__ (or numba's user cache), so only the first process compiles.
+    return njit(nogil=True, cache=True, boundscheck=False)(fn) if njit is not None else fn
+
+
+@_compile
+def _is_constant(x, r):  # pragma: no cover - compiled
+    # min and max over the whole row: a reduction the compiler vectorises (2 us for 150,528 bytes), where a loop
+    # that stops at the first difference runs one value at a time (70 us for a constant row).
+    lo = x[r, 0]
+    hi = lo
+    for i in range(x.shape[1]):
+        v = x[r, i]
+        lo = min(lo, v)
+        hi = max(hi, v)
+    return lo == hi
+
+
+@_compile
+def _dense(a, b, levels, lut, out, flat, table, col):  # pragma: no cover - compiled
+    rows, n = a.shape
+    for r in range(rows):
+        flat[r, 0] = _is_constant(a, r)
+        flat[r, 1] = _is_constant(b, r)
+        if flat[r, 0] or flat[r, 1]:
+            continue
+        ar, br = a[r], b[r]
+        if levels == 256:  # 8-bit images: a constant shift lets the compiler fold the key (25% faster counting)
+            for i in range(n):
+                table[(np.intp(ar[i]) << 8) | np.intp(br[i])] += 1
+        else:
+            for i in range(n):
+                table[np.intp(ar[i]) * levels + np.intp(br[i])] += 1
+        # Integer pass (vectorised): a's counts are row sums, b's counts column sums. Float pass: four partial sums,
+        # so the adds do not wait on one another (one running sum costs an add's latency per cell: 65,536 x 4 cycles).
+        s_a = 0.0
+        for x in range(levels):
+            base = x * levels
+            row = 0
+            for y in range(levels):
+                k = table[base + y]
+                row += k
+                col[y] += k
+            s_a += lut[row]
+        cells = levels * levels
+        p0 = p1 = p2 = p3 = 0.0
+        for c in range(0, cells - 3, 4):
+            p0 += lut[table[c]]
+            p1 += lut[table[c + 1]]
+            p2 += lut[table[c + 2]]
+            p3 += lut[table[c + 3]]
+        for c in range(cells - cells % 4, cells):
+            p0 += lut[table[c]]
+        s_ab = (p0 + p1) + (p2 + p3)
+        table[:] = 0
+        s_b = 0.0
+        for y in range(levels):
+            s_b += lut[col[y]]
+            col[y] = 0
+        out[r, 0] = s_a
+        out[r, 1] = s_b
+        out[r, 2] = s_ab
+
+
+@_compile
+def _sparse(a, b, levels, lut, out, flat, table, marginals):  # pragma: no cover - compiled
+    rows, n = a.shape
+    for r in range(rows):
+        flat[r, 0] = _is_constant(a, r)
+        flat[r, 1] = _is_constant(b, r)
+        if flat[r, 0] or flat[r, 1]:
+            continue
+        for i in range(n):
+            x, y = np.intp(a[r, i]), np.intp(b[r, i])
+            table[x * levels + y] += 1
+            marginals[0, x] += 1
+            marginals[1, y] += 1
+        s_ab = 0.0
+        s_a = 0.0
+        s_b = 0.0
+        for i in range(n):  # each touched cell and level is read once, then zeroed for the next row
+            x, y = np.intp(a[r, i]), np.intp(b[r, i])
+            k = table[x * levels + y]
+            if k:
+                s_ab += lut[k]
+                table[x * levels + y] = 0
+            k = marginals[0, x]
+            if k:
+                s_a += lut[k]
+                marginals[0, x] = 0
+            k = marginals[1, y]
+            if k:
+                s_b += lut[k]
+                marginals[1, y] = 0
+        out[r, 0] = s_a
+        out[r, 1] = s_b
+        out[r, 2] = s_ab
+
+
+@_compile
+def _run_terms(keys, lut):  # pragma: no cover - compiled
+    """sum over distinct values v of lut[count of v] for a sorted int64 array."""
+    s = 0.0
+    run = 1
+    for i in range(1, keys.shape[0]):
+        if keys[i] == keys[i - 1]:
+            run += 1
+        else:
+            s += lut[run]
+            run = 1
+    return s + lut[run]
+
+
+@_compile
+def _sorted(a, b, levels, lut, out, flat, keys):  # pragma: no cover - compiled
+    rows, n = a.shape
+    for r in range(rows):
+        flat[r, 0] = _is_constant(a, r)
+        flat[r, 1] = _is_constant(b, r)
+        if flat[r, 0] or flat[r, 1]:
+            continue
+        for i in range(n):
+            keys[i] = np.int64(a[r, i]) * levels + np.int64(b[r, i])
+        keys.sort()
+        out[r, 2] = _run_terms(keys, lut)
+        for i in range(n):
+            keys[i] = a[r, i]
+        keys.sort()
+        out[r, 0] = _run_terms(keys, lut)
+        for i in range(n):
+            keys[i] = b[r, i]
+        keys.sort()
+        out[r, 1] = _run_terms(keys, lut)
+
+
+class Workspace:
+    """One thread's buffers, reused across calls (kept all-zero between rows by the kernels)."""
+
+    def __init__(self, n: int, levels: int, kind: str):
+        self.key = (n, levels, kind)
+        cells = levels * levels
+        self.table = np.zeros(cells if kind != "sorted" else 0, np.int32)
+        self.col = np.zeros(levels if kind == "dense" else 0, np.int64)
+        self.marginals = np.zeros((2, levels) if kind == "sparse" else (2, 0), np.int32)
+        self.keys = np.empty(n if kind == "sorted" else 0, np.int64)
+
+
+def count_terms(
+    a: np.ndarray, b: np.ndarray, levels: int, lut: np.ndarray, ws: Workspace, out: np.ndarray, flat: np.ndarray
+) -> None:
+    """Fill ``out`` (R, 3) float64 and ``flat`` (R, 2) bool for rows of a, b (R, N) uint8 or int64 (see module doc).
+
+    ``lut``: float64 k log k for k = 0..N. Releases the GIL: threads may run it on disjoint rows with their own
+    workspace.
+    """
+    kind = ws.key[2]
+    if kind == "dense":
+        _dense(a, b, levels, lut, out, flat, ws.table, ws.col)
+    elif kind == "sparse":
+        _sparse(a, b, levels, lut, out, flat, ws.table, ws.marginals)
+    else:
+        _sorted(a, b, levels, lut, out, flat, ws.keys)
