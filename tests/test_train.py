@@ -226,3 +226,35 @@ def test_without_a_bar_progress_lines_come_with_rate_and_eta(tmp_path):
     beats = [ln for ln in lines if "ETA" in ln]
     assert [int(ln.split()[2].split("/")[0]) for ln in beats] == [s for s, _ in result.history]
     assert beats[0].startswith("clf: step 4/20 (20%), loss ") and "steps/s, ETA" in beats[0]
+
+
+def test_compile_runs_the_same_steps_and_keeps_checkpoint_names(tmp_path, monkeypatch):
+    """runtime.compile traces the training step with torch.compile (dynamo). Here the traced graph runs with the
+    'aot_eager' backend (inductor would spend half a minute compiling C++ on this CPU; the GPU benchmark uses it):
+    the fine-tuning step through max-unpool indices and a frozen classifier is captured, gives the uncompiled
+    run's weights, and the checkpoint has the same tensor names, so compiled and uncompiled runs resume each other."""
+    import dataclasses
+
+    calls = []
+    original = torch.nn.Module.compile
+
+    def traced(self, *args, **kwargs):
+        calls.append(type(self).__name__)
+        return original(self, backend="aot_eager")
+
+    monkeypatch.setattr(torch.nn.Module, "compile", traced)
+    weights = {}
+    for compile in (False, True):
+        torch.manual_seed(0)
+        clf, ae = build_classifier("vgg_s", 4, 1), build_segnet("tiny", 1)
+        data = synthetic(64, 16, 4, seed=0)
+        cfg = StageConfig(epochs=1, max_steps=3, batch_size=16, lr=1e-3)
+        path = tmp_path / f"ft-{compile}.safetensors"
+        runtime = dataclasses.replace(RT, compile=compile)
+        train_stage(finetune_stage("ft", ae, clf), data, cfg, seed=0, checkpoint=path, key="k", runtime=runtime, progress=False)
+        weights[compile] = load_checkpoint(path)[0]
+    assert calls == ["FinetuneLoss"]
+    assert weights[True].keys() == weights[False].keys()
+    for k, v in weights[False].items():
+        if k.startswith("model/"):
+            torch.testing.assert_close(weights[True][k], v, rtol=1e-4, atol=1e-5)

@@ -60,7 +60,7 @@ def _runtime(args: argparse.Namespace, config=None):
 
     device = args.device or (config.device if config else "auto")
     amp = args.amp or (config.amp if config else "auto")
-    return init_runtime(device, amp)
+    return init_runtime(device, amp, bool(args.compile or (config.compile if config else False)))
 
 
 def _run_config(args: argparse.Namespace, config):
@@ -394,7 +394,7 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
 
 
-GLOBAL_DEFAULTS = {"quiet": False, "debug": False, "device": None, "amp": None}
+GLOBAL_DEFAULTS = {"quiet": False, "debug": False, "device": None, "amp": None, "compile": False}
 
 
 class _Formatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
@@ -438,6 +438,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=argparse.SUPPRESS,
         choices=["auto", "off", "bf16", "fp16"],
         help="mixed precision (auto: bf16 on CUDA, off on CPU); default: the config's, else auto",
+    )
+    common.add_argument(
+        "--compile",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="torch.compile each training step's model (worth it on CUDA for long stages; the first steps compile)",
     )
     parser = _Parser(prog="s2snets", description=DESCRIPTION, parents=[common], formatter_class=_Formatter)
     parser.add_argument("--version", action="version", version=f"s2snets {__version__}")

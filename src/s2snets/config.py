@@ -136,6 +136,7 @@ class RunConfig:
     seed: int = key(0, "seeds model initialisation, data order and pair sampling", ge=0, lt=2**63)
     device: str = key("auto", "auto | cpu | cuda | cuda:N | mps")
     amp: str = key("auto", "auto (bf16 on CUDA, off on CPU) | off | bf16 | fp16", choices="amp")
+    compile: bool = key(False, "torch.compile each training step's model (CUDA: the first steps compile, then run faster)")
     classifiers: list[str] = key(
         list(SMALL_FAMILIES), "zoo names or package.module:factory (runs that code)", choices="classifier"
     )

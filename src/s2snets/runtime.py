@@ -15,11 +15,13 @@ from s2snets.errors import ConfigError
 
 @dataclass(frozen=True)
 class Runtime:
-    """The device, its autocast dtype (None: fp32), memory format and this process's place in a DDP group."""
+    """The device, its autocast dtype (None: fp32), memory format, whether training steps are compiled
+    (``torch.compile``) and this process's place in a DDP group."""
 
     device: torch.device
     amp_dtype: torch.dtype | None = None
     channels_last: bool = True
+    compile: bool = False
     rank: int = 0
     world_size: int = 1
 
@@ -45,6 +47,7 @@ class Runtime:
             "device": str(self.device),
             "amp": str(self.amp_dtype).replace("torch.", "") if self.amp_dtype else "off",
             "channels_last": self.channels_last,
+            "compile": self.compile,
             "world_size": self.world_size,
             "torch": torch.__version__,
             "threads": torch.get_num_threads(),
@@ -102,7 +105,7 @@ def select_amp(device: torch.device, amp: str = "auto") -> torch.dtype | None:
     return torch.bfloat16
 
 
-def init_runtime(device: str = "auto", amp: str = "auto") -> Runtime:
+def init_runtime(device: str = "auto", amp: str = "auto", compile: bool = False) -> Runtime:
     """Build the Runtime; under torchrun (WORLD_SIZE > 1) also join the process group (NCCL on CUDA, else gloo)."""
     dev = select_device(device)
     world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -115,7 +118,9 @@ def init_runtime(device: str = "auto", amp: str = "auto") -> Runtime:
         torch.backends.cudnn.benchmark = True
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
-    return Runtime(dev, select_amp(dev, amp), channels_last=dev.type in ("cuda", "cpu"), rank=rank, world_size=world)
+    return Runtime(
+        dev, select_amp(dev, amp), channels_last=dev.type in ("cuda", "cpu"), compile=compile, rank=rank, world_size=world
+    )
 
 
 def barrier(runtime: Runtime) -> None:

@@ -362,6 +362,8 @@ def train_stage(
         loss_module = nn.parallel.DistributedDataParallel(
             stage.loss, device_ids=[runtime.device.index] if runtime.device.type == "cuda" else None
         )
+    if runtime.compile:  # in place: the state dict keeps its names, so checkpoints do not depend on it
+        loss_module.compile()
     scaler = torch.amp.GradScaler("cuda", enabled=runtime.amp_dtype == torch.float16)
     stage.loss.train()
     started = time.perf_counter()
