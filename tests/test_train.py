@@ -48,6 +48,9 @@ def test_finetuning_changes_only_the_decoder(tmp_path):
     assert all(torch.equal(enc[k], v) for k, v in ae.encoder.state_dict().items())  # BN statistics too
     assert all(torch.equal(cls[k], v) for k, v in clf.state_dict().items())
     assert any(not torch.equal(dec[k], v) for k, v in ae.decoder.state_dict().items())
+    # the frozen classifier is placed like the trained models (device, memory format): on CUDA it was left on the CPU
+    conv = next(m for m in clf.modules() if isinstance(m, torch.nn.Conv2d) and m.in_channels > 1 and m.kernel_size != (1, 1))
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last) and RT.channels_last
 
 
 def test_finished_stage_is_skipped_and_loaded(tmp_path):

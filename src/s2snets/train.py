@@ -290,7 +290,9 @@ def train_stage(
         raise ConfigError(
             f"{stage.name}: epochs = {cfg.epochs} and max_steps = {cfg.max_steps} give no training step; set one of them >= 1"
         )
-    for m in stage.modules.values():
+    # The loss module holds every model of the step (a fine-tuning stage's frozen classifier is in no checkpoint
+    # but must be on the device too).
+    for m in (stage.loss, *stage.modules.values()):
         m.to(runtime.device)
         if runtime.channels_last:
             m.to(memory_format=torch.channels_last)
