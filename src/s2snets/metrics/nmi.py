@@ -146,8 +146,12 @@ def _torch_terms(qa: Tensor, qb: Tensor, levels: int, raw: bool, chunk: int | No
         count = lambda xa, xb, out: _sorted_terms(xa.long(), xb.long(), levels, lut, out)  # noqa: E731
         chunk = chunk or 64
     else:
-        # Dense: a 256 KB joint table per pair; at 224x224x3 a chunk of 3 pairs keeps the ~11 MB workspace small.
-        chunk = chunk or (max(1, min(16, (1 << 19) // n)) if dense else 64)
+        # Dense: a 256 KB joint table per pair; on the CPU a chunk of 3 pairs at 224x224x3 keeps the ~11 MB workspace
+        # small. On a GPU each chunk is a few kernel launches and a sync: chunks of ~100 pairs (~0.4 GB) keep it busy.
+        if device.type == "cpu":
+            chunk = chunk or (max(1, min(16, (1 << 19) // n)) if dense else 64)
+        else:
+            chunk = chunk or (max(1, (1 << 24) // n) if dense else max(64, min(1024, (1 << 24) // n)))
         ws = _Workspace.get(min(chunk, pairs), n, levels, dense, device)
         count = lambda xa, xb, out: _count_terms(xa, xb, levels, lut, dense, ws, out)  # noqa: E731
     terms = torch.zeros(pairs, 3, dtype=torch.float64, device=device)
