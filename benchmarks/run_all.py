@@ -393,7 +393,7 @@ def main() -> int:
         report["paper"] = bench_paper()
     if "--paper-cuda" in sys.argv:  # on a machine with a GPU: bigger batches, torch.compile and channels-first too
         print("paper scale on CUDA: 224 px, batch 32, eager and compiled ...", flush=True)
-        report["paper_cuda"] = bench_paper("cuda", steps=16, batch=32, repeats=2, compiled=True)
+        report["paper_cuda"] = bench_paper("cuda", steps=40, batch=32, repeats=3, compiled=True)
     if "--demo" in sys.argv:
         print("make demo's pipeline from scratch ...", flush=True)
         report["demo"] = demo_wall_time()
