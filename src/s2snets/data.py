@@ -9,6 +9,8 @@ image folders are resized on load, so this suits small and medium folders, not I
 
 from __future__ import annotations
 
+import functools
+
 import gzip
 import json
 import os
@@ -111,9 +113,17 @@ class ImageSet:
 
 
 def standardize(batch: Tensor, mean: tuple[float, ...], std: tuple[float, ...]) -> Tensor:
-    """uint8 or [0, 1] float (B, C, H, W) -> float32 (B, C, H, W), (x - mean) / std per channel."""
+    """uint8 or [0, 1] float (B, C, H, W) -> float32 (B, C, H, W), (x - mean) / std per channel, on batch's device."""
     x = batch.float().div_(255.0) if batch.dtype == torch.uint8 else batch.float()
-    return (x - torch.tensor(mean, device=x.device).view(1, -1, 1, 1)) / torch.tensor(std, device=x.device).view(1, -1, 1, 1)
+    m, s = _channel_constants(tuple(mean), tuple(std), x.device)
+    return (x - m) / s
+
+
+@functools.lru_cache(maxsize=64)
+def _channel_constants(mean: tuple[float, ...], std: tuple[float, ...], device: torch.device) -> tuple[Tensor, Tensor]:
+    # Made once per device: a fresh torch.tensor(..., device="cuda") per batch is a blocking copy that waits for
+    # the GPU to finish the previous step.
+    return torch.tensor(mean, device=device).view(1, -1, 1, 1), torch.tensor(std, device=device).view(1, -1, 1, 1)
 
 
 def channel_stats(images: Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
