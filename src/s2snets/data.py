@@ -10,7 +10,6 @@ image folders are resized on load, so this suits small and medium folders, not I
 from __future__ import annotations
 
 import functools
-
 import gzip
 import json
 import os
