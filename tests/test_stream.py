@@ -86,3 +86,44 @@ def test_load_split_streams_a_training_split_above_the_memory_budget(folder):
     assert isinstance(streamed, FolderStream) and len(streamed) == 20
     forced = DataConfig(dataset="folder", root=str(folder), size=16, channels=3, stream="disk")
     assert isinstance(load_split(forced, "train"), FolderStream)
+
+
+@pytest.mark.slow
+def test_replicate_evaluates_a_streamed_test_split_as_it_evaluates_one_in_memory(folder, tmp_path):
+    """The whole pipeline with both splits read from disk (stream = "disk") and with both in memory: the same
+    accuracies, transfer matrix and figures, and nMI, PSNR and constant patterns equal to float64 rounding. The
+    evaluation holds the batch, running statistics and the images the nMI pairs and figures use, not the split."""
+    import dataclasses
+    import math
+
+    from s2snets.config import RunConfig
+    from s2snets.experiments.replicate import replicate
+    from s2snets.rundir import RunDir
+
+    g = torch.Generator().manual_seed(1)
+    for c, name in enumerate(("ants", "bees", "cats")):
+        (folder / "test" / name).mkdir(parents=True, exist_ok=True)
+        for i in range(12):
+            pixels = (torch.rand(18 + i, 22, 3, generator=g) * (80 + 80 * c)).to(torch.uint8).numpy()
+            Image.fromarray(pixels).save(folder / "test" / name / f"{i:02d}.png")
+    results = {}
+    for stream in ("memory", "disk"):
+        cfg = RunConfig(name=stream, classifiers=["vgg_s", "resnet_s"], use_zoo=False, device="cpu")
+        cfg.data = dataclasses.replace(cfg.data, dataset="folder", root=str(folder), size=16, channels=3, stream=stream)
+        cfg.data.preprocess = "imagenet"
+        cfg.autoencoder = dataclasses.replace(cfg.autoencoder, preset="tiny")
+        for stage in (cfg.train_classifier, cfg.pretrain, cfg.finetune):
+            stage.max_steps, stage.batch_size, stage.warmup_steps = 3, 8, 0
+        cfg.measure = dataclasses.replace(cfg.measure, nmi_pairs=20, probe_images=4, figure_images=4)
+        if stream == "disk":
+            assert isinstance(load_split(cfg.data, "test"), FolderStream)
+        results[stream] = replicate(cfg, RunDir(tmp_path / stream), RT, progress=False)
+    memory, disk = results["memory"], results["disk"]
+    assert disk["dataset"]["eval_images"] == memory["dataset"]["eval_images"] == 36
+    assert disk["accuracy"] == memory["accuracy"] and disk["transfer"] == memory["transfer"]
+    for name, values in memory["nmi"].items():
+        for key, value in values.items():
+            assert math.isclose(disk["nmi"][name][key], value, abs_tol=1e-12), (name, key)
+    assert math.isclose(disk["reconstruction"]["plain"]["psnr"], memory["reconstruction"]["plain"]["psnr"], rel_tol=1e-12)
+    for name, summary in memory["pattern"].items():
+        assert math.isclose(disk["pattern"][name]["mean_constancy"], summary["mean_constancy"], rel_tol=1e-9, abs_tol=1e-12)

@@ -90,6 +90,10 @@ class ImageSet:
     def num_classes(self) -> int:
         return len(self.class_names)
 
+    def load(self) -> ImageSet:
+        """Already in memory (``FolderStream.load`` decodes a stream's images)."""
+        return self
+
     def subset(self, indices: Tensor | slice) -> ImageSet:
         return replace(self, images=self.images[indices], labels=self.labels[indices])
 
@@ -106,9 +110,7 @@ class ImageSet:
 
     def denormalize(self, x: Tensor) -> Tensor:
         """Inverse of ``normalize``: float (B, C, H, W) -> float in [0, 1] units (not clipped)."""
-        mean = torch.tensor(self.mean, device=x.device, dtype=x.dtype).view(1, -1, 1, 1)
-        std = torch.tensor(self.std, device=x.device, dtype=x.dtype).view(1, -1, 1, 1)
-        return x * std + mean
+        return destandardize(x, self.mean, self.std)
 
 
 def standardize(batch: Tensor, mean: tuple[float, ...], std: tuple[float, ...]) -> Tensor:
@@ -116,6 +118,12 @@ def standardize(batch: Tensor, mean: tuple[float, ...], std: tuple[float, ...]) 
     x = batch.float().div_(255.0) if batch.dtype == torch.uint8 else batch.float()
     m, s = _channel_constants(tuple(mean), tuple(std), x.device)
     return (x - m) / s
+
+
+def destandardize(x: Tensor, mean: tuple[float, ...], std: tuple[float, ...]) -> Tensor:
+    """Inverse of ``standardize``: float (B, C, H, W) -> float in [0, 1] units (not clipped), x's dtype."""
+    m, s = _channel_constants(tuple(mean), tuple(std), x.device)
+    return x * s.to(x.dtype) + m.to(x.dtype)
 
 
 @functools.lru_cache(maxsize=64)
@@ -407,14 +415,15 @@ def synthetic(n: int = 512, size: int = 32, classes: int = 4, seed: int = 0, cha
 
 def load_split(cfg, split: str, seed: int = 0):  # cfg: s2snets.config.DataConfig
     """The split of the dataset a DataConfig names, limited as it says: an ``ImageSet`` in memory, or (a folder's
-    training split with ``stream = "disk"``, or ``"auto"`` above ``memory_budget_gb``) a ``stream.FolderStream``."""
-    if cfg.dataset == "folder" and split == "train" and cfg.root and cfg.stream != "memory":
+    split with ``stream = "disk"``, or ``"auto"`` above ``memory_budget_gb``) a ``stream.FolderStream``."""
+    limit = cfg.train_limit if split == "train" else cfg.test_limit
+    if cfg.dataset == "folder" and cfg.root and cfg.stream != "memory":
         from s2snets.stream import folder_bytes, folder_stream
 
         folder = Path(cfg.root) / split
         if cfg.stream == "disk" or folder_bytes(folder, cfg.size, cfg.channels) > cfg.memory_budget_gb * 2**30:
             stream = folder_stream(folder, cfg.size, cfg.channels, cfg.class_index, cfg.preprocess, seed)
-            return stream.head(cfg.train_limit, seed=seed)
+            return stream.head(limit, seed=seed)
     if cfg.dataset == "fashion-mnist":
         data = fashion_mnist(split, cfg.root or None, pad_to=cfg.size)
     elif cfg.dataset == "folder":
@@ -427,5 +436,4 @@ def load_split(cfg, split: str, seed: int = 0):  # cfg: s2snets.config.DataConfi
         data = synthetic(cfg.synthetic_n, cfg.size, 4, seed=seed + (0 if split == "train" else 1), channels=cfg.channels)
     else:
         raise DataError(f"unknown dataset '{cfg.dataset}'; use fashion-mnist, folder or synthetic")
-    limit = cfg.train_limit if split == "train" else cfg.test_limit
     return data.head(limit, seed=seed)

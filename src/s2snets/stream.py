@@ -20,10 +20,12 @@ from torch.utils.data import DataLoader, Dataset
 
 from s2snets.data import (
     IMAGE_SUFFIXES,
+    ImageSet,
     channel_stats,
     class_folders,
     class_order,
     decode_image,
+    destandardize,
     preprocessing,
     standardize,
 )
@@ -75,6 +77,18 @@ class FolderStream(Dataset):
         """uint8 (B, C, H, W) -> float32 standardised with this stream's mean/std (as ``ImageSet.normalize``)."""
         return standardize(batch, self.mean, self.std)
 
+    def denormalize(self, x: Tensor) -> Tensor:
+        """Inverse of ``normalize`` (as ``ImageSet.denormalize``)."""
+        return destandardize(x, self.mean, self.std)
+
+    def load(self) -> ImageSet:
+        """Every image decoded into memory, as an ImageSet (for the few images a probe or a figure needs); an
+        unreadable file is a DataError naming it."""
+        if not self.files:
+            raise DataError(f"{self.name} has no images")
+        images = torch.stack([decode_image(f, self.resize, self.size, self.channels) for f in self.files])
+        return ImageSet(images, self.labels.clone(), self.class_names, self.mean, self.std, self.name)
+
 
 def planned_batches(
     data,
@@ -109,6 +123,13 @@ def planned_batches(
             data.check(-1 - int(labels.min()))  # raises the file's own error in this process
             raise DataError(f"an image of {data.name} could not be read")
         yield images, labels
+
+
+def in_order(data, batch: int, workers: int = 2, pin_memory: bool = False) -> Iterator[tuple[Tensor, Tensor]]:
+    """Every image of an ImageSet or a FolderStream once, in order: (uint8 (b, C, H, W), labels (b,)) batches of
+    ``batch`` (the last one shorter), a stream read by ``workers`` processes."""
+    steps = -(-len(data) // batch)
+    return planned_batches(data, torch.arange(len(data)), 0, steps, batch, workers=workers, pin_memory=pin_memory)
 
 
 def folder_stream(

@@ -82,7 +82,7 @@ def _hypothesis(config: RunConfig, run: RunDir, runtime: Runtime, progress: bool
         raise ConfigError(f"unknown hypothesis.interventions {unknown}; choose from {', '.join(INTERVENTIONS)}")
     interventions = ["control", *[i for i in h.interventions if i != "control"]]  # control is the pairing base
     ctx = load_context(config, run, runtime, progress)
-    data = ctx.test.head(config.measure.eval_limit, seed=config.seed)
+    data = ctx.test.head(config.measure.eval_limit, seed=config.seed).load()  # a streamed split: decoded here
     key = config_hash(
         "hypothesis-interventions",
         __version__,
@@ -307,7 +307,7 @@ def odena_probe(ctx: Context, config: RunConfig) -> dict:
     on the reconstruction *error* (output - input), so the image content does not swamp the artifact."""
     out = {}
     steps = config.hypothesis.odena_steps
-    data = ctx.test.head(256, seed=config.seed)
+    data = ctx.test.head(256, seed=config.seed).load()
     for n in (0, 1, 2):
         init_seeds = []
         for s in range(ODENA_INIT_SEEDS):  # initialisation is cheap: measure it over seeds for an interval

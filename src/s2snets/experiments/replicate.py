@@ -6,6 +6,7 @@ and ``figures/*.png`` into the run directory.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 
@@ -28,17 +29,27 @@ from s2snets.experiments.stages import (
 )
 from s2snets.metrics.gradients import gradient_probe
 from s2snets.metrics.lint import lint_model
-from s2snets.metrics.nmi import inter_nmi, intra_nmi
-from s2snets.metrics.pattern import constant_pattern
+from s2snets.metrics.nmi import nmi, quantize, sample_pairs
+from s2snets.metrics.pattern import PatternAccumulator
 from s2snets.metrics.transfer import check_total_order, concept_lattice, rrc, suffices
 from s2snets.rundir import RunDir
 from s2snets.runtime import Runtime
-from s2snets.train import autoencode, predict_logits, to_pixels
+from s2snets.stream import in_order
+from s2snets.train import to_pixels
 
 
 def accuracy(logits: Tensor, labels: Tensor, num_classes: int) -> dict:
     """Top-1, top-5 (top-k with k = min(5, K)) and per-class top-1 accuracy. (N, K), (N,) -> dict of floats."""
-    top = logits.topk(min(5, logits.shape[1]), dim=1).indices
+    return accuracy_of_top(top_classes(logits), labels, num_classes)
+
+
+def top_classes(logits: Tensor) -> Tensor:
+    """The min(5, K) highest-scoring classes per row, best first. (N, K) -> int64 (N, min(5, K))."""
+    return logits.topk(min(5, logits.shape[1]), dim=1).indices
+
+
+def accuracy_of_top(top: Tensor, labels: Tensor, num_classes: int) -> dict:
+    """``accuracy`` from ``top_classes`` (what a streamed evaluation keeps instead of N x K logits)."""
     hit1 = top[:, 0] == labels
     per_class = [float(hit1[labels == c].float().mean()) if (labels == c).any() else float("nan") for c in range(num_classes)]
     return {
@@ -65,24 +76,10 @@ def reconstruction_error(originals: Tensor, reconstructions: Tensor) -> dict:
     return {"mse": mse, "psnr": 10 * math.log10(1.0 / mse) if mse > 0 else float("inf")}
 
 
-def nmi_summary(ctx: Context, images: Tensor, labels: Tensor, originals: Tensor | None) -> dict:
-    m = ctx.config.measure
-    out = {
-        "inter_same_class": float(
-            inter_nmi(images, labels, m.nmi_pairs, ctx.config.seed, True, m.nmi_levels, m.nmi_average).mean()
-        ),
-        "inter_cross_class": float(
-            inter_nmi(images, labels, m.nmi_pairs, ctx.config.seed, False, m.nmi_levels, m.nmi_average).mean()
-        ),
-    }
-    if originals is not None:
-        out["intra"] = float(intra_nmi(originals, images, m.nmi_levels, m.nmi_average).mean())
-    return out
-
-
 def load_context(config: RunConfig, run: RunDir, runtime: Runtime, progress: bool) -> Context:
     train = load_split(config.data, "train", config.seed)
-    test = load_split(config.data, "test", config.seed)
+    # The models see test images standardised as they saw training images (not with the test split's own statistics).
+    test = dataclasses.replace(load_split(config.data, "test", config.seed), mean=train.mean, std=train.std)
     return Context(config, run, runtime, train, test, progress)
 
 
@@ -130,46 +127,114 @@ def _replicate(config: RunConfig, run: RunDir, runtime: Runtime, progress: bool)
 
 
 def evaluate(ctx: Context, classifiers: dict[str, Trained], plain: Trained, finetuned: dict[str, Trained]) -> dict:
-    cfg, rt = ctx.config, ctx.runtime
-    data = ctx.test.head(cfg.measure.eval_limit, seed=cfg.seed)
+    """Every measure of the paper in one pass over the test images, batch by batch, so memory does not grow with the
+    test split (50,000 ImageNet images at 224 px are 7.5 GB as uint8): the classifiers' top-5 classes, running
+    pixel statistics (PSNR, constant patterns), per-image nMI, and only the images that the inter-image nMI pairs
+    and the figures use."""
+    cfg, rt, m = ctx.config, ctx.runtime, ctx.config.measure
+    data = ctx.test.head(m.eval_limit, seed=cfg.seed)
     names = list(classifiers)
     labels = data.labels
-    originals = data.images.float() / 255.0
     k = data.num_classes
     ctx.say(f"evaluation on {len(data)} test images")
+    decoders = {"plain": plain.model, **{a: finetuned[a].model for a in names}}
+    for model in [*decoders.values(), *(c.model for c in classifiers.values())]:
+        model.eval()
+    periods = tuple(p for p in m.periods if p <= data.size)
 
-    raw_plain = autoencode(plain.model, data, rt)
-    raw_ft = {a: autoencode(finetuned[a].model, data, rt) for a in names}
-    recon_plain = to_pixels(data, raw_plain)
-    recon_ft = {a: to_pixels(data, raw_ft[a]) for a in names}
+    # The images that are needed whole: the inter-image nMI pairs (sampled from the labels alone, as before) and
+    # the figure's. Reconstructions are kept as their nMI levels where that is exact (256 levels), else as floats.
+    pairs = {same: sample_pairs(labels, m.nmi_pairs, cfg.seed, same) for same in (True, False)}
+    shown = figure_indices(labels, m.figure_images)
+    needed = torch.cat([pairs[True].flatten(), pairs[False].flatten()]).unique()
+    slot = torch.full((len(data),), -1, dtype=torch.long)
+    slot[needed] = torch.arange(len(needed))
+    shown_slot = torch.full((len(data),), -1, dtype=torch.long)
+    shown_slot[shown] = torch.arange(len(shown))
+    as_levels = m.nmi_levels == 256
+    kept: dict[str, Tensor] = {}
+    kept_shown: dict[str, Tensor] = {}
+    top: dict[tuple[str, str], list[Tensor]] = {}
+    intra: dict[str, list[Tensor]] = {d: [] for d in decoders}
+    squared: dict[str, float] = dict.fromkeys(decoders, 0.0)
+    accumulators = {d: PatternAccumulator(periods) for d in decoders}
+
+    def keep(name: str, index: Tensor, images: Tensor) -> None:
+        """Copy the batch's needed images (pixels in [0, 1], or uint8 originals) into the kept sets."""
+        rows = slot[index] >= 0
+        if rows.any():
+            store = images if images.dtype == torch.uint8 or not as_levels else quantize(images, 256).to(torch.uint8)
+            if name not in kept:
+                kept[name] = torch.empty(len(needed), *store.shape[1:], dtype=store.dtype)
+            kept[name][slot[index[rows]]] = store[rows]
+        rows = shown_slot[index] >= 0
+        if rows.any():
+            if name not in kept_shown:
+                kept_shown[name] = torch.empty(len(shown), *images.shape[1:])
+            kept_shown[name][shown_slot[index[rows]]] = images[rows].float() / (255.0 if images.dtype == torch.uint8 else 1.0)
+
+    batch_size, seen = 512, 0
+    bar = tqdm(total=len(data), desc="evaluation", unit="image", disable=not ctx.progress or not rt.is_main, leave=False)
+    with torch.no_grad():
+        for images, _ in in_order(data, batch_size, cfg.data.workers, rt.device.type == "cuda"):
+            index = torch.arange(seen, seen + len(images))
+            seen += len(images)
+            x = data.normalize(rt.to_device(images))
+            originals = images.float() / 255.0
+            keep("original", index, images)
+            for b in names:
+                with rt.autocast():
+                    top.setdefault((b, "original"), []).append(top_classes(classifiers[b].model(x).float()).cpu())
+            for d, decoder in decoders.items():
+                with rt.autocast():
+                    raw = rt.to_device(decoder(x).float().cpu())  # the classifiers' input, as in the pipeline
+                    for b in names:
+                        top.setdefault((b, d), []).append(top_classes(classifiers[b].model(raw).float()).cpu())
+                recon = to_pixels(data, raw.cpu())
+                squared[d] += float((originals.double() - recon.double()).square().sum())
+                accumulators[d].update(originals, recon)
+                intra[d].append(nmi(originals, recon, m.nmi_levels, m.nmi_average))
+                keep(d, index, recon)
+            bar.update(len(images))
+    bar.close()
+
     acc: dict = {}
     transfer = torch.zeros(len(names), len(names), dtype=torch.float64)
-    # One unit per classifier: its accuracy on originals, plain and every fine-tuned decoder's reconstructions.
-    bar = tqdm(names, desc="evaluation", unit="classifier", disable=not ctx.progress or not rt.is_main, leave=False)
-    for j, b in enumerate(bar):
-        clf = classifiers[b].model
+    for j, b in enumerate(names):
         acc[b] = {
-            "original": accuracy(predict_logits(clf, data, rt), labels, k),
-            "plain": accuracy(predict_logits(clf, data, rt, inputs=raw_plain), labels, k),
+            "original": accuracy_of_top(torch.cat(top[(b, "original")]), labels, k),
+            "plain": accuracy_of_top(torch.cat(top[(b, "plain")]), labels, k),
         }
         for i, a in enumerate(names):
-            a_acc = accuracy(predict_logits(clf, data, rt, inputs=raw_ft[a]), labels, k)
+            a_acc = accuracy_of_top(torch.cat(top[(b, a)]), labels, k)
             transfer[i, j] = a_acc["top1"]
             if a == b:
                 acc[b]["finetuned"] = a_acc
     original_acc = torch.tensor([acc[b]["original"]["top1"] for b in names], dtype=torch.float64)
     rrc_matrix = rrc(transfer, original_acc)
-    relation = suffices(rrc_matrix, cfg.measure.rrc_threshold)
+    relation = suffices(rrc_matrix, m.rrc_threshold)
     order = check_total_order(relation, names)
     lattice = concept_lattice(relation, names)
 
-    periods = tuple(p for p in cfg.measure.periods if p <= data.size)
-    patterns = {"plain": constant_pattern(originals, recon_plain, periods)}
-    patterns.update({a: constant_pattern(originals, recon_ft[a], periods) for a in names})
-    nmi = {"original": nmi_summary(ctx, data.images, labels, None), "plain": nmi_summary(ctx, recon_plain, labels, originals)}
-    nmi.update({a: nmi_summary(ctx, recon_ft[a], labels, originals) for a in names})
+    def inter(name: str, same: bool) -> float:
+        idx = slot[pairs[same]]
+        return float(nmi(kept[name][idx[:, 0]], kept[name][idx[:, 1]], m.nmi_levels, m.nmi_average).mean())
 
-    probe_set = data.head(cfg.measure.probe_images, seed=cfg.seed)
+    def nmi_of(name: str) -> dict:
+        out = {"inter_same_class": inter(name, True), "inter_cross_class": inter(name, False)}
+        if name != "original":
+            out["intra"] = float(torch.cat(intra[name]).mean())
+        return out
+
+    nmi_values = {name: nmi_of(name) for name in ["original", *decoders]}
+    pixels = len(data) * data.channels * data.size * data.size
+
+    def psnr(d: str) -> dict:
+        mse = squared[d] / pixels
+        return {"mse": mse, "psnr": 10 * math.log10(1.0 / mse) if mse > 0 else float("inf")}
+
+    patterns = {d: acc.result() for d, acc in accumulators.items()}
+    probe_set = data.head(m.probe_images, seed=cfg.seed).load()
     probe_x = rt.to_device(probe_set.normalize(probe_set.images))
     probes = {b: gradient_probe(classifiers[b].model, probe_x, probe_set.labels.to(rt.device), periods) for b in names}
     example = torch.zeros(1, data.channels, data.size, data.size)
@@ -202,11 +267,8 @@ def evaluate(ctx: Context, classifiers: dict[str, Trained], plain: Trained, fine
         "classifiers": names,
         "stages": stages,
         "accuracy": acc,
-        "reconstruction": {
-            "plain": reconstruction_error(originals, recon_plain),
-            "finetuned": {a: reconstruction_error(originals, recon_ft[a]) for a in names},
-        },
-        "nmi": nmi,
+        "reconstruction": {"plain": psnr("plain"), "finetuned": {a: psnr(a) for a in names}},
+        "nmi": nmi_values,
         "pattern": {n: p.summary() for n, p in patterns.items()},
         "gradient_probe": {b: p.summary() for b, p in probes.items()},
         "lint": {n: r.as_dict() for n, r in lints.items()},
@@ -220,15 +282,14 @@ def evaluate(ctx: Context, classifiers: dict[str, Trained], plain: Trained, fine
             "lattice": [{"extent": list(c.extent), "intent": list(c.intent), "upper": c.upper} for c in lattice],
         },
     }
-    shown = figure_indices(labels, cfg.measure.figure_images)
     arrays = {
-        "originals": originals[shown],
-        "recon/plain": recon_plain[shown],
+        "originals": kept_shown["original"],
+        "recon/plain": kept_shown["plain"],
         "pattern/plain/mean_difference": patterns["plain"].mean_difference,
         "pattern/plain/constancy": patterns["plain"].constancy,
     }
     for a in names:
-        arrays[f"recon/{a}"] = recon_ft[a][shown]
+        arrays[f"recon/{a}"] = kept_shown[a]
         arrays[f"pattern/{a}/mean_difference"] = patterns[a].mean_difference
         arrays[f"pattern/{a}/constancy"] = patterns[a].constancy
         arrays[f"probe/{a}/mean_power"] = probes[a].mean_power

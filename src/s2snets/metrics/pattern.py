@@ -59,23 +59,73 @@ class ConstantPattern:
 
 def constant_pattern(originals: Tensor, reconstructions: Tensor, periods: tuple[int, ...] = (2, 4, 8)) -> ConstantPattern:
     """Per-pixel mean difference and constancy of reconstructions over a set. (N, C, H, W) x2 in [0, 1]."""
-    if originals.shape != reconstructions.shape:
-        raise ValueError(f"shapes differ: {tuple(originals.shape)} vs {tuple(reconstructions.shape)}")
-    x, r = originals.double(), reconstructions.double()
-    mean_diff = (r - x).mean(0)
-    var_x, var_r = x.var(0, unbiased=False), r.var(0, unbiased=False)
-    varying = var_x > 0.01 * var_x.mean()
-    constancy = torch.where(varying, 1 - var_r / var_x.clamp_min(1e-30), torch.full_like(var_x, float("nan")))
-    valid = constancy[varying]
-    size = min(mean_diff.shape[-2:])
-    lattice = {p: float(lattice_energy(mean_diff.mean(0), p)) for p in periods if p <= size}
-    return ConstantPattern(
-        mean_diff.float(),
-        constancy.float(),
-        float(valid.mean()) if valid.numel() else float("nan"),
-        float((valid > 0.5).double().mean()) if valid.numel() else float("nan"),
-        lattice,
-    )
+    return PatternAccumulator(periods).update(originals, reconstructions).result()
+
+
+class PatternAccumulator:
+    """``constant_pattern`` over a set seen batch by batch, in memory O(C H W) whatever N: per-pixel means and
+    variances merged with Chan et al.'s pairwise update (float64), so a set streamed from disk gets the numbers a
+    set in memory gets (identical for one batch, to float64 rounding for many).
+
+    >>> import torch
+    >>> x, r = torch.rand(64, 1, 8, 8), torch.rand(64, 1, 8, 8)
+    >>> acc = PatternAccumulator((2,))
+    >>> for s in range(0, 64, 10):
+    ...     _ = acc.update(x[s : s + 10], r[s : s + 10])
+    >>> bool(torch.allclose(acc.result().constancy, constant_pattern(x, r, (2,)).constancy, atol=1e-6))
+    True
+    """
+
+    def __init__(self, periods: tuple[int, ...] = (2, 4, 8)):
+        self.periods = tuple(periods)
+        self.n = 0
+        self.mean_diff: Tensor | None = None
+        self.mean_x: Tensor | None = None
+        self.mean_r: Tensor | None = None
+        self.m2_x: Tensor | None = None  # sum of squared deviations from the mean, per pixel
+        self.m2_r: Tensor | None = None
+
+    def update(self, originals: Tensor, reconstructions: Tensor) -> PatternAccumulator:
+        """Add a batch (B, C, H, W) x2 in [0, 1]. Returns self."""
+        if originals.shape != reconstructions.shape:
+            raise ValueError(f"shapes differ: {tuple(originals.shape)} vs {tuple(reconstructions.shape)}")
+        if self.mean_x is not None and originals.shape[1:] != self.mean_x.shape:
+            raise ValueError(f"batch images are {tuple(originals.shape[1:])}, earlier ones {tuple(self.mean_x.shape)}")
+        x, r = originals.double(), reconstructions.double()
+        b = x.shape[0]
+        if b == 0:
+            return self
+        stats = ((r - x).mean(0), x.mean(0), r.mean(0), x.var(0, unbiased=False) * b, r.var(0, unbiased=False) * b)
+        if self.n == 0:
+            self.mean_diff, self.mean_x, self.mean_r, self.m2_x, self.m2_r = stats
+        else:
+            n, total = self.n, self.n + b
+            d_x, d_r = stats[1] - self.mean_x, stats[2] - self.mean_r
+            self.m2_x = self.m2_x + stats[3] + d_x.square() * (n * b / total)
+            self.m2_r = self.m2_r + stats[4] + d_r.square() * (n * b / total)
+            self.mean_x = self.mean_x + d_x * (b / total)
+            self.mean_r = self.mean_r + d_r * (b / total)
+            self.mean_diff = self.mean_diff + (stats[0] - self.mean_diff) * (b / total)
+        self.n += b
+        return self
+
+    def result(self) -> ConstantPattern:
+        if self.n == 0 or self.mean_diff is None:
+            raise ValueError("no images were added")
+        mean_diff = self.mean_diff
+        var_x, var_r = self.m2_x / self.n, self.m2_r / self.n
+        varying = var_x > 0.01 * var_x.mean()
+        constancy = torch.where(varying, 1 - var_r / var_x.clamp_min(1e-30), torch.full_like(var_x, float("nan")))
+        valid = constancy[varying]
+        size = min(mean_diff.shape[-2:])
+        lattice = {p: float(lattice_energy(mean_diff.mean(0), p)) for p in self.periods if p <= size}
+        return ConstantPattern(
+            mean_diff.float(),
+            constancy.float(),
+            float(valid.mean()) if valid.numel() else float("nan"),
+            float((valid > 0.5).double().mean()) if valid.numel() else float("nan"),
+            lattice,
+        )
 
 
 def lattice_component(pattern: Tensor, period: int) -> Tensor:
