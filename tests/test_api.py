@@ -20,8 +20,9 @@ def test_module_doctests_run():
     import s2snets.api
     import s2snets.metrics.gradients
     import s2snets.metrics.nmi
+    import s2snets.metrics.pattern
 
-    for module in (s2snets.api, s2snets.metrics.gradients, s2snets.metrics.nmi):
+    for module in (s2snets.api, s2snets.metrics.gradients, s2snets.metrics.nmi, s2snets.metrics.pattern):
         failures, tried = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
         assert tried >= 1 and failures == 0, module.__name__
 

@@ -4,7 +4,7 @@ import torch
 from conftest import needs_fashion
 from sklearn.metrics import normalized_mutual_info_score
 
-from s2snets.metrics import joint_counts
+from s2snets.metrics import joint_counts  # imports numba: only the tests and a CPU nMI need it
 from s2snets.metrics.nmi import inter_nmi, intra_nmi, nmi, quantize, sample_pairs
 
 BACKENDS = ["numba", "torch"]  # the compiled loops (CPU) and the tensor operations (any device): same integers

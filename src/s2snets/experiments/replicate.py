@@ -187,7 +187,7 @@ def evaluate(ctx: Context, classifiers: dict[str, Trained], plain: Trained, fine
                     top.setdefault((b, "original"), []).append(top_classes(classifiers[b].model(x).float()).cpu())
             for d, decoder in decoders.items():
                 with rt.autocast():
-                    raw = rt.to_device(decoder(x).float().cpu())  # the classifiers' input, as in the pipeline
+                    raw = rt.to_device(decoder(x).float())  # the classifiers' input, as in the pipeline
                     for b in names:
                         top.setdefault((b, d), []).append(top_classes(classifiers[b].model(raw).float()).cpu())
                 recon = to_pixels(data, raw.cpu())

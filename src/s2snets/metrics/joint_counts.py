@@ -25,17 +25,9 @@ Three layouts of the same count, chosen by the sizes (all give identical integer
 from __future__ import annotations
 
 import numpy as np
+from numba import njit  # a dependency; nmi imports this module only where numba is installed
 
-try:  # numba is a dependency; without it (a platform with no wheel) nmi counts with tensor operations instead
-    from numba import njit
-except ImportError:  # pragma: no cover - exercised only where numba is missing
-    njit = None  # type: ignore[assignment]
-
-SPARSE_TABLE_CELLS = 1 << 20  # 4 MB of int32 per thread: the largest table the sparse layout allocates
-
-
-def available() -> bool:
-    return njit is not None
+from s2snets.metrics.nmi import SPARSE_TABLE_CELLS
 
 
 def layout(n: int, levels: int) -> str:
@@ -48,7 +40,7 @@ def layout(n: int, levels: int) -> str:
 
 def _compile(fn):
     # cache=True keeps the machine code in __pycache__ (or numba's user cache), so only the first process compiles.
-    return njit(nogil=True, cache=True, boundscheck=False)(fn) if njit is not None else fn
+    return njit(nogil=True, cache=True, boundscheck=False)(fn)
 
 
 @_compile

@@ -18,6 +18,8 @@ into a reused table (fast for small images such as 32 x 32). ``backend`` picks o
 
 from __future__ import annotations
 
+import functools
+import importlib.util
 import math
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -26,7 +28,6 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from s2snets.metrics import joint_counts
 from s2snets.names import NMI_AVERAGES as AVERAGES
 from s2snets.names import NMI_BACKENDS as BACKENDS
 
@@ -59,6 +60,13 @@ def _xlogx_table(n: int, device: torch.device) -> Tensor:
 
 
 _local = threading.local()
+SPARSE_TABLE_CELLS = 1 << 20  # the largest joint table (cells) either backend allocates per pair: 4 MB of int32
+
+
+@functools.cache
+def _compiled_available() -> bool:
+    """numba is installed (checked without importing it: numba and LLVM load only when a CPU nMI is computed)."""
+    return importlib.util.find_spec("numba") is not None
 
 
 def _cache() -> dict:
@@ -142,7 +150,7 @@ def _torch_terms(qa: Tensor, qb: Tensor, levels: int, raw: bool, chunk: int | No
     device = qa.device
     lut = _xlogx_table(n, device)
     dense = n * 4 >= levels * levels
-    if not dense and levels * levels > joint_counts.SPARSE_TABLE_CELLS:
+    if not dense and levels * levels > SPARSE_TABLE_CELLS:
         count = lambda xa, xb, out: _sorted_terms(xa.long(), xb.long(), levels, lut, out)  # noqa: E731
         chunk = chunk or 64
     else:
@@ -172,18 +180,21 @@ def _torch_terms(qa: Tensor, qb: Tensor, levels: int, raw: bool, chunk: int | No
     return terms, flat_a, flat_b
 
 
-_pool: ThreadPoolExecutor | None = None
+_pool: tuple[int, ThreadPoolExecutor] | None = None
 
 
 def _executor(threads: int) -> ThreadPoolExecutor:
+    """One pool for the process, grown when more threads are asked for."""
     global _pool
-    if _pool is None or _pool._max_workers < threads:
-        _pool = ThreadPoolExecutor(threads, thread_name_prefix="s2snets-nmi")
-    return _pool
+    if _pool is None or _pool[0] < threads:
+        _pool = (threads, ThreadPoolExecutor(threads, thread_name_prefix="s2snets-nmi"))
+    return _pool[1]
 
 
 def _compiled_rows(xa: np.ndarray, xb: np.ndarray, levels: int, lut: np.ndarray, terms: np.ndarray, flat: np.ndarray) -> None:
     """One thread's share: the rows of xa, xb counted into terms and flat with this thread's workspace."""
+    from s2snets.metrics import joint_counts
+
     kind = joint_counts.layout(xa.shape[1], levels)
     cache = _cache()
     ws = cache.get("joint_counts")
@@ -248,7 +259,7 @@ def nmi(
         raise ValueError(f"average must be one of {AVERAGES}, got '{average}'")
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got '{backend}'")
-    if backend == "numba" and (a.device.type != "cpu" or not joint_counts.available()):
+    if backend == "numba" and (a.device.type != "cpu" or not _compiled_available()):
         raise ValueError("backend='numba' needs CPU tensors and numba installed; use backend='torch' or 'auto'")
     if not 2 <= levels <= 65536:
         raise ValueError(f"levels must be in 2...65536, got {levels}")
@@ -271,7 +282,7 @@ def nmi(
     qa = a.detach().reshape(a.shape[0], -1)
     qb = b.detach().reshape(b.shape[0], -1)
     n = qa.shape[1]
-    compiled = backend == "numba" or (backend == "auto" and qa.device.type == "cpu" and joint_counts.available())
+    compiled = backend == "numba" or (backend == "auto" and qa.device.type == "cpu" and _compiled_available())
     terms, flat_a, flat_b = (_compiled_terms if compiled else _torch_terms)(qa, qb, levels, raw, chunk)
     s_a, s_b, s_ab = terms[:, 0], terms[:, 1], terms[:, 2]
     constant = flat_a | flat_b
