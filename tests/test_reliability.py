@@ -232,9 +232,12 @@ def test_a_decompression_bomb_is_a_data_error(tmp_path):
 
 
 def test_ctrl_c_during_a_command_exits_130(tmp_path):
+    # SIGINT back to its default in the child: a shell without job control starts background jobs (`make test &`)
+    # with SIGINT ignored, the child inherits that, and Python then installs no KeyboardInterrupt handler.
     proc = subprocess.Popen(
-        [sys.executable, "-m", "s2snets", "zoo", "verify"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
+        [sys.executable, "-m", "s2snets", "zoo", "verify"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )  # fmt: skip
     time.sleep(4)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
