@@ -96,6 +96,7 @@ def test_replicate_evaluates_a_streamed_test_split_as_it_evaluates_one_in_memory
     import dataclasses
     import math
 
+    from s2snets.checkpoint import load_checkpoint
     from s2snets.config import RunConfig
     from s2snets.experiments.replicate import replicate
     from s2snets.rundir import RunDir
@@ -109,7 +110,8 @@ def test_replicate_evaluates_a_streamed_test_split_as_it_evaluates_one_in_memory
     results = {}
     for stream in ("memory", "disk"):
         cfg = RunConfig(name=stream, classifiers=["vgg_s", "resnet_s"], use_zoo=False, device="cpu")
-        cfg.data = dataclasses.replace(cfg.data, dataset="folder", root=str(folder), size=16, channels=3, stream=stream)
+        budget = 1e-6 if stream == "disk" else 8.0  # "auto" streams a split above the memory budget, both splits
+        cfg.data = dataclasses.replace(cfg.data, dataset="folder", root=str(folder), size=16, channels=3, memory_budget_gb=budget)
         cfg.data.preprocess = "imagenet"
         cfg.autoencoder = dataclasses.replace(cfg.autoencoder, preset="tiny")
         for stage in (cfg.train_classifier, cfg.pretrain, cfg.finetune):
@@ -119,6 +121,9 @@ def test_replicate_evaluates_a_streamed_test_split_as_it_evaluates_one_in_memory
             assert isinstance(load_split(cfg.data, "test"), FolderStream)
         results[stream] = replicate(cfg, RunDir(tmp_path / stream), RT, progress=False)
     memory, disk = results["memory"], results["disk"]
+    arrays = {k: load_checkpoint(tmp_path / k / "metrics" / "arrays.safetensors")[0] for k in results}
+    for key in ("originals", "recon/plain", "recon/vgg_s"):
+        assert torch.equal(arrays["disk"][key], arrays["memory"][key]), key
     assert disk["dataset"]["eval_images"] == memory["dataset"]["eval_images"] == 36
     assert disk["accuracy"] == memory["accuracy"] and disk["transfer"] == memory["transfer"]
     for name, values in memory["nmi"].items():
