@@ -32,6 +32,7 @@ def test_both_counting_paths_agree(backend):
     a = torch.randint(0, 16, (5, 1, 64, 64), generator=g, dtype=torch.uint8) * 16
     b = torch.randint(0, 16, (5, 1, 64, 64), generator=g, dtype=torch.uint8) * 16
     assert joint_counts.layout(64 * 64, 256) == "sparse" and joint_counts.layout(5 * 64 * 64, 256) == "dense"
+    assert joint_counts.layout(4_300_000, 4100) == "sorted"  # a dense table would be 67 MB per thread and pair
     sparse = nmi(a, b, backend=backend)
     wide = nmi(a.repeat(1, 5, 1, 1), b.repeat(1, 5, 1, 1), backend=backend)  # same counts x5, dense layout
     np.testing.assert_allclose(sparse.numpy(), sk(a, b), atol=1e-9)

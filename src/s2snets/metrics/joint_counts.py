@@ -15,11 +15,12 @@ about half that, and release the GIL, so pairs spread over threads.
 
 Three layouts of the same count, chosen by the sizes (all give identical integers):
 
-* dense (N >= levels**2 / 4, e.g. 224 x 224 x 3 at 256 levels): a full joint table, read cell by cell; the
-  marginals are its row and column sums.
+* dense (N >= levels**2 / 4 and at most 2**24 cells, e.g. 224 x 224 x 3 at 256 levels): a full joint table, read
+  cell by cell; the marginals are its row and column sums.
 * sparse (a table of at most 2**20 cells, e.g. 32 x 32 at 256 levels): the same table, read back pixel by pixel, each
   cell once (it is zeroed when read), so the work is O(N), not O(levels**2).
-* sorted (more levels, e.g. 65,536): the joint keys are sorted and counted in runs; memory O(N), no table.
+* sorted (otherwise: more levels, e.g. 65,536): the joint keys are sorted and counted in runs; memory O(N), no
+  table.
 """
 
 from __future__ import annotations
@@ -27,15 +28,14 @@ from __future__ import annotations
 import numpy as np
 from numba import njit  # a dependency; nmi imports this module only where numba is installed
 
-from s2snets.metrics.nmi import SPARSE_TABLE_CELLS
+from s2snets.metrics.nmi import SPARSE_TABLE_CELLS, dense_layout
 
 
 def layout(n: int, levels: int) -> str:
     """Which count layout suits N pixels per image and ``levels`` levels: 'dense', 'sparse' or 'sorted'."""
-    cells = levels * levels
-    if 4 * n >= cells:
+    if dense_layout(n, levels):
         return "dense"
-    return "sparse" if cells <= SPARSE_TABLE_CELLS else "sorted"
+    return "sparse" if levels * levels <= SPARSE_TABLE_CELLS else "sorted"
 
 
 def _compile(fn):

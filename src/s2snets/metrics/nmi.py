@@ -60,7 +60,13 @@ def _xlogx_table(n: int, device: torch.device) -> Tensor:
 
 
 _local = threading.local()
-SPARSE_TABLE_CELLS = 1 << 20  # the largest joint table (cells) either backend allocates per pair: 4 MB of int32
+SPARSE_TABLE_CELLS = 1 << 20  # the largest joint table a small image is counted into: 4 MB of int32
+DENSE_TABLE_CELLS = 1 << 24  # the largest full joint table read cell by cell: 64 MB of int32 (4,096 levels)
+
+
+def dense_layout(n: int, levels: int) -> bool:
+    """Count N pixels at ``levels`` levels into a full joint table (N >= levels**2 / 4, table not too large)."""
+    return 4 * n >= levels * levels and levels * levels <= DENSE_TABLE_CELLS
 
 
 @functools.cache
@@ -149,7 +155,7 @@ def _torch_terms(qa: Tensor, qb: Tensor, levels: int, raw: bool, chunk: int | No
     pairs, n = qa.shape
     device = qa.device
     lut = _xlogx_table(n, device)
-    dense = n * 4 >= levels * levels
+    dense = dense_layout(n, levels)
     if not dense and levels * levels > SPARSE_TABLE_CELLS:
         count = lambda xa, xb, out: _sorted_terms(xa.long(), xb.long(), levels, lut, out)  # noqa: E731
         chunk = chunk or 64
@@ -187,6 +193,8 @@ def _executor(threads: int) -> ThreadPoolExecutor:
     """One pool for the process, grown when more threads are asked for."""
     global _pool
     if _pool is None or _pool[0] < threads:
+        if _pool is not None:
+            _pool[1].shutdown(wait=False)
         _pool = (threads, ThreadPoolExecutor(threads, thread_name_prefix="s2snets-nmi"))
     return _pool[1]
 
