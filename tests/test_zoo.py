@@ -34,7 +34,7 @@ def test_zoo_loads_verified_weights_and_refuses_changed_ones(tmp_path):
     with pytest.raises(ModelError, match="s2snets zoo train --only alexnet_s-native-s1"):
         zoo.load_classifier("alexnet_s", seed=1, zoo_dir=tmp_path)
     with pytest.raises(ModelError, match="not a zoo entry"):
-        zoo.find_entry("alexnet_s-native-s9")
+        zoo.find_entry("alexnet_s-native-s99")
 
 
 def test_zoo_recipe_covers_the_experiment():

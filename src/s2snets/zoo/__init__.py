@@ -92,8 +92,8 @@ class ZooEntry:
 def zoo_entries() -> list[ZooEntry]:
     """Everything the zoo holds, in training order (what the demo needs first).
 
-    Seed 0 of every small family; seeds 0-4 of the two families the hypothesis experiment uses (``alexnet_s``,
-    ``resnet_s``) and seeds 0-2 of their blur-pool variants; one autoencoder per decoder upsampling.
+    Seeds 0-11 of ``alexnet_s`` (the family the checkerboard question is about), seeds 0-4 of every other family
+    and of alexnet_s's blur-pool variant, seeds 0-2 of resnet_s's; two autoencoders per decoder upsampling.
     """
     entries = [ZooEntry("classifier", "alexnet_s", seed=s) for s in range(3)]
     entries += [ZooEntry("autoencoder", up) for up in ("unpool", "resize_conv")]
@@ -102,6 +102,12 @@ def zoo_entries() -> list[ZooEntry]:
     entries += [ZooEntry("classifier", "resnet_s", seed=s) for s in range(1, 5)]
     entries += [ZooEntry("classifier", f, "blur_pool", s) for f in ("alexnet_s", "resnet_s") for s in range(3)]
     entries += [ZooEntry("autoencoder", "transposed")]
+    # 0.3: enough classifiers for the checkerboard question (>= 12 alexnet_s, the classifier is the unit of
+    # replication), >= 5 of every family, and a second autoencoder per decoder kind.
+    entries += [ZooEntry("classifier", "alexnet_s", seed=s) for s in range(5, 12)]
+    entries += [ZooEntry("autoencoder", up, seed=1) for up in ("unpool", "transposed", "resize_conv")]
+    entries += [ZooEntry("classifier", f, seed=s) for f in ("vgg_s", "inception_s") for s in range(1, 5)]
+    entries += [ZooEntry("classifier", "alexnet_s", "blur_pool", s) for s in (3, 4)]
     return entries
 
 
