@@ -1,11 +1,13 @@
+"""The statistics and the verdict rules of the checkerboard experiment, on numbers built to reach each verdict."""
+
 import math
 
 import numpy as np
 import pytest
 from scipy import stats
 
-from s2snets.experiments.hypothesis import answer, cell_verdict
-from s2snets.metrics.stats import mean_ci, paired_difference
+from s2snets.experiments.verdict import answer, cell_verdict, control_recovered, log_ratio
+from s2snets.metrics.stats import equivalent, mean_ci, paired_difference, replicates_needed
 
 
 def test_mean_ci_matches_scipy():
@@ -23,46 +25,99 @@ def test_paired_difference_matches_scipy_ttest_rel():
     ref = stats.ttest_rel(a, b)
     lo, hi = ref.confidence_interval(0.95)
     assert d["low"] == pytest.approx(lo) and d["high"] == pytest.approx(hi) and d["p"] == pytest.approx(ref.pvalue)
-    # pairing matters: the same numbers unpaired (Welch) give a wider interval
-    welch = stats.ttest_ind(a, b, equal_var=False).confidence_interval(0.95)
-    assert (hi - lo) < (welch.high - welch.low)
     with pytest.raises(ValueError):
         paired_difference([1.0], [1.0, 2.0])
 
 
-def _ci(mean, half):
-    return {"mean": mean, "low": mean - half, "high": mean + half, "n": 3}
+def test_equivalence_is_two_one_sided_tests_and_needs_data():
+    v = [0.05, -0.10, 0.02, 0.08, -0.03, 0.00, 0.06, -0.05]
+    out = equivalent(v, 0.405)
+    lower = stats.ttest_1samp(v, -0.405, alternative="greater").pvalue
+    upper = stats.ttest_1samp(v, 0.405, alternative="less").pvalue
+    assert out["equivalent"] and out["p"] == pytest.approx(max(lower, upper))
+    lo, hi = stats.t.interval(0.90, len(v) - 1, loc=np.mean(v), scale=stats.sem(v))
+    assert (out["low"], out["high"]) == (pytest.approx(lo), pytest.approx(hi))
+    # an interval that merely holds 0 is not equivalence: three noisy values cannot show it
+    assert not equivalent([0.5, -0.6, 0.2], 0.405)["equivalent"]
 
 
-def _cell(excess, notch, shift, lock):
-    """Effects as natural-log ratios (as the hypothesis computes them)."""
-    return {
-        "excess": excess,
-        "paired": {"gradient_notch": {"log_amplitude": notch}, "grid_shift": {"log_amplitude": shift, "lock_shift": lock}},
-    }
+def test_replicates_needed_reaches_its_power_by_simulation():
+    rng = np.random.default_rng(0)
+    n = replicates_needed(-0.8, 0.6, 0.405)
+    hits = sum(mean_ci(list(rng.normal(-0.8, 0.6, n)))["high"] < -0.405 for _ in range(1500))
+    assert 0.75 < hits / 1500 < 0.9 and replicates_needed(-0.8, 0.6, 0.405) > replicates_needed(-1.2, 0.6, 0.405)
+    n = replicates_needed(0.05, 0.3, 0.405, equivalence=True)
+    hits = sum(equivalent(list(rng.normal(0.05, 0.3, n)), 0.405)["equivalent"] for _ in range(1500))
+    assert 0.75 < hits / 1500 < 0.92
+    assert replicates_needed(-0.3, 0.6, 0.405) is None  # a mean inside the margin can never show "at least r-fold"
+
+
+def test_log_ratio_is_regularised_by_the_floors():
+    assert log_ratio(0.02, 0.0, 0.01, 0.0) == pytest.approx(math.log(2))
+    assert log_ratio(0.0, 1e-4, 0.0, 1e-4) == pytest.approx(0.0)  # two amplitudes at their floors: no effect
+
+
+READS, IGNORES = {"band_share_high": 0.5, "contrast": 1.0, "read_ratio": 0.6}, {"band_share_high": 0.5, "contrast": 1.0, "read_ratio": 0.0}
+SMOOTH = {"band_share_high": 0.01, "contrast": 0.1, "read_ratio": 0.6}
+
+
+def _units(pattern, gradient=(), frame=(), stability=(), geometry=()):
+    return {"pattern": list(pattern), "gradient": list(gradient), "frame": list(frame), "stability": list(stability),
+            "geometry": list(geometry)}  # fmt: skip
+
+
+def _verdict(units, probe=READS, n=4):
+    return cell_verdict(units, [probe] * n, min_ratio=1.5, alpha=0.05, power=0.8, read_ratio=0.1, band_share=0.05)
 
 
 @pytest.mark.parametrize(
-    "cell,verdict",
+    "units,probe,expected",
     [
-        (_cell(_ci(0.2, 0.1), _ci(-1.0, 0.2), _ci(0, 0.1), _ci(0.5, 0.1)), "no pattern"),  # below ln 1.5
-        (_cell(_ci(2.0, 3.0), _ci(-1.0, 0.2), _ci(0, 0.1), _ci(0.5, 0.1)), "no pattern"),  # excess CI holds 0
-        (_cell(_ci(2.0, 0.5), _ci(-1.0, 0.2), _ci(0.05, 0.1), _ci(0.5, 0.1)), "classifier-born"),
-        (_cell(_ci(2.0, 0.5), _ci(0.0, 0.1), _ci(0.0, 0.1), _ci(-0.5, 0.1)), "decoder-born"),
-        (_cell(_ci(2.0, 0.5), _ci(-1.0, 0.2), _ci(-1.5, 0.3), _ci(0.0, 0.3)), "interaction"),
-        (_cell(_ci(2.0, 0.5), _ci(-1.0, 0.2), _ci(0.0, 0.1), _ci(-0.4, 0.1)), "interaction"),
-        (_cell(_ci(2.0, 0.5), _ci(-0.5, 2.0), _ci(0.0, 0.1), _ci(0.0, 0.5)), "inconclusive"),
+        (_units([-1.5, -1.7, -1.4, -1.6]), READS, "no pattern"),
+        (_units([2.0, 2.2, 1.9, 2.1]), IGNORES, "ignored positions"),
+        (_units([2.0, 2.2, 1.9, 2.1], [-2.5, -2.7, -2.4, -2.6], [0.9, 0.8, 0.95, 0.9], [0.9, 0.8, 0.9, 0.95]), READS,
+         "classifier-born"),
+        (_units([2.0, 2.2, 1.9, 2.1], [-2.5, -2.7, -2.4, -2.6], [-0.9, -0.8, -0.95, -0.9], [0.9, 0.8, 0.9, 0.95]), READS,
+         "interaction"),
+        (_units([2.0, 2.2, 1.9, 2.1], [0.02, -0.05, 0.04, 0.0]), READS, "decoder-born"),  # TOST
+        (_units([2.0, 2.2, 1.9, 2.1], [0.5, -0.6, 0.3, -0.2]), SMOOTH, "decoder-born"),  # the gradient has no lattice
+        (_units([2.0, 2.2, 1.9, 2.1], [0.5, -0.6, 0.3, -0.2]), READS, "inconclusive"),  # neither shown
+        (_units([2.0, -1.0, 1.5, -0.5]), READS, "inconclusive"),  # pattern undecided
+        (_units([2.0, 2.2, 1.9, 2.1], [-2.5, -2.7, -2.4, -2.6]), {**SMOOTH, "band_share_high": 0.01}, "inconclusive"),
     ],
 )
-def test_verdict_rules(cell, verdict):
-    assert cell_verdict(cell, 1.5)["verdict"] == verdict
+def test_the_rules_reach_each_verdict(units, probe, expected):
+    assert _verdict(units, probe)["verdict"] == expected
 
 
-def test_answer_per_decoder():
-    cells = [
-        {"upsample": "unpool", "decision": {"verdict": "interaction"}},
-        {"upsample": "resize_conv", "decision": {"verdict": "no pattern"}},
-    ]
-    out = answer(cells)
-    assert out["unpool"]["text"].startswith("holds in part") and out["resize_conv"]["text"].startswith("not testable")
-    assert cell_verdict({"excess": _ci(2.0, 0.5), "paired": {}}, 1.5)["verdict"] == "not testable"
+def test_a_band_stop_that_removed_nothing_cannot_support_classifier_born():
+    units = _units([2.0, 2.2, 1.9, 2.1], [-2.5, -2.7, -2.4, -2.6], [0.9, 0.8, 0.95, 0.9], [0.9] * 4)
+    assert _verdict(units, SMOOTH)["verdict"] != "classifier-born"
+
+
+def test_inconclusive_says_what_was_undecided_and_the_n_it_needs():
+    out = _verdict(_units([2.0, 2.2, 1.9, 2.1], [-0.9, -0.2, -1.4, -0.6]))
+    assert out["verdict"] == "inconclusive" and out["n"] == 4
+    (text,) = out["undecided"]
+    assert "band-stop" in text and "needs n = " in text
+
+
+def test_geometry_and_frame_of_a_classifier_born_pattern():
+    units = _units([2.0] * 4, [-2.5, -2.7, -2.4, -2.6], [0.9, 0.8, 0.95, 0.9], [0.9] * 4, [0.02, -0.03, 0.01, 0.0])
+    out = _verdict(units)
+    assert out["geometry"]["answer"] == "strided layers" and out["frame"] == "follows the classifier"
+    units["geometry"] = [2.5, 2.7, 2.4, 2.6]
+    assert _verdict(units)["geometry"]["answer"] == "not the strided layers"
+
+
+def test_the_answer_is_withheld_unless_every_control_was_recovered():
+    cells = [{"upsample": "unpool", "decision": {"verdict": "classifier-born"}}]
+    good = [{"control": "none", "truth": "no pattern", "verdict": "no pattern", "recovered": True}]
+    bad = good + [{"control": "decoder", "truth": "decoder-born", "verdict": "inconclusive", "recovered": False}]
+    assert answer(cells, good)["unpool"]["status"] == "holds"
+    withheld = answer(cells, bad)["unpool"]
+    assert withheld["status"] == "not calibrated" and "decoder (truth decoder-born, got inconclusive)" in withheld["text"]
+    assert answer(cells, None)["unpool"]["status"] == "not calibrated"
+    decision = {"verdict": "classifier-born", "geometry": {"answer": "not the strided layers"}}
+    assert control_recovered("classifier-born", "not the strided layers", decision)
+    assert not control_recovered("classifier-born", "strided layers", decision)

@@ -28,9 +28,12 @@ __version__ = "0.2.0"
 # Imported on first use, so `import s2snets` and the command line's config checks do not wait for torch.
 _LAZY = {
     "zoo": "s2snets.zoo",
-    "Intervened": "s2snets.layers.interventions",
-    "notch_gradient": "s2snets.layers.interventions",
-    "shift_image": "s2snets.layers.interventions",
+    "band_stop_gradient": "s2snets.layers.gradient",
+    "smooth_gradient": "s2snets.layers.gradient",
+    "smooth_strided_backward": "s2snets.models.hooks",
+    "peak_amplitude": "s2snets.metrics.lattice",
+    "band_amplitude": "s2snets.metrics.lattice",
+    "phase_sensitivity": "s2snets.metrics.sensitivity",
     "Geometry": "s2snets.metrics.geometry",
     "Sampling": "s2snets.metrics.geometry",
     "register_geometry": "s2snets.metrics.geometry",
@@ -67,13 +70,18 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
+    "band_amplitude",
+    "band_stop_gradient",
+    "peak_amplitude",
+    "phase_sensitivity",
+    "smooth_gradient",
+    "smooth_strided_backward",
     "CheckpointError",
     "ConfigError",
     "DataError",
     "FinetuneResult",
     "Geometry",
     "GradientProbe",
-    "Intervened",
     "LintReport",
     "ModelError",
     "S2SNetsError",
@@ -92,9 +100,7 @@ __all__ = [
     "make_upsample",
     "nmi",
     "noise_probe",
-    "notch_gradient",
     "phase_lock",
     "register_geometry",
-    "shift_image",
     "zoo",
 ]

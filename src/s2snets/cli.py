@@ -77,12 +77,13 @@ def _run_config(args: argparse.Namespace, config):
 
 
 @contextlib.contextmanager
-def _locked_run(args: argparse.Namespace, config, runtime):
-    """The run directory, locked for this command (rank 0 holds the lock for every rank of a torchrun job)."""
+def _locked_run(args: argparse.Namespace, config, runtime, shared: bool = False):
+    """The run directory, locked for this command (rank 0 holds the lock for every rank of a torchrun job; shards
+    of one hypothesis grid share it, so they run together but no other command runs beside them)."""
     from s2snets.rundir import RunDir, run_lock
 
     root = Path(args.runs) / config.name
-    with run_lock(root) if runtime.is_main else contextlib.nullcontext():
+    with run_lock(root, shared=shared) if runtime.is_main else contextlib.nullcontext():
         yield RunDir(root, writable=runtime.is_main)
 
 
@@ -101,12 +102,17 @@ def cmd_replicate(args: argparse.Namespace) -> int:
 
 def cmd_hypothesis(args: argparse.Namespace) -> int:
     from s2snets.config import load_config
+    from s2snets.experiments.grid import parse_shard
     from s2snets.experiments.hypothesis import hypothesis, verdict_text
 
     config = _run_config(args, load_config(args.config))
+    try:
+        shard = parse_shard(args.shard)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
     runtime = _runtime(args, config)
-    with _locked_run(args, config, runtime) as run:
-        result = hypothesis(config, run, runtime, progress=_progress(args))
+    with _locked_run(args, config, runtime, shared=shard is not None) as run:
+        result = hypothesis(config, run, runtime, progress=_progress(args), jobs=args.jobs, shard=shard)
         if runtime.is_main:
             print(verdict_text(result))
             _write_report(args, run)
@@ -125,7 +131,7 @@ def _pipeline(args: argparse.Namespace, config, hypothesis: bool) -> int:
             from s2snets.experiments.hypothesis import hypothesis as run_hypothesis
             from s2snets.experiments.hypothesis import verdict_text
 
-            outcome = run_hypothesis(config, run, runtime, progress=_progress(args))
+            outcome = run_hypothesis(config, run, runtime, progress=_progress(args), jobs=getattr(args, "jobs", None))
         if runtime.is_main:
             results["claims"] = check_claims(results, outcome)
             run.write_json("results", results)
@@ -498,10 +504,21 @@ def build_parser() -> argparse.ArgumentParser:
         sub,
         "hypothesis",
         "are constant patterns gradient checkerboards? paired interventions on the same classifier and seed",
-        "Fine-tunes the same decoder through the same classifier under control, grid_shift, gradient_notch (and "
-        "phase_average), per decoder upsampling and seed, and applies the verdict rules of docs/measures.md.",
+        "Fine-tunes the same decoder through the same classifier once per arm (control, sham, band_stop, "
+        "stride_smooth, shift_y, shift_x, shift_period) and replicate, beside planted controls whose answer is known "
+        "by construction, and applies the verdict rules of docs/measures.md; a real cell's verdict is reported only "
+        "when every control was recovered. Every fine-tuning is a keyed job: a re-run resumes, --jobs runs several "
+        "at once, --shard splits them between machines sharing the run directory.",
     )
     p.add_argument("--config", required=True, help="TOML file with a [hypothesis] table ('s2snets config' lists its keys)")
+    p.add_argument(
+        "--jobs", type=_int_at_least(1), default=None, metavar="N",
+        help="fine-tunings at once, in N worker processes (default: hypothesis.jobs; 0 there = cores / job_threads)",
+    )
+    p.add_argument(
+        "--shard", default=None, metavar="I/N",
+        help="run only this machine's share of the jobs (0 <= I < N); a call that finds every job done merges",
+    )
     run_options(p, "the config's name")
     p.set_defaults(func=cmd_hypothesis)
 

@@ -98,6 +98,13 @@ class AutoencoderConfig:
         "small", "small (28-32 px) | paper (VGG16 encoder, the published SegNet) | tiny (tests)", choices="segnet_preset"
     )
     upsample: str = key("unpool", "decoder upsampling: unpool (the paper's) | transposed | resize_conv | ...", choices="upsample")
+    lossy_steps: int = key(
+        0,
+        "also a lossy autoencoder, pretrained this many steps (the paper's condition: its reconstructions cost the "
+        "classifiers accuracy to restore), fine-tuned through every classifier; 0 = none (the zoo has one per decoder)",
+        ge=0,
+        le=10_000_000,
+    )
 
 
 @dataclass
@@ -110,24 +117,50 @@ class MeasureConfig:
     rrc_threshold: float = key(0.95, "A's signal suffices for B when RRC[A, B] >= this", gt=0)
     figure_images: int = key(8, "images in the reconstruction figure", ge=1, le=64)
     probe_images: int = key(256, "test images for the gradient probe", ge=1)
+    bootstrap: int = key(200, "bootstrap draws (test images and classifier seeds) for the transfer order's uncertainty", ge=0, le=100_000)
+    min_psnr: float = key(25.0, "quality bar of the plain autoencoder (test PSNR, dB): below it the claims resting on it are not testable", ge=0, le=100)
+    min_top1: float = key(
+        0.0, "quality bar of a classifier on the originals; 0 = its family's (zoo families: 88 %) or halfway above chance", ge=0, le=1
+    )
 
 
 @dataclass
 class HypothesisConfig:
-    families: list[str] = key(["alexnet_s"], "classifier families in the grid", choices="classifier")
+    families: list[str] = key(["alexnet_s"], "classifier families of the grid's cells (zoo classifiers)", choices="classifier")
     downsamples: list[str] = key(["native"], "classifier downsamplings (+ blur_pool, max_pool, ...)", choices="downsample")
-    upsamples: list[str] = key(["unpool", "resize_conv"], "decoder upsamplings in the grid", choices="upsample")
-    seeds: list[int] = key([0, 1, 2], "classifier seed = fine-tuning seed; paired across interventions", ge=0)
+    seeds: list[int] = key([0, 1, 2], "zoo seeds per family and downsampling: one classifier each, the unit of replication", ge=0)
+    classifiers: list[str] = key(
+        [],
+        "more cells, one classifier each: a zoo entry name (alexnet_s-native-s3), package.module:factory, or a name "
+        "given in classifier_weights (pretrained, used as given); a one-classifier cell replicates its fine-tunings",
+    )
+    upsamples: list[str] = key(["unpool", "resize_conv"], "decoder upsamplings of the real cells", choices="upsample")
+    autoencoder_seeds: list[int] = key([0, 1], "zoo autoencoders per decoder kind; replicate r uses the (r mod n)-th", ge=0)
+    replicates: int = key(2, "fine-tunings per classifier and arm (their own seeds), averaged within the classifier", ge=1, le=100)
     interventions: list[str] = key(
-        ["control", "grid_shift", "gradient_notch"],
-        "control first, + grid_shift, gradient_notch, phase_average",
+        ["band_stop", "stride_smooth", "shift_y", "shift_x", "shift_period"],
+        "arms beside control and sham (docs/measures.md): the rules need band_stop, shift_y, shift_x, shift_period",
         choices="intervention",
     )
-    shift: int = key(1, "grid_shift: pixels the classifier's input moves down and right", ge=1)
-    min_ratio: float = key(1.5, "smallest checkerboard-amplitude ratio that matters (verdict rules, docs/measures.md)", gt=1)
-    alpha: float = key(0.05, "two-sided level of the paired tests and of the intervals", gt=0, lt=1)
+    controls: list[str] = key(
+        ["additive", "multiplicative", "ignored", "none", "decoder"],
+        "planted controls run beside the real cells; a real cell's verdict is reported only when all are recovered",
+        choices="control",
+    )
+    control_classifiers: int = key(3, "each control is planted on this many classifiers (the first cell's first ones)", ge=2, le=100)
+    control_replicates: int = key(1, "fine-tunings per planted classifier and arm", ge=1, le=100)
+    min_ratio: float = key(1.5, "smallest amplitude ratio that matters: effects beyond ln r, equivalence inside +-ln r", gt=1, le=100)
+    alpha: float = key(0.05, "two-sided level of the intervals; each one-sided test of TOST at alpha", gt=0, lt=0.5)
+    power: float = key(0.8, "power the 'n needed' of an inconclusive verdict is computed for", gt=0, lt=1)
+    min_amplitude: float = key(
+        0.5 / 255, "a pattern's lattice must reach this RMS (pixel units, images in [0, 1]; half an 8-bit grey level)", gt=0, lt=1
+    )
+    read_ratio: float = key(0.1, "a classifier ignores positions when some phase moves its output less than this share of the most-read one", gt=0, lt=1)
+    band_share: float = key(0.05, "manipulation check: the band-stop acts when it removes at least this share of the gradient's power (or a lattice peak)", gt=0, lt=1)
+    job_threads: int = key(1, "torch threads per fine-tuning (in each job's key, so numbers do not depend on --jobs)", ge=1, le=256)
+    jobs: int = key(0, "fine-tunings at once in worker processes; 0 = the machine's cores / job_threads", ge=0, le=256)
     odena_probe: bool = key(True, "also run Odena's generator probe (transposed vs resize-conv at init and trained)")
-    odena_steps: int = key(150, "training steps of each probe generator", ge=1)
+    odena_steps: int = key(150, "training steps of each probe generator", ge=1, le=1_000_000)
 
 
 @dataclass
@@ -142,6 +175,9 @@ class RunConfig:
     )
     classifier_weights: list[str] = key(
         [], "'NAME=FILE' per pretrained classifier (safetensors or torchvision .pth): used as is, not trained"
+    )
+    classifier_seeds: list[int] = key(
+        [0], "seeds of every classifier (zoo seeds, or training seeds): 2 or more give per-family intervals and the transfer order's uncertainty", ge=0
     )
     classifier_downsample: str = key("native", "native | strided_conv | max_pool | avg_pool | blur_pool", choices="downsample")
     tensorboard: bool = key(False, "also write per-step losses to <run>/tensorboard (needs the extra: s2snets[tensorboard])")
@@ -243,10 +279,7 @@ def validate(config: RunConfig) -> RunConfig:
             raise ConfigError(
                 f"config keys '{stage}.epochs' and '{stage}.max_steps' are both 0: the stage would not train; set one >= 1"
             )
-    h = config.hypothesis
-    for name in ("families", "downsamples", "upsamples", "seeds", "interventions"):
-        if not getattr(h, name):
-            raise ConfigError(f"config key 'hypothesis.{name}' is empty; give at least one value")
+    _validate_hypothesis(config)
     if not config.classifiers:
         raise ConfigError("config key 'classifiers' is empty; name at least one classifier")
     weights = classifier_weights(config)
@@ -263,6 +296,37 @@ def validate(config: RunConfig) -> RunConfig:
     if ew and (config.autoencoder.preset != "paper" or config.data.channels != 3):
         raise ConfigError("config key 'autoencoder.encoder_weights' needs autoencoder.preset = 'paper' and data.channels = 3")
     return config
+
+
+RULE_ARMS = {
+    "band_stop": "does the classifier's gradient lattice drive the pattern?",
+    "shift_y": "whose frame pins its phase?",
+    "shift_x": "whose frame pins its phase?",
+    "shift_period": "the frame test's manipulation check",
+}
+
+
+def _validate_hypothesis(config: RunConfig) -> None:
+    h = config.hypothesis
+    for name in ("upsamples", "autoencoder_seeds"):
+        if not getattr(h, name):
+            raise ConfigError(f"config key 'hypothesis.{name}' is empty; give at least one value")
+    if not h.classifiers and not (h.families and h.downsamples and h.seeds):
+        raise ConfigError("the hypothesis grid has no classifier: give hypothesis.families, downsamples and seeds, or hypothesis.classifiers")
+    missing = [arm for arm in RULE_ARMS if arm not in h.interventions]
+    if missing:
+        why = "; ".join(f"{arm}: {RULE_ARMS[arm]}" for arm in missing)
+        raise ConfigError(f"config key 'hypothesis.interventions' lacks {', '.join(missing)}, which the verdict rules need ({why})")
+    weights = classifier_weights(config)
+    for name in h.classifiers:
+        family, _, rest = name.partition("-")
+        downsample, _, seed = rest.rpartition("-s")
+        zoo_like = family in SMALL_FAMILIES and downsample in REGISTRIES["downsample"] and seed.isdigit()
+        if ":" not in name and name not in weights and not zoo_like:
+            raise ConfigError(
+                f"config key 'hypothesis.classifiers' entry {name!r} is neither a zoo entry (FAMILY-DOWNSAMPLE-sSEED, e.g. "
+                "alexnet_s-native-s3), a package.module:factory, nor a name given in classifier_weights"
+            )
 
 
 def classifier_weights(config: RunConfig) -> dict[str, str]:

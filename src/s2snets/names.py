@@ -18,7 +18,10 @@ CLASSIFIER_NAMES = SMALL_FAMILIES + TORCHVISION_CLASSIFIERS
 SEGNET_PRESETS = ("paper", "small", "tiny")
 NMI_AVERAGES = ("arithmetic", "geometric", "min", "max")
 NMI_BACKENDS = ("auto", "numba", "torch")
-INTERVENTIONS = ("control", "grid_shift", "gradient_notch", "phase_average")
+# The checkerboard experiment: its arms (control and sham always run) and its planted controls.
+ARMS = ("control", "sham", "band_stop", "stride_smooth", "shift_y", "shift_x", "shift_period")
+INTERVENTIONS = ARMS[2:]  # the arms a config chooses
+CONTROLS = ("additive", "multiplicative", "ignored", "none", "decoder")
 
 REGISTRIES: dict[str, tuple[str, ...]] = {
     "dataset": DATASETS,
@@ -35,6 +38,7 @@ REGISTRIES: dict[str, tuple[str, ...]] = {
     "nmi_average": NMI_AVERAGES,
     "nmi_backend": NMI_BACKENDS,
     "intervention": INTERVENTIONS,
+    "control": CONTROLS,
 }
 
 

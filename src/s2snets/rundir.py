@@ -27,8 +27,10 @@ LOCK_NAME = ".lock"
 
 
 @contextlib.contextmanager
-def run_lock(root: str | Path) -> Iterator[None]:
+def run_lock(root: str | Path, shared: bool = False) -> Iterator[None]:
     """Hold an advisory lock on run directory ``root`` for the whole block; RunLocked names the holder.
+
+    ``shared``: several holders at once (the shards of one hypothesis grid), but none beside an exclusive one.
 
     The kernel drops a ``flock`` when its process dies, so the lock of a killed run is taken over by the next one
     without any clean-up (the file's text, the holder's pid and host, is only the message).
@@ -39,7 +41,7 @@ def run_lock(root: str | Path) -> Iterator[None]:
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
     try:
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
         except OSError as exc:
             if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
                 raise
@@ -47,7 +49,8 @@ def run_lock(root: str | Path) -> Iterator[None]:
             raise RunLocked(
                 f"run directory {root} is in use by {holder}; wait for it to finish or choose another --name"
             ) from None
-        os.ftruncate(fd, 0)
+        if not shared:  # a shared holder leaves the exclusive holder's words for the next message
+            os.ftruncate(fd, 0)
         os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()} since {time.strftime('%Y-%m-%d %H:%M:%S')}\n".encode(), 0)
         yield
     finally:

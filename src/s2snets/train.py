@@ -114,11 +114,15 @@ def classifier_stage(name: str, classifier: nn.Module) -> Stage:
     )
 
 
-def autoencoder_stage(name: str, autoencoder: nn.Module) -> Stage:
+def autoencoder_stage(name: str, autoencoder: nn.Module, decoder_only: bool = False) -> Stage:
+    """The reconstruction (MSE) stage; ``decoder_only``: the encoder frozen as in fine-tuning, only the decoder
+    trained (the checkerboard experiment's sham: the fine-tuning with the decoder's own loss instead of a classifier's)."""
+    if decoder_only:
+        autoencoder.freeze_encoder()
     return Stage(
         name,
         AutoencoderLoss(autoencoder),
-        list(autoencoder.parameters()),
+        list(autoencoder.decoder.parameters() if decoder_only else autoencoder.parameters()),
         {"autoencoder": autoencoder},
         {"autoencoder": getattr(autoencoder, "arch", type(autoencoder).__name__)},
     )

@@ -1,364 +1,515 @@
-"""The open question as a causal experiment: are S2SNets' constant patterns gradient checkerboards of the
+"""The open question as a calibrated experiment: are S2SNets' constant patterns checkerboard artifacts of the
 classifier's strided layers, seen through the backward pass?
 
-Design: interventions that change one thing. For the same frozen classifier (one per family, downsampling and
-seed; from the zoo where it has them) and the same pretrained autoencoder (one per decoder upsampling), the decoder
-is fine-tuned once per intervention (``s2snets.layers.interventions``: control, grid_shift, gradient_notch,
-phase_average), with the same seed, so every comparison is paired. Per run, with P the dominant lattice period the
-lint predicts for the classifier's input gradient:
+Design (docs/measures.md, "The checkerboard question"). For each classifier of the grid (the unit of replication)
+and each decoder kind, the decoder of a pretrained autoencoder is fine-tuned once per arm (``interventions``:
+control, sham, band_stop, stride_smooth, shift_y, shift_x, shift_period) and replicate (its own seed; replicate r
+starts from the (r mod n)-th zoo autoencoder of that kind). The planted controls (``controls``) run the same arms
+on classifiers whose answer is known by construction; the rules (``verdict``) decide each cell and each control,
+and a real cell's verdict is reported only when every control was recovered.
 
-* ``amplitude``: the checkerboard amplitude of the constant pattern (mean reconstruction - original): RMS of its
-  period-P lattice component, in pixel units; ``log_amplitude`` its natural log, so paired differences are log
-  ratios, and ``excess`` = ln(amplitude / the plain autoencoder's); ``pattern_energy``: the lattice energy (share);
-* ``lock_decoder`` / ``lock_classifier``: phase-lock of the pattern's period-P component with the control's,
-  without and with undoing the grid shift (``metrics.pattern.phase_lock``);
-* ``restored`` (fine-tuned - plain top-1, through the same wrapped classifier) and ``inter_nmi``.
-
-The verdict rules are written in docs/measures.md ("The checkerboard question: verdict rules") and coded in
-``cell_verdict``; the verdict is generated from the numbers, never typed in.
+Every fine-tuning (and every classifier probe) is a keyed job (``grid``): ``s2snets hypothesis --jobs N`` runs them
+in N worker processes, ``--shard i/N`` on N machines sharing the run directory; any split gives the same numbers.
 """
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import itertools
+import logging
 import math
+import os
 import time
+from dataclasses import dataclass
 
 import torch
+from torch import Tensor, nn
 
 from s2snets import __version__
 from s2snets.checkpoint import save_checkpoint
-from s2snets.config import RunConfig, StageConfig, config_hash, validate
-from s2snets.experiments.replicate import accuracy, load_context
-from s2snets.experiments.stages import (
-    Context,
-    Countdown,
-    Trained,
-    finetune_decoder,
-    pretrain_autoencoder,
-    train_classifier,
+from s2snets.config import RunConfig, classifier_weights, config_hash, from_dict, to_dict, validate
+from s2snets.errors import ConfigError
+from s2snets.experiments import verdict
+from s2snets.experiments.controls import CONTROLS, PlantedClassifier
+from s2snets.experiments.grid import Job, run_jobs
+from s2snets.experiments.interventions import arm_models, arm_shift
+from s2snets.experiments.replicate import load_context
+from s2snets.experiments.stages import Context, Trained, pretrain_autoencoder, train_classifier
+from s2snets.layers.gradient import band_stop_response
+from s2snets.metrics.gradients import input_gradients
+from s2snets.metrics.lattice import (
+    band_amplitude,
+    frame_follow,
+    lattice_coefficients,
+    peak_amplitude,
+    phase_lock,
+    phase_modulation,
+    phase_scrambled_floor,
+    random_sign_floor,
 )
-from s2snets.layers.interventions import INTERVENTIONS, Intervened
-from s2snets.metrics.gradients import gradient_probe
 from s2snets.metrics.lint import lint_model
 from s2snets.metrics.nmi import inter_nmi
-from s2snets.metrics.pattern import constant_pattern, lattice_amplitude, phase_lock
-from s2snets.metrics.spectrum import lattice_energy
-from s2snets.metrics.stats import above, below, mean_ci, negligible, paired_difference
-from s2snets.models.generator import ProbeAutoencoder
+from s2snets.metrics.reconstruction import accuracy
+from s2snets.metrics.sensitivity import phase_sensitivity, read_ratio
+from s2snets.metrics.spectrum import lattice_contrast, power_spectrum
+from s2snets.metrics.stats import mean_ci
 from s2snets.rundir import RunDir
-from s2snets.runtime import Runtime
-from s2snets.train import autoencode, autoencoder_stage, predict_logits, to_pixels, train_stage
+from s2snets.runtime import Runtime, init_runtime
+from s2snets.train import autoencode, autoencoder_stage, finetune_stage, predict_logits, to_pixels, train_stage
 from s2snets.zoo import zoo_fingerprint
 
-ODENA_INIT_SEEDS = 5
-VERDICTS = ("classifier-born", "decoder-born", "interaction", "no pattern", "inconclusive", "not testable")
+log = logging.getLogger("s2snets")
+MEASURES_VERSION = 3  # bump when a job's measures change: old records are then recomputed
+
+# The arms each planted control runs: those its truth's rule reads, and those a wrong verdict would need.
+CONTROL_ARMS = {
+    "additive": ("control", "band_stop", "stride_smooth", "shift_y", "shift_x", "shift_period"),
+    "multiplicative": ("control", "band_stop", "stride_smooth", "shift_y", "shift_x", "shift_period"),
+    "ignored": ("control", "band_stop", "stride_smooth"),
+    "none": ("control",),
+    "decoder": ("control", "band_stop"),
+}
 
 
-def analysis_period(model: torch.nn.Module, channels: int, size: int) -> int:
+# ----------------------------------------------------------------------------------------------- the grid's cells
+@dataclass(frozen=True)
+class GridClassifier:
+    """One classifier of the grid: ``name`` as the stages build it, ``downsample``/``seed`` for zoo families, and
+    the ``cell`` it belongs to (a family and downsampling, or its own name)."""
+
+    name: str
+    downsample: str
+    seed: int
+    cell: str
+
+
+def grid_classifiers(config: RunConfig) -> list[GridClassifier]:
+    h = config.hypothesis
+    out = [GridClassifier(f, d, s, f"{f}/{d}") for f, d, s in itertools.product(h.families, h.downsamples, h.seeds)]
+    for name in h.classifiers:
+        family, _, rest = name.partition("-")
+        downsample, _, seed = rest.rpartition("-s")
+        if seed.isdigit() and ":" not in name:  # a zoo entry name: it joins its family's cell
+            out.append(GridClassifier(family, downsample, int(seed), f"{family}/{downsample}"))
+        else:
+            out.append(GridClassifier(name, "native", config.seed, name))
+    return list(dict.fromkeys(out))
+
+
+def analysis_period(model: nn.Module, channels: int, size: int) -> int:
     """The lint's dominant input-gradient period for the classifier (the largest over the axes); 2 if it predicts none."""
-    import copy
-
     cpu = copy.deepcopy(model).to("cpu", memory_format=torch.contiguous_format)
     report = lint_model(cpu, torch.zeros(1, channels, size, size))
     return max(report.predicted_periods, default=2)
 
 
-# ----------------------------------------------------------------------------------------------- the grid
-def hypothesis(config: RunConfig, run: RunDir, runtime: Runtime, progress: bool = True) -> dict:
-    """Run (or resume) the intervention grid and its statistics; writes metrics/hypothesis.json."""
+# ----------------------------------------------------------------------------------------------- the worker's view
+class GridContext:
+    """What a job needs, built once per process: the run's stages (data, zoo), the evaluation images, and caches of
+    classifiers, autoencoders and plain reconstructions."""
+
+    def __init__(self, config: RunConfig, run: RunDir, runtime: Runtime):
+        self.config, self.runtime = config, runtime
+        self.stages: Context = load_context(config, run, runtime, progress=False)
+        self.eval = self.stages.test.head(config.measure.eval_limit, seed=config.seed).load()
+        self.probe = self.eval.head(config.measure.probe_images, seed=config.seed)
+        self._classifiers: dict[tuple, nn.Module] = {}
+        self._autoencoders: dict[tuple, Trained] = {}
+        self._plain: dict[tuple, Tensor] = {}
+
+    def classifier(self, c: GridClassifier) -> Trained:
+        key = (c.name, c.downsample, c.seed)
+        if key not in self._classifiers:
+            trained = train_classifier(self.stages, c.name, c.downsample, seed=c.seed, tag=f"-{c.downsample}-s{c.seed}")
+            trained.model.eval()
+            for p in trained.model.parameters():
+                p.requires_grad_(False)
+            self._classifiers[key] = trained
+        return self._classifiers[key]
+
+    def autoencoder(self, decoder: str, seed: int) -> Trained:
+        if (decoder, seed) not in self._autoencoders:
+            self._autoencoders[(decoder, seed)] = pretrain_autoencoder(self.stages, decoder, seed)
+        return self._autoencoders[(decoder, seed)]
+
+    def plain_raw(self, decoder: str, seed: int, images: str = "eval") -> Tensor:
+        """The plain autoencoder's raw outputs on the evaluation (or probe) images."""
+        if (decoder, seed, images) not in self._plain:
+            data = self.eval if images == "eval" else self.probe
+            self._plain[(decoder, seed, images)] = autoencode(self.autoencoder(decoder, seed).model, data, self.runtime)
+        return self._plain[(decoder, seed, images)]
+
+
+def open_context(payload: dict) -> GridContext:
+    """A worker's context from the parent's payload (module-level, so spawned workers can import it)."""
+    config = from_dict(RunConfig, payload["config"])
+    runtime = init_runtime(payload["device"], payload["amp"], payload["compile"])
+    return GridContext(config, RunDir(payload["root"]), runtime)
+
+
+def _classifier_of(ctx: GridContext, spec: dict) -> nn.Module:
+    base = ctx.classifier(GridClassifier(**spec["classifier"])).model
+    if not spec.get("planted"):
+        return base
+    return PlantedClassifier(base, spec["planted"], spec["period"], ctx.eval.size, seed=spec["seed"])
+
+
+# ----------------------------------------------------------------------------------------------- the jobs
+def execute(ctx: GridContext, job: Job) -> dict:
+    """Run one job (module-level: workers import it). A probe of a classifier, or one fine-tuning and its measures."""
+    if job.spec["role"] == "probe":
+        return probe_classifier(ctx, job.spec)
+    return finetune_and_measure(ctx, job)
+
+
+def probe_classifier(ctx: GridContext, spec: dict) -> dict:
+    """The band-stop's manipulation check and the forward read test of one (planted) classifier, on the plain
+    autoencoder's reconstructions of the probe images (what the classifier sees when fine-tuning starts)."""
+    period = spec["period"]
+    classifier = _classifier_of(ctx, spec)
+    x = ctx.runtime.to_device(ctx.plain_raw(spec["decoder"], spec["autoencoder_seed"], "probe"))
+    y = ctx.probe.labels.to(ctx.runtime.device)
+    g = torch.cat([input_gradients(classifier, x[s : s + 128], y[s : s + 128]) for s in range(0, len(x), 128)]).double()
+    g = g - g.mean((-2, -1), keepdim=True)
+    power = power_spectrum(g).sum(1)  # (N, H, W), channels summed
+    band = 1 - band_stop_response(*g.shape[-2:], period, power.device).double()
+    share = [float((p * band).sum() / p.sum()) if float(p.sum()) > 0 else 0.0 for p in power]
+    sensitivity = phase_sensitivity(classifier, x, period, seed=ctx.config.seed)
+    shares = mean_ci(share)
+    return {
+        "band_share": shares["mean"], "band_share_high": shares["high"],
+        "contrast": lattice_contrast(power.mean(0).float().cpu(), period),
+        "modulation": phase_modulation(g, period), "modulation_floor": phase_scrambled_floor(g.cpu(), period),
+        "sensitivity": sensitivity.tolist(), "read_ratio": read_ratio(sensitivity),
+    }  # fmt: skip
+
+
+def finetune_and_measure(ctx: GridContext, job: Job) -> dict:
+    spec, runtime = job.spec, ctx.runtime
+    period, arm = spec["period"], spec["arm"]
+    plain = ctx.autoencoder(spec["decoder"], spec["autoencoder_seed"])
+    model = copy.deepcopy(plain.model)
+    classifier = None if arm == "sham" else _classifier_of(ctx, spec)
+    autoencoder, judge = arm_models(arm, model, classifier, period)  # type: ignore[arg-type]
+    name = f"grid-{job.key}"
+    stage = autoencoder_stage(name, autoencoder, decoder_only=True) if judge is None else finetune_stage(name, autoencoder, judge)
+    checkpoint = ctx.stages.run.root / "grid" / f"{job.key}.ckpt.safetensors"
+    result = train_stage(stage, ctx.stages.train, ctx.config.finetune, seed=spec["seed"], checkpoint=checkpoint, key=job.key, runtime=runtime, progress=False)
+    raw = autoencode(autoencoder, ctx.eval, runtime)
+    record = pattern_measures(ctx.eval, to_pixels(ctx.eval, raw), period)
+    record.update({"seconds": result.seconds, "final_loss": result.final_loss})
+    if classifier is not None:
+        record["finetuned_top1"] = _top1(classifier, ctx, raw)
+    if spec["role"] == "cell" and arm == "control":  # what the claims table reads (the paper's accuracies and nMI)
+        plain_raw = ctx.plain_raw(spec["decoder"], spec["autoencoder_seed"])
+        record.update({
+            "original_top1": accuracy(predict_logits(classifier, ctx.eval, runtime), ctx.eval.labels, ctx.eval.num_classes)["top1"],
+            "plain_top1": _top1(classifier, ctx, plain_raw),
+            "inter_nmi": _inter_nmi(ctx, to_pixels(ctx.eval, raw)),
+            "plain_inter_nmi": _inter_nmi(ctx, to_pixels(ctx.eval, plain_raw)),
+        })  # fmt: skip
+    for path in (checkpoint, checkpoint.with_suffix(".json")):  # the record is the result; the decoder is not kept
+        path.unlink(missing_ok=True)
+    return record
+
+
+def pattern_measures(data, reconstructions: Tensor, period: int) -> dict:
+    """The constant pattern of a set of reconstructions (N, C, H, W) in [0, 1] against the originals, and its
+    lattice measures with their noise floors (docs/measures.md)."""
+    errors = (reconstructions.double() - data.images.double() / 255.0).mean(1)  # (N, H, W), channel mean
+    pattern = errors.mean(0)
+    coefficients = lattice_coefficients(pattern, period)
+    return {
+        "peak": float(peak_amplitude(pattern, period)),
+        "peak_floor": random_sign_floor(errors, lambda m: peak_amplitude(m, period)),
+        "band": float(band_amplitude(pattern, period)),
+        "band_floor": random_sign_floor(errors, lambda m: band_amplitude(m, period)),
+        "coefficients": [[float(c.real), float(c.imag)] for c in coefficients],
+        "pattern": pattern.float().tolist(),
+    }
+
+
+def _top1(classifier: nn.Module, ctx: GridContext, raw: Tensor) -> float:
+    logits = predict_logits(classifier, ctx.eval, ctx.runtime, inputs=raw)
+    return accuracy(logits, ctx.eval.labels, ctx.eval.num_classes)["top1"]
+
+
+def _inter_nmi(ctx: GridContext, pixels: Tensor) -> float:
+    return float(inter_nmi(pixels, ctx.eval.labels, ctx.config.measure.nmi_pairs, ctx.config.seed).mean())
+
+
+# ----------------------------------------------------------------------------------------------- the plan
+def plan(config: RunConfig, classifiers: list[GridClassifier], periods: dict[str, int], base_key: str) -> list[Job]:
+    """Every job of the experiment, in a deterministic order (shards split it by index)."""
+    h = config.hypothesis
+    arms = ["control", *h.interventions]
+    jobs: list[Job] = []
+
+    def add(role: str, c: GridClassifier | None, decoder: str, r: int, arm: str, unit: int = 0, **extra) -> None:
+        # The zoo's autoencoders of a decoder kind take turns over classifiers and replicates: even one replicate
+        # per classifier rests on every one of them.
+        ae_seed = h.autoencoder_seeds[(unit + r) % len(h.autoencoder_seeds)]
+        spec = {"role": role, "decoder": decoder, "autoencoder_seed": ae_seed, "replicate": r, "seed": config.seed + r,
+                "arm": arm, "classifier": dataclasses.asdict(c) if c else None, "base": base_key, **extra}  # fmt: skip
+        what = f"{c.name}-{c.downsample}-s{c.seed}" if c else f"autoencoder s{ae_seed}"
+        jobs.append(Job(spec, f"{extra.get('control') or role} {what} {decoder} r{r} {arm}"))
+
+    for c in classifiers:
+        i = [m for m in classifiers if m.cell == c.cell].index(c)
+        add("probe", c, h.upsamples[0], 0, "probe", unit=i, period=periods[c.cell], control=None)
+        for u, r, arm in itertools.product(h.upsamples, range(h.replicates), arms):
+            add("cell", c, u, r, arm, unit=i, period=periods[c.cell], control=None)
+    bases = [c for c in classifiers if c.cell == classifiers[0].cell][: h.control_classifiers]
+    for name in h.controls:
+        control = CONTROLS[name]
+        for i, c in enumerate(bases):
+            p = periods[c.cell]
+            add("probe", c, control.decoder, 0, "probe", unit=i, period=p, planted=control.planted, control=name)
+            for r, arm in itertools.product(range(h.control_replicates), CONTROL_ARMS[name]):
+                if arm in arms:
+                    add("control", c, control.decoder, r, arm, unit=i, period=p, planted=control.planted, control=name)
+    decoders = list(dict.fromkeys([*h.upsamples, *(CONTROLS[n].decoder for n in h.controls)]))
+    replicates = range(max(h.replicates, h.control_replicates))
+    for u, p, r, a in itertools.product(decoders, sorted(set(periods.values())), replicates, range(len(h.autoencoder_seeds))):
+        add("sham", None, u, r, "sham", unit=a - r, period=p)  # one per autoencoder and seed
+    return jobs
+
+
+# ----------------------------------------------------------------------------------------------- the run
+def hypothesis(
+    config: RunConfig, run: RunDir, runtime: Runtime, progress: bool = True, *, jobs: int | None = None,
+    shard: tuple[int, int] | None = None,
+) -> dict:
+    """Run (or resume) the experiment and its statistics; writes metrics/hypothesis.json when every job is done.
+
+    ``jobs``: fine-tunings at once (None: the config's ``hypothesis.jobs``, 0 = cores / job_threads); ``shard``: this
+    machine's share (i, N). Returns the result, or {"incomplete": ...} when other shards still have jobs to run."""
     validate(config)
     with run.logging():
-        return _hypothesis(config, run, runtime, progress)
+        return _hypothesis(config, run, runtime, progress, jobs, shard)
 
 
-def _hypothesis(config: RunConfig, run: RunDir, runtime: Runtime, progress: bool) -> dict:
+def _check_controls(config: RunConfig, classifiers: list[GridClassifier]) -> None:
+    h = config.hypothesis
+    first = [c for c in classifiers if c.cell == classifiers[0].cell]
+    if h.controls and len(first) < h.control_classifiers:
+        raise ConfigError(
+            f"hypothesis.control_classifiers = {h.control_classifiers}, but the first cell ({classifiers[0].cell}) has "
+            f"{len(first)} classifier(s) to plant the controls on; lower it or add seeds"
+        )
+
+
+def _hypothesis(config, run, runtime, progress, jobs, shard) -> dict:
     started = time.perf_counter()
     h = config.hypothesis
-    unknown = [i for i in h.interventions if i not in INTERVENTIONS]
-    if unknown:
-        from s2snets.errors import ConfigError
-
-        raise ConfigError(f"unknown hypothesis.interventions {unknown}; choose from {', '.join(INTERVENTIONS)}")
-    interventions = ["control", *[i for i in h.interventions if i != "control"]]  # control is the pairing base
-    ctx = load_context(config, run, runtime, progress)
-    data = ctx.test.head(config.measure.eval_limit, seed=config.seed).load()  # a streamed split: decoded here
-    key = config_hash(
-        "hypothesis-interventions",
-        __version__,
-        h,
-        config.finetune,
-        config.pretrain,
-        config.train_classifier,
-        config.measure,
-        config.autoencoder.preset,
-        config.use_zoo,
-        zoo_fingerprint() if config.use_zoo else "",
-        ctx.data_key,
-        config.seed,
-    )  # fmt: skip  (the zoo's manifest: new weights recompute the grid)
-    previous = run.read_json("hypothesis")
-    if previous and previous.get("key") == key:
-        ctx.say("hypothesis: finished earlier with the same inputs, skipped")
-        return previous
-    n_runs = len(h.families) * len(h.downsamples) * len(h.upsamples) * len(h.seeds) * len(interventions)
-    ctx.say(
-        f"hypothesis: {n_runs} fine-tunings = {len(h.families)} families x {len(h.downsamples)} downsamplings x "
-        f"{len(h.upsamples)} upsamplings x {len(h.seeds)} seeds x {len(interventions)} interventions"
-    )
-    originals = data.images.float() / 255.0
-    plains = {u: pretrain_autoencoder(ctx, u) for u in h.upsamples}
-    plain_raw = {u: autoencode(plain.model, data, runtime) for u, plain in plains.items()}
-    plain_pattern = {
-        u: constant_pattern(originals, to_pixels(data, raw), ()).mean_difference.mean(0) for u, raw in plain_raw.items()
-    }
-    plain_nmi = {
-        u: float(inter_nmi(to_pixels(data, raw), data.labels, config.measure.nmi_pairs, config.seed).mean())
-        for u, raw in plain_raw.items()
-    }
-    probe_set = data.head(config.measure.probe_images, seed=config.seed)
-    probe_x, probe_y = runtime.to_device(probe_set.normalize(probe_set.images)), probe_set.labels.to(runtime.device)
-    runs: list[dict] = []
-    countdown = Countdown(n_runs)
-    patterns: dict[tuple, torch.Tensor] = {}
+    classifiers = grid_classifiers(config)
+    _check_controls(config, classifiers)
+    payload = {"config": to_dict(config), "root": str(run.root), "device": str(runtime.device),
+               "amp": "off" if runtime.amp_dtype is None else str(runtime.amp_dtype).replace("torch.", ""),
+               "compile": runtime.compile}  # fmt: skip
+    ctx = GridContext(config, run, runtime)
     periods: dict[str, int] = {}
-    for family, d, seed in itertools.product(h.families, h.downsamples, h.seeds):
-        clf = train_classifier(ctx, family, d, seed=seed, tag=f"-{d}-s{seed}")
-        period = periods.setdefault(f"{family}/{d}", analysis_period(clf.model, data.channels, data.size))
-        probe = gradient_probe(clf.model, probe_x, probe_y, (period,))
-        gradient_energy, gradient_contrast = probe.lattice[period], probe.contrast[period]
-        for u, kind in itertools.product(h.upsamples, interventions):
-            wrapped = Intervened(clf.model, kind, period, h.shift)
-            arm = Trained(wrapped, config_hash(clf.key, kind, period, h.shift), clf.result)
-            original_top1 = accuracy(predict_logits(wrapped, data, runtime), data.labels, data.num_classes)["top1"]
-            plain_top1 = _top1(wrapped, data, runtime, plain_raw[u])
-            ft = finetune_decoder(ctx, plains[u], arm, u, seed=seed, tag=f"{family}-{d}-s{seed}-{kind}")
-            ft_raw = autoencode(ft.model, data, runtime)
-            recon = to_pixels(data, ft_raw)
-            pattern = constant_pattern(originals, recon, ()).mean_difference.mean(0)
-            patterns[(family, d, u, seed, kind)] = pattern
-            energy = float(lattice_energy(pattern, period))
-            amplitude = lattice_amplitude(pattern, period)
-            plain_amplitude = lattice_amplitude(plain_pattern[u], period)
-            ft_top1 = _top1(wrapped, data, runtime, ft_raw)
-            runs.append(
-                {
-                    "family": family, "downsample": d, "upsample": u, "seed": seed, "intervention": kind,
-                    "period": period, "pattern_energy": energy, "amplitude": amplitude,
-                    "log_amplitude": math.log(max(amplitude, 1e-12)),
-                    "excess": math.log(max(amplitude, 1e-12) / max(plain_amplitude, 1e-12)),
-                    "original_top1": original_top1, "plain_top1": plain_top1, "finetuned_top1": ft_top1,
-                    "restored": ft_top1 - plain_top1, "gradient_energy": gradient_energy,
-                    "gradient_contrast": gradient_contrast,
-                    "inter_nmi": float(inter_nmi(recon, data.labels, config.measure.nmi_pairs, config.seed).mean()),
-                    "plain_inter_nmi": plain_nmi[u],
-                }
-            )  # fmt: skip
-            ctx.say(
-                f"  {countdown.tick()} {family}/{d}/{u}/seed {seed}/{kind}: checkerboard amplitude (P={period}) {amplitude:.5f}, "
-                f"lattice energy {energy:.4f}, "
-                f"top-1 {plain_top1:.3f} -> {ft_top1:.3f}"
-            )
-    _add_phase_locks(runs, patterns, h.shift)
-    result = summarise(runs, h, interventions)
-    result.update(
-        {"key": key, "periods": periods, "version": __version__, "config": config.hypothesis.__dict__, "image_size": data.size}
-    )
-    result["plain_energy"] = {
-        u: {f: float(lattice_energy(p, per)) for f, per in periods.items()} for u, p in plain_pattern.items()
-    }
-    result["plain_amplitude"] = {
-        u: {f: lattice_amplitude(p, per) for f, per in periods.items()} for u, p in plain_pattern.items()
-    }
+    for c in classifiers:  # trained here, once, before any worker needs them (the zoo's load instantly)
+        model = ctx.classifier(c).model
+        periods.setdefault(c.cell, analysis_period(model, ctx.eval.channels, ctx.eval.size))
+    for u, s in itertools.product([*h.upsamples, *(CONTROLS[n].decoder for n in h.controls)], h.autoencoder_seeds):
+        ctx.autoencoder(u, s)
+    base_key = config_hash(
+        "hypothesis", MEASURES_VERSION, __version__, config.finetune, config.measure.eval_limit, config.seed,
+        ctx.stages.data_key, zoo_fingerprint() if config.use_zoo else "", classifier_weights(config), h.job_threads,
+    )  # fmt: skip
+    job_list = plan(config, classifiers, periods, base_key)
+    workers = jobs if jobs is not None else h.jobs
+    workers = workers or max(1, (os.cpu_count() or 1) // h.job_threads)
+    ctx.stages.say(f"hypothesis: {len(job_list)} jobs ({sum(j.spec['role'] != 'probe' for j in job_list)} fine-tunings), "
+                   f"{workers} at once x {h.job_threads} thread(s)" + (f", shard {shard[0]}/{shard[1]}" if shard else ""))  # fmt: skip
+    clock = time.perf_counter()
+
+    def on_done(job: Job, record: dict, done: int, total: int) -> None:
+        elapsed = time.perf_counter() - clock
+        eta = elapsed / done * (total - done)
+        amplitude = f"peak {record['peak']:.5f}, band {record['band']:.5f}" if "peak" in record else f"read ratio {record['read_ratio']:.2f}"
+        ctx.stages.say(f"  [{done}/{total}, {elapsed / 60:.1f} min, ETA {eta / 60:.1f} min] {job.label}: {amplitude}")
+
+    records = run_jobs(job_list, root=run.root, execute=execute, initializer=open_context, payload=payload,
+                       local_context=ctx, workers=workers, threads=h.job_threads, shard=shard, on_done=on_done)  # fmt: skip
+    if len(records) < len(job_list):
+        missing = len(job_list) - len(records)
+        ctx.stages.say(f"hypothesis: {missing} job(s) are left to other shards; run without --shard to merge")
+        return {"incomplete": {"jobs": len(job_list), "missing": missing}}
+    result = summarise(job_list, records, config)
+    result.update({"periods": periods, "version": __version__, "config": to_dict(h), "image_size": ctx.eval.size,
+                   "jobs": len(job_list), "seconds_total": time.perf_counter() - started})  # fmt: skip
     if h.odena_probe:
-        result["odena"] = odena_probe(ctx, config)
-    result["seconds_total"] = time.perf_counter() - started
+        from s2snets.experiments.odena import odena_probe
+
+        result["odena"] = odena_probe(ctx.stages, config)
     if runtime.is_main:
         run.write_json("hypothesis", result)
-        arrays = {f"plain/{u}": p for u, p in plain_pattern.items()}
-        for (f, d, u, kind), group in itertools.groupby(
-            sorted(patterns.items(), key=lambda kv: (kv[0][0], kv[0][1], kv[0][2], kv[0][4])),
-            key=lambda kv: (kv[0][0], kv[0][1], kv[0][2], kv[0][4]),
-        ):
-            arrays[f"pattern/{f}/{d}/{u}/{kind}"] = torch.stack([p for _, p in group]).mean(0).float()
-        save_checkpoint(run.metrics("hypothesis-arrays").with_suffix(".safetensors"), arrays, {"kind": "hypothesis-arrays"})
+        save_checkpoint(run.metrics("hypothesis-arrays").with_suffix(".safetensors"), mean_patterns(job_list, records),
+                        {"kind": "hypothesis-arrays"})  # fmt: skip
     return result
 
 
-def _top1(model: torch.nn.Module, data, runtime: Runtime, raw: torch.Tensor) -> float:
-    return accuracy(predict_logits(model, data, runtime, inputs=raw), data.labels, data.num_classes)["top1"]
-
-
-def _add_phase_locks(runs: list[dict], patterns: dict[tuple, torch.Tensor], shift: int) -> None:
-    """Phase-lock of every run's pattern with its paired control's: kept in place (decoder) and shift undone
-    (classifier; equal to the former for interventions that do not shift)."""
-    for r in runs:
-        base = (r["family"], r["downsample"], r["upsample"], r["seed"])
-        own, control = patterns[(*base, r["intervention"])], patterns[(*base, "control")]
-        r["lock_decoder"] = phase_lock(own, control, r["period"])
-        undo = (shift, shift) if r["intervention"] == "grid_shift" else (0, 0)
-        r["lock_classifier"] = phase_lock(own, control, r["period"], undo_shift=undo)
-
-
 # ----------------------------------------------------------------------------------------------- statistics
-def summarise(runs: list[dict], h, interventions: list[str]) -> dict:
-    """Per cell (family, downsampling, upsampling): each arm's means with intervals, the paired differences against
-    control, the verdict of the rules; then one answer per decoder upsampling."""
-    measures = (
-        "amplitude",
-        "pattern_energy",
-        "excess",
-        "restored",
-        "finetuned_top1",
-        "inter_nmi",
-        "lock_decoder",
-        "lock_classifier",
-    )
+def _find(records: dict, jobs: list[Job], **match) -> list[dict]:
+    return [records[j.key] | {"_spec": j.spec} for j in jobs if all(j.spec.get(k) == v for k, v in match.items())]
+
+
+def run_values(spec_records: dict[str, dict], sham: dict | None, period: int, h) -> dict:
+    """Per replicate: the five numbers the rules read (docs/measures.md), from its arms' records."""
+    control = spec_records["control"]
+    out: dict = {}
+    if sham is not None:  # the pattern against the sham's (r-fold) and against what no one can see (min_amplitude)
+        reference = max(h.min_amplitude, h.min_ratio * math.hypot(sham["peak"], sham["peak_floor"]))
+        out["pattern"] = 0.5 * math.log(control["peak"] ** 2 + control["peak_floor"] ** 2) - math.log(reference)
+    if "band_stop" in spec_records:
+        b = spec_records["band_stop"]
+        out["gradient"] = verdict.log_ratio(b["band"], b["band_floor"], control["band"], control["band_floor"])
+    follows = [classifier_follow(spec_records[a], control, period) for a in ("shift_y", "shift_x") if a in spec_records]
+    if follows:
+        out["frame"] = sum(follows) / len(follows)
+    if "shift_period" in spec_records:
+        out["stability"] = phase_lock(_pattern(spec_records["shift_period"]), _pattern(control), period)
+    if "stride_smooth" in spec_records and "band_stop" in spec_records:
+        s, b = spec_records["stride_smooth"], spec_records["band_stop"]
+        out["geometry"] = verdict.log_ratio(s["band"], s["band_floor"], b["band"], b["band_floor"])
+    return out
+
+
+def _pattern(record: dict) -> Tensor:
+    return torch.tensor(record["pattern"], dtype=torch.float64)
+
+
+def classifier_follow(shifted: dict, control: dict, period: int) -> float:
+    """+1: the lattice stayed in the classifier's frame when the autoencoder's grid moved (classifier-born);
+    -1: it moved with the grid (the decoder's); 0: neither. ``metrics.lattice.frame_follow`` measures following the
+    moved frame, here the autoencoder's, so its sign is flipped."""
+    value = frame_follow(_pattern(shifted), _pattern(control), period, arm_shift(shifted["_spec"]["arm"], period))
+    return -value if value == value else value
+
+
+def summarise(jobs: list[Job], records: dict, config: RunConfig) -> dict:
+    """Cells (real classifiers x decoder kind), the calibration table (one entry per planted control) and the answer."""
+    h = config.hypothesis
     cells = []
-    keys = sorted({(r["family"], r["downsample"], r["upsample"]) for r in runs}, key=lambda k: (k[2] != "unpool", k))
-    for f, d, u in keys:
-        arm = {
-            kind: sorted((r for r in runs if (r["family"], r["downsample"], r["upsample"], r["intervention"]) == (f, d, u, kind)), key=lambda r: r["seed"])
-            for kind in interventions
-        }  # fmt: skip
-        control = arm["control"]
-        cell: dict = {
-            "family": f,
-            "downsample": d,
-            "upsample": u,
-            "period": control[0]["period"],
-            "seeds": [r["seed"] for r in control],
-        }
-        cell["arms"] = {kind: {m: mean_ci([r[m] for r in rs]) for m in measures} for kind, rs in arm.items()}
-        cell["paired"] = {}
-        for kind, rs in arm.items():
-            if kind == "control":
+    classifiers = grid_classifiers(config)
+    for cell_name in dict.fromkeys(c.cell for c in classifiers):
+        members = [c for c in classifiers if c.cell == cell_name]
+        for u in h.upsamples:
+            cells.append(_decide(jobs, records, config, members, u, role="cell", control=None) | {"cell": cell_name, "upsample": u})
+    calibration = []
+    bases = [c for c in classifiers if c.cell == classifiers[0].cell][: h.control_classifiers]
+    for name in h.controls:
+        control = CONTROLS[name]
+        decision = _decide(jobs, records, config, bases, control.decoder, role="control", control=name)
+        calibration.append({
+            "control": name, "truth": control.truth, "strided_truth": control.strided, "description": control.description,
+            "decoder": control.decoder, "verdict": decision["decision"]["verdict"],
+            "recovered": verdict.control_recovered(control.truth, control.strided, decision["decision"]), **decision,
+        })  # fmt: skip
+    return {
+        "cells": cells, "calibration": calibration, "answer": verdict.answer(cells, calibration if h.controls else None),
+        "min_ratio": h.min_ratio, "alpha": h.alpha, "min_amplitude": h.min_amplitude, "runs": _claims_runs(jobs, records),
+    }  # fmt: skip
+
+
+def _decide(jobs, records, config, members, decoder, *, role, control) -> dict:
+    h = config.hypothesis
+    replicates = h.replicates if role == "cell" else h.control_replicates
+    per_unit: dict[str, list[list[float]]] = {}
+    probes = []
+    period = 2
+    for c in members:
+        cdict = dataclasses.asdict(c)
+        match = {"classifier": cdict, "decoder": decoder, "control": control}
+        probes += _find(records, jobs, role="probe", classifier=cdict, control=control)[:1]
+        for r in range(replicates):
+            arms = {rec["_spec"]["arm"]: rec for rec in _find(records, jobs, role=role, replicate=r, **match)}
+            if "control" not in arms:
                 continue
-            cell["paired"][kind] = {
-                m: paired_difference([r[m] for r in rs], [r[m] for r in control], 1 - h.alpha)
-                for m in ("log_amplitude", "pattern_energy", "restored", "inter_nmi")
-            }
-            if kind == "grid_shift":
-                cell["paired"][kind]["lock_shift"] = paired_difference(
-                    [r["lock_classifier"] for r in rs], [r["lock_decoder"] for r in rs], 1 - h.alpha
-                )
-        cell["excess"] = mean_ci([r["excess"] for r in control], 1 - h.alpha)
-        cell["decision"] = cell_verdict(cell, h.min_ratio)
-        cells.append(cell)
-    return {"runs": runs, "cells": cells, "answer": answer(cells), "min_ratio": h.min_ratio, "alpha": h.alpha}
+            period = arms["control"]["_spec"]["period"]
+            ae = arms["control"]["_spec"]["autoencoder_seed"]
+            sham = next(iter(_find(records, jobs, role="sham", decoder=decoder, replicate=r, period=period, autoencoder_seed=ae)), None)
+            for k, v in run_values(arms, sham, period, h).items():
+                per_unit.setdefault(k, [[] for _ in members])[members.index(c)].append(v)
+    one = len(members) == 1  # a one-classifier cell: its replicates are the units (the claim is about it alone)
+    units = {k: ([v for rows in lists for v in rows] if one else [sum(rows) / len(rows) for rows in lists if rows])
+             for k, lists in per_unit.items()}  # fmt: skip
+    for name in ("pattern", "gradient", "frame", "stability", "geometry"):
+        units.setdefault(name, [])
+    decision = verdict.cell_verdict(units, probes, min_ratio=h.min_ratio, alpha=h.alpha, power=h.power,
+                                    read_ratio=h.read_ratio, band_share=h.band_share)  # fmt: skip
+    return {"decision": decision, "period": period, "unit": "fine-tuning replicate" if one else "classifier",
+            "classifiers": [f"{c.name}-{c.downsample}-s{c.seed}" for c in members], "probes": probes}  # fmt: skip
 
 
-def cell_verdict(cell: dict, min_ratio: float) -> dict:
-    """The rules of docs/measures.md, in order; the first that holds decides. Returns {"verdict", "rule", "reason"}.
-
-    Effects are natural-log ratios of the checkerboard amplitude; ``min_ratio`` (1.5) is the smallest that matters.
-    """
-    delta = math.log(min_ratio)
-    x = cell["excess"]
-    paired = cell["paired"]
-    if "gradient_notch" not in paired or "grid_shift" not in paired:
-        return {"verdict": "not testable", "rule": "R-", "reason": "the grid needs both gradient_notch and grid_shift"}
-    n, s, lock = (
-        paired["gradient_notch"]["log_amplitude"],
-        paired["grid_shift"]["log_amplitude"],
-        paired["grid_shift"]["lock_shift"],
-    )
-    ratio = lambda ci: f"x{math.exp(ci['mean']):.2f} [x{math.exp(ci['low']):.2f}, x{math.exp(ci['high']):.2f}]"  # noqa: E731
-    lock_text = f"{lock['mean']:+.2f} [{lock['low']:+.2f}, {lock['high']:+.2f}]"
-    numbers = f"amplitude vs plain {ratio(x)}, notch {ratio(n)}, shift {ratio(s)}, lock(classifier - decoder) {lock_text}"
-    notch_removes = below(n, 0) and n["mean"] <= -delta
-    shift_weakens = below(s, 0) and s["mean"] <= -delta
-    if not above(x, 0) or x["mean"] < delta:
-        verdict, rule = "no pattern", "R0"
-    elif notch_removes and negligible(s, delta) and above(lock, 0):
-        verdict, rule = "classifier-born", "R1"
-    elif negligible(n, delta) and negligible(s, delta) and below(lock, 0):
-        verdict, rule = "decoder-born", "R2"
-    elif notch_removes and (shift_weakens or below(lock, 0)):
-        verdict, rule = "interaction", "R3"
-    else:
-        verdict, rule = "inconclusive", "R4"
-    return {"verdict": verdict, "rule": rule, "reason": numbers}
+def _claims_runs(jobs: list[Job], records: dict) -> list[dict]:
+    """The control arm of the real cells, one row per run: what the claims table reads."""
+    rows = []
+    for job in jobs:
+        s = job.spec
+        if s["role"] == "cell" and s["arm"] == "control" and job.key in records:
+            r = records[job.key]
+            rows.append({"family": s["classifier"]["name"], "downsample": s["classifier"]["downsample"],
+                         "seed": s["classifier"]["seed"], "upsample": s["decoder"], "replicate": s["replicate"],
+                         **{k: r[k] for k in ("original_top1", "plain_top1", "finetuned_top1", "inter_nmi", "plain_inter_nmi",
+                                              "peak", "band") if k in r}})  # fmt: skip
+    return rows
 
 
-def answer(cells: list[dict]) -> dict:
-    """One answer to the forum's question per decoder upsampling, from its cells' verdicts."""
-    out = {}
-    for u in dict.fromkeys(c["upsample"] for c in cells):
-        verdicts = {c["decision"]["verdict"] for c in cells if c["upsample"] == u}
-        if verdicts == {"classifier-born"}:
-            text = "holds: the pattern is the classifier's gradient checkerboard"
-        elif verdicts <= {"classifier-born", "interaction"}:
-            text = "holds in part: the pattern needs the classifier's gradient lattice and the decoder's grid together"
-        elif verdicts == {"decoder-born"}:
-            text = "does not hold: the pattern is the decoder's own"
-        elif verdicts == {"no pattern"}:
-            text = "not testable here: no pattern formed beyond the plain autoencoder's"
-        else:
-            text = "inconclusive (cell verdicts: " + ", ".join(sorted(verdicts)) + "): more seeds or steps are needed to decide"
-        out[u] = {"verdicts": sorted(verdicts), "text": text}
-    return out
+def mean_patterns(jobs: list[Job], records: dict) -> dict[str, Tensor]:
+    """The mean constant pattern per (cell or control, decoder, arm), for the figures."""
+    groups: dict[str, list[Tensor]] = {}
+    for job in jobs:
+        s = job.spec
+        if job.key not in records or "pattern" not in records[job.key]:
+            continue
+        who = s.get("control") or (f"{s['classifier']['name']}/{s['classifier']['downsample']}" if s["classifier"] else "sham")
+        groups.setdefault(f"pattern/{who}/{s['decoder']}/{s['arm']}", []).append(_pattern(records[job.key]))
+    return {k: torch.stack(v).mean(0).float() for k, v in groups.items()}
 
 
-# ----------------------------------------------------------------------------------------------- Odena's probe
-def odena_probe(ctx: Context, config: RunConfig) -> dict:
-    """Generators with transposed convolutions in their last 0, 1, 2 upsampling stages: lattice energy of the mean
-    output power spectrum at periods 2 and 4 at initialisation, and after a short training as a decoder measured
-    on the reconstruction *error* (output - input), so the image content does not swamp the artifact."""
-    out = {}
-    steps = config.hypothesis.odena_steps
-    data = ctx.test.head(256, seed=config.seed).load()
-    for n in (0, 1, 2):
-        init_seeds = []
-        for s in range(ODENA_INIT_SEEDS):  # initialisation is cheap: measure it over seeds for an interval
-            torch.manual_seed(config.seed + s)
-            init_seeds.append(_output_energy(ProbeAutoencoder(ctx.train.channels, n), data, ctx, error=False))
-        torch.manual_seed(config.seed)
-        model = ProbeAutoencoder(ctx.train.channels, n)
-        before = _output_energy(model, data, ctx, error=False)
-        stage_cfg = StageConfig(epochs=1, max_steps=steps, batch_size=64, lr=2e-3, checkpoint_every=max(steps, 1))
-        key = config_hash("odena", n, stage_cfg, config.seed, ctx.data_key)
-        train_stage(
-            autoencoder_stage(f"odena-{n}", model), ctx.train, stage_cfg, seed=config.seed,
-            checkpoint=ctx.run.checkpoint(f"odena-transposed{n}"), key=key, runtime=ctx.runtime,
-            progress=ctx.progress, log=ctx.say,
-        )  # fmt: skip
-        out[str(n)] = {
-            "init": before,
-            "init_seeds": {p: mean_ci([e[p] for e in init_seeds]) for p in ("2", "4")},
-            "trained": _output_energy(model, data, ctx, error=True),
-            "steps": steps,
-        }
-    return out
+# ----------------------------------------------------------------------------------------------- text
+def _ci_text(c: dict, fmt: str = "+.2f") -> str:
+    if not c or c.get("n", 0) == 0 or c.get("mean") != c.get("mean"):
+        return "n/a"
+    return f"{c['mean']:{fmt}} [{c['low']:{fmt}}, {c['high']:{fmt}}]"
 
 
-@torch.no_grad()
-def _output_energy(model: torch.nn.Module, data, ctx: Context, error: bool) -> dict:
-    """Lattice energy (P = 2, 4) of the mean power spectrum of the outputs, or of the outputs' error (output -
-    input) when ``error``: the artifact a trained generator adds, without the image it reconstructs."""
-    from s2snets.metrics.gradients import spectrum_lattice_energy
-    from s2snets.metrics.spectrum import lattice_contrast, power_spectrum
-
-    model = model.to(ctx.runtime.device).eval()
-    x = ctx.runtime.to_device(data.normalize(data.images))
-    y = model(x).float()
-    if error:
-        y = y - x.float()
-    y = y - y.mean((-2, -1), keepdim=True)
-    mean_power = power_spectrum(y).mean((0, 1)).cpu()
-    out: dict = {str(p): spectrum_lattice_energy(mean_power, p) for p in (2, 4)}
-    out["contrast"] = {str(p): lattice_contrast(mean_power, p) for p in (2, 4)}  # a peak, whatever the broadband error
-    return out
+def decision_text(decision: dict) -> str:
+    cl = decision["clauses"]
+    parts = [f"pattern {_ci_text(cl['pattern'])}", f"band-stop {_ci_text(cl['band-stop removes'])}",
+             f"frame {_ci_text(cl['follows the classifier'])}", f"stability {_ci_text(cl['phase stable under shift_period'])}"]  # fmt: skip
+    reads = cl["reads every phase"]["values"]
+    if reads:
+        parts.append(f"read ratio {min(reads):.2f}-{max(reads):.2f}")
+    geometry = decision.get("geometry")
+    if geometry:
+        parts.append(f"strided layers: {geometry['answer']}")
+    return "; ".join(parts)
 
 
 def verdict_text(result: dict) -> str:
-    """The experiment's answer in a few lines, as the CLI prints it."""
-    lines = ["The checkerboard question (are constant patterns the classifier's gradient checkerboards?):"]
+    """The calibration table, the cells and the answer, as the CLI prints them."""
+    if "incomplete" in result:
+        i = result["incomplete"]
+        return f"The checkerboard question: {i['missing']} of {i['jobs']} jobs still to run (other shards)."
+    lines = ["Calibration (planted controls, answer known by construction):"]
+    for c in result["calibration"]:
+        mark = "recovered" if c["recovered"] else "NOT recovered"
+        lines.append(f"  {c['control']:<15} truth {c['truth']:<18} verdict {c['verdict']:<18} {mark} "
+                     f"(n = {c['decision']['n']} {c['unit']}s) -- {decision_text(c['decision'])}")  # fmt: skip
+    lines.append("The checkerboard question (are constant patterns the classifier's gradient checkerboards?):")
     for u, a in result["answer"].items():
         lines.append(f"  decoder {u}: {a['text']}")
+    calibrated = all(c["recovered"] for c in result["calibration"]) and result["calibration"]
     for c in result["cells"]:
         d = c["decision"]
-        lines.append(
-            f"    {c['family']}/{c['downsample']}/{c['upsample']} (P={c['period']}, n={len(c['seeds'])}): {d['verdict']} ({d['rule']}) -- {d['reason']}"
-        )
+        shown = d["verdict"] if calibrated else f"(withheld: {d['verdict']})"
+        lines.append(f"    {c['cell']}/{c['upsample']} (P={c['period']}, n = {d['n']} {c['unit']}s): {shown} "
+                     f"({d['rule']}) -- {decision_text(d)}")  # fmt: skip
+        for text in d["undecided"]:
+            lines.append(f"      undecided: {text}")
     return "\n".join(lines)

@@ -6,6 +6,7 @@ keys of the stages it builds on), so a finished stage is skipped and an interrup
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from torch import nn
 from s2snets.config import RunConfig, StageConfig, classifier_weights, config_hash
 from s2snets.data import ImageSet
 from s2snets.models import build_classifier, build_segnet
+from s2snets.models.flat import FlatAutoencoder
 from s2snets.rundir import RunDir
 from s2snets.runtime import Runtime
 from s2snets.train import StageResult, autoencoder_stage, classifier_stage, finetune_stage, train_stage
@@ -112,16 +114,16 @@ def _fit(ctx: Context, stage, stage_cfg: StageConfig, seed: int, name: str, key:
     )
 
 
-def zoo_entry_for(ctx: Context, kind: str, arch: str, downsample: str = "native", seed: int = 0):
+def zoo_entry_for(ctx: Context, kind: str, arch: str, downsample: str = "native", seed: int = 0, variant: str = ""):
     """The zoo entry that can stand in for this stage, or None (zoo off, other data, or not in the zoo)."""
     from s2snets import zoo
 
     d = ctx.config.data
     if not ctx.config.use_zoo or d.dataset != zoo.ZOO_DATA.dataset or d.size != zoo.ZOO_DATA.size or d.channels != 1:
         return None
-    if kind == "autoencoder" and ctx.config.autoencoder.preset != zoo.AUTOENCODER_PRESET:
+    if kind == "autoencoder" and arch != zoo.FLAT and ctx.config.autoencoder.preset != zoo.AUTOENCODER_PRESET:
         return None
-    entry = zoo.ZooEntry(kind, arch, downsample, seed)
+    entry = zoo.ZooEntry(kind, arch, downsample, seed, variant)
     return entry if zoo.has_weights(entry) else None
 
 
@@ -168,14 +170,18 @@ def train_classifier(
 
 
 def build_autoencoder(ctx: Context, upsample: str) -> nn.Module:
+    """The config's SegNet preset with decoder ``upsample``, or ("flat") the grid-free autoencoder."""
+    if upsample == "flat":
+        return FlatAutoencoder(ctx.train.channels)
     return build_segnet(ctx.config.autoencoder.preset, ctx.train.channels, upsample)
 
 
-def pretrain_autoencoder(ctx: Context, upsample: str | None = None, seed: int | None = None) -> Trained:
-    """The pretrained autoencoder: from the zoo when it has this upsampling for this data, else trained (MSE)."""
+def pretrain_autoencoder(ctx: Context, upsample: str | None = None, seed: int | None = None, lossy: bool = False) -> Trained:
+    """The pretrained autoencoder: from the zoo when it has this upsampling for this data, else trained (MSE).
+    ``lossy``: the paper's condition, pretrained only ``autoencoder.lossy_steps`` steps (the zoo's lossy entry)."""
     upsample = upsample or ctx.config.autoencoder.upsample
+    entry = zoo_entry_for(ctx, "autoencoder", upsample, seed=seed or 0, variant="lossy" if lossy else "")
     seed = ctx.config.seed if seed is None else seed
-    entry = zoo_entry_for(ctx, "autoencoder", upsample)
     if entry is not None:
         return _from_zoo(ctx, entry)
     torch.manual_seed(seed)
@@ -189,11 +195,12 @@ def pretrain_autoencoder(ctx: Context, upsample: str | None = None, seed: int | 
         model.load_vgg16(load_user_weights(encoder_weights))
         init = sha256_file(encoder_weights)
         ctx.say(f"autoencoder encoder initialised from VGG16 weights {encoder_weights}")
-    key = config_hash(
-        "autoencoder", ctx.config.autoencoder.preset, upsample, ctx.config.pretrain, seed, ctx.data_key, *([init] if init else [])
-    )
-    name = f"autoencoder-{upsample}"
-    return Trained(model, key, _fit(ctx, autoencoder_stage(name, model), ctx.config.pretrain, seed, name, key))
+    recipe = ctx.config.pretrain
+    if lossy:
+        recipe = dataclasses.replace(recipe, epochs=1, max_steps=ctx.config.autoencoder.lossy_steps)
+    key = config_hash("autoencoder", ctx.config.autoencoder.preset, upsample, recipe, seed, ctx.data_key, *([init] if init else []))
+    name = f"autoencoder-{upsample}" + ("-lossy" if lossy else "") + (f"-s{seed}" if seed != ctx.config.seed else "")
+    return Trained(model, key, _fit(ctx, autoencoder_stage(name, model), recipe, seed, name, key))
 
 
 def finetune_decoder(

@@ -1,7 +1,10 @@
-"""Statistics over seeds, from scipy: t intervals of a mean and of paired differences, with a paired t-test.
+"""Statistics over replicates, from scipy: t intervals of a mean and of paired differences, a paired t-test, the
+equivalence test (TOST) that "no effect" needs, and the number of replicates a power analysis asks for.
 
 Conventions: intervals are two-sided at ``level`` (95 % by default); p-values are two-sided. One value gives an
-infinite interval and a NaN p-value: one run is never a finding.
+infinite interval and a NaN p-value: one run is never a finding. A directional claim ("lowers it at least r-fold")
+holds when the two-sided (1 - alpha) interval lies beyond the margin; "unchanged" holds when the two-sided
+(1 - 2 alpha) interval lies inside (-margin, +margin): both one-sided tests of TOST reject at alpha.
 """
 
 from __future__ import annotations
@@ -47,6 +50,16 @@ def paired_difference(treated: list[float], control: list[float], level: float =
     return out
 
 
+def welch_difference(a: list[float], b: list[float], level: float = 0.95) -> dict:
+    """mean(a) - mean(b) with Welch's t interval (unequal variances, unpaired): {"mean", "low", "high", "n"}."""
+    a_, b_ = [x for x in a if x == x], [x for x in b if x == x]
+    mean = float(np.mean(a_) - np.mean(b_)) if a_ and b_ else math.nan
+    if len(a_) < 2 or len(b_) < 2:
+        return {"mean": mean, "low": -math.inf, "high": math.inf, "n": min(len(a_), len(b_))}
+    ci = stats.ttest_ind(a_, b_, equal_var=False).confidence_interval(level)
+    return {"mean": mean, "low": float(ci.low), "high": float(ci.high), "n": min(len(a_), len(b_))}
+
+
 def below(ci: dict, threshold: float = 0.0) -> bool:
     """The whole interval lies below ``threshold``."""
     return ci["high"] < threshold
@@ -56,6 +69,57 @@ def above(ci: dict, threshold: float = 0.0) -> bool:
     return ci["low"] > threshold
 
 
-def negligible(ci: dict, min_effect: float) -> bool:
-    """The interval holds 0 or the mean is smaller than ``min_effect`` in size: no effect that matters."""
-    return (ci["low"] <= 0 <= ci["high"]) or abs(ci["mean"]) < min_effect
+def equivalent(values: list[float], margin: float, alpha: float = 0.05) -> dict:
+    """TOST: is the mean of ``values`` inside (-margin, +margin)? {"mean", "low", "high", "n", "equivalent", "p"}.
+
+    The interval is the two-sided (1 - 2 alpha) t interval; ``equivalent`` when it lies inside the margins, i.e.
+    both one-sided tests reject at ``alpha``; ``p`` is the larger of their p-values. An interval that merely holds 0
+    proves nothing: with too few replicates it holds everything.
+    """
+    if not margin > 0:
+        raise ValueError(f"the equivalence margin must be > 0, got {margin}")
+    ci = mean_ci(values, 1 - 2 * alpha)
+    out = {**ci, "margin": margin, "equivalent": bool(ci["n"] >= 2 and -margin < ci["low"] and ci["high"] < margin)}
+    v = np.asarray([x for x in values if x == x], dtype=np.float64)
+    if len(v) < 2:
+        out["p"] = math.nan
+    elif float(stats.sem(v)) == 0:
+        out["p"] = 0.0 if abs(float(v.mean())) < margin else 1.0
+    else:
+        lower = stats.ttest_1samp(v, -margin, alternative="greater").pvalue
+        upper = stats.ttest_1samp(v, margin, alternative="less").pvalue
+        out["p"] = float(max(lower, upper))
+    return out
+
+
+def replicates_needed(
+    mean: float, sd: float, threshold: float, *, alpha: float = 0.05, power: float = 0.8, equivalence: bool = False,
+    most: int = 10_000,
+) -> int | None:
+    """How many replicates a decision needs, if the true mean and spread are the observed ``mean`` and ``sd``.
+
+    Directional (``equivalence`` False): the two-sided (1 - alpha) interval must end beyond ``threshold`` on the
+    side the mean lies (e.g. below -ln r). Equivalence: the (1 - 2 alpha) interval inside (-threshold, threshold).
+    Returns the smallest n >= 2 whose power (noncentral t) reaches ``power``, or None when no n can (the mean is on
+    the wrong side of the threshold, or more than ``most`` would be needed).
+    """
+    if not (sd == sd and mean == mean) or sd < 0:
+        return None
+    gap = (threshold - abs(mean)) if equivalence else (abs(mean) - abs(threshold))
+    if gap <= 0:
+        return None
+    if sd == 0:
+        return 2
+    for n in range(2, most + 1):
+        df, shift = n - 1, gap * math.sqrt(n) / sd
+        if equivalence:
+            # both one-sided tests at alpha must reject: P(T > t_crit) for each bound, their intersection bounded below
+            crit = stats.t.ppf(1 - alpha, df)
+            p_near = stats.nct.sf(crit, df, shift)
+            p_far = stats.nct.sf(crit, df, (threshold + abs(mean)) * math.sqrt(n) / sd)
+            achieved = p_near + p_far - 1
+        else:
+            achieved = stats.nct.sf(stats.t.ppf(1 - alpha / 2, df), df, shift)
+        if achieved >= power:
+            return n
+    return None

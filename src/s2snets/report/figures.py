@@ -201,76 +201,83 @@ def training_curves(results: dict) -> Figure:
     return fig
 
 
-def intervention_patterns(hyp: dict, arrays: dict) -> Figure:
-    """Side by side per intervention, per cell: the seed-averaged constant pattern (mean recon - original) and,
-    below it, its period-P lattice component (the checkerboard itself, on its own colour scale)."""
-    from s2snets.metrics.pattern import lattice_component
+ARM_ORDER = ("control", "sham", "band_stop", "stride_smooth", "shift_y", "shift_x", "shift_period")
 
-    cells = hyp["cells"]
-    kinds = list(cells[0]["arms"])
-    fig, axes = _subplots(2 * len(cells), len(kinds) + 1, figsize=(2.0 * (len(kinds) + 1) + 1.0, 4.2 * len(cells)), squeeze=False)
-    for r, c in enumerate(cells):
-        keys = [f"plain/{c['upsample']}"] + [f"pattern/{c['family']}/{c['downsample']}/{c['upsample']}/{k}" for k in kinds]
-        maps = [arrays[k] if k in arrays else torch.zeros(2, 2) for k in keys]
-        lattice = [lattice_component(m, c["period"]).float().numpy() if m.shape[-1] >= c["period"] else m.numpy() for m in maps]
-        lim = max(float(m.abs().max()) for m in maps) or 1.0
-        lim_l = max(float(np.abs(m).max()) for m in lattice) or 1.0
-        for j, key in enumerate(["plain AE", *kinds]):
-            amplitude = (
-                hyp["plain_amplitude"][c["upsample"]][f"{c['family']}/{c['downsample']}"]
-                if j == 0
-                else c["arms"][key]["amplitude"]["mean"]
-            )
-            top, bottom = axes[2 * r, j], axes[2 * r + 1, j]
-            im = top.imshow(maps[j].numpy(), cmap="RdBu_r", vmin=-lim, vmax=lim)
-            im_l = bottom.imshow(lattice[j], cmap="PuOr_r", vmin=-lim_l, vmax=lim_l)
-            top.set_title(f"{key}\namplitude {amplitude * 1000:.2f}e-3", fontsize=8)
-            for ax in (top, bottom):
-                ax.set_xticks([])
-                ax.set_yticks([])
-        axes[2 * r, 0].set_ylabel(f"{c['family']}/{c['downsample']}\n{c['upsample']}\npattern", fontsize=8)
-        axes[2 * r + 1, 0].set_ylabel(f"period-{c['period']}\ncomponent", fontsize=8)
-        fig.colorbar(im, ax=axes[2 * r, :].tolist(), shrink=0.8)
-        fig.colorbar(im_l, ax=axes[2 * r + 1, :].tolist(), shrink=0.8)
-    fig.suptitle("Constant patterns per intervention (mean over seeds; red = brighter than the original)\n"
-                 "and their period-P lattice component, the checkerboard", fontsize=9)  # fmt: skip
+
+def _groups(hyp: dict) -> list[tuple[str, str, str, dict]]:
+    """(title, array prefix, decoder, decision) for the real cells and the planted controls."""
+    out = [(f"{c['cell']} ({c['upsample']})", c["cell"], c["upsample"], c) for c in hyp["cells"]]
+    out += [(f"control: {c['control']} ({c['decoder']})", c["control"], c["decoder"], c) for c in hyp.get("calibration", [])]
+    return out
+
+
+def intervention_patterns(hyp: dict, arrays: dict) -> Figure:
+    """Per real cell and planted control (rows), per arm (columns): the lattice part of the mean constant pattern
+    (what ``band_amplitude`` measures), each row on one colour scale, so the arms' checkerboards compare directly."""
+    from s2snets.metrics.lattice import lattice_neighbourhoods, neighbourhood_radius
+
+    groups = _groups(hyp)
+    fig, axes = _subplots(len(groups), len(ARM_ORDER), figsize=(1.55 * len(ARM_ORDER) + 1.6, 1.75 * len(groups) + 0.9), squeeze=False)
+    for row, (title, prefix, decoder, group) in enumerate(groups):
+        period = group["period"]
+        maps = []
+        for arm in ARM_ORDER:
+            key = f"pattern/{'sham' if arm == 'sham' else prefix}/{decoder}/{arm}"
+            pattern = arrays.get(key)
+            if pattern is None:
+                maps.append(None)
+                continue
+            h, w = pattern.shape
+            mask = lattice_neighbourhoods(h, w, period, neighbourhood_radius(min(h, w), period))
+            maps.append(torch.fft.ifft2(torch.fft.fft2(pattern.double()) * mask).real.float().numpy())
+        lim = max((float(np.abs(m).max()) for m in maps if m is not None), default=1.0) or 1.0
+        for col, (arm, m) in enumerate(zip(ARM_ORDER, maps)):
+            ax = axes[row, col]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if m is None:
+                ax.axis("off")
+                continue
+            im = ax.imshow(m, cmap="PuOr_r", vmin=-lim, vmax=lim)
+            rms = float(np.sqrt(np.mean(m**2)))
+            ax.set_title(f"{arm.replace('_', ' ')}\nRMS {rms * 255:.2f} grey", fontsize=7)
+        axes[row, 0].set_ylabel(title.replace(" (", "\n("), fontsize=7)
+        fig.colorbar(im, ax=axes[row, :].tolist(), shrink=0.85, pad=0.01, label="pixel value (0-1)")
+    fig.suptitle("The lattice part of the constant pattern (mean reconstruction - original), per arm;\n"
+                 "rows: the real cells, then the planted controls (answer known by construction)", fontsize=9)  # fmt: skip
     return fig
+
+
+RULE_QUANTITIES = (("pattern", "pattern\nx"), ("band-stop removes", "band-stop\nb"),
+                   ("follows the classifier", "frame\nf"), ("phase stable under shift_period", "stability\ns"))  # fmt: skip
 
 
 def intervention_effects(hyp: dict) -> Figure:
-    """Paired effects on the checkerboard amplitude (intervention / control, log axis), per seed and mean, 95% CI."""
-    cells = hyp["cells"]
-    fig, axes = _subplots(1, len(cells), figsize=(max(6.5, 3.4 * len(cells) + 0.6), 3.6), squeeze=False)
-    ratio = hyp["min_ratio"]
-    for ax, c in zip(axes[0], cells):
-        kinds = list(c["paired"])
-        for x, k in enumerate(kinds):
-            ci = c["paired"][k]["log_amplitude"]
-            per_seed = [
-                r["log_amplitude"]
-                - next(q["log_amplitude"] for q in hyp["runs"] if q["intervention"] == "control" and _same(q, r))
-                for r in hyp["runs"]
-                if r["intervention"] == k
-                and (r["family"], r["downsample"], r["upsample"]) == (c["family"], c["downsample"], c["upsample"])
-            ]
-            ax.scatter([x] * len(per_seed), np.exp(per_seed), color="#999", s=14, zorder=3)
-            low, high = np.exp(np.clip(ci["low"], -5, 5)), np.exp(np.clip(ci["high"], -5, 5))
-            mid = np.exp(ci["mean"])
-            ax.errorbar([x + 0.15], [mid], yerr=[[mid - low], [high - mid]], fmt="o", color="#c44e52", capsize=4)
-        ax.set_yscale("log")
-        ax.axhline(1, color="#333", lw=0.8)
-        ax.axhspan(1 / ratio, ratio, color="#ddd", alpha=0.6, lw=0)
-        ax.set_xticks(range(len(kinds)), [k.replace("_", "\n") for k in kinds], fontsize=8)
-        ax.set_xlim(-0.5, len(kinds) - 0.4)
-        ax.set_title(f"{c['family']}/{c['downsample']}/{c['upsample']}: {c['decision']['verdict']}", fontsize=8)
-    axes[0, 0].set_ylabel("checkerboard amplitude,\nintervention / control", fontsize=8)
-    fig.suptitle(f"Paired effects (grey: seeds; red: mean with 95% CI; band: within x{ratio:g} of control)", fontsize=9)
+    """Per real cell and planted control: the numbers the rules read, with their 95 % intervals; shaded: the
+    margins of the rules (+- ln r for b, 0 for x, f and s)."""
+    groups = _groups(hyp)
+    delta = float(np.log(hyp["min_ratio"]))
+    fig, axes = _subplots(1, len(groups), figsize=(2.3 * len(groups) + 0.8, 3.4), squeeze=False, sharey=True)
+    for ax, (title, _, _, group) in zip(axes[0], groups):
+        clauses = group["decision"]["clauses"]
+        for x, (name, _label) in enumerate(RULE_QUANTITIES):
+            c = clauses[name]
+            if not c.get("n"):
+                continue
+            mean = c["mean"]
+            low, high = (np.clip(v, -6, 6) for v in (c["low"], c["high"]))
+            ax.errorbar([x], [np.clip(mean, -6, 6)], yerr=[[mean - low], [high - mean]], fmt="o", color="#c44e52", capsize=3)
+        ax.axhline(0, color="#333", lw=0.7)
+        ax.axhspan(-delta, delta, xmin=0.2, xmax=0.45, color="#ddd", lw=0)
+        ax.set_xticks(range(len(RULE_QUANTITIES)), [label for _, label in RULE_QUANTITIES], fontsize=7)
+        ax.set_xlim(-0.5, len(RULE_QUANTITIES) - 0.5)
+        verdict = group["decision"]["verdict"]
+        truth = group.get("truth")
+        ax.set_title(f"{title}\n{verdict}" + (f"\n(truth: {truth})" if truth else ""), fontsize=7)
+    axes[0, 0].set_ylabel("value (log ratios: x, b;\nindices in [-1, 1]: f, s)", fontsize=8)
+    fig.suptitle(f"What the rules read, mean and 95% CI over units; grey: b within +-ln {hyp['min_ratio']:g}", fontsize=9, y=1.02)
     fig.tight_layout()
     return fig
-
-
-def _same(a: dict, b: dict) -> bool:
-    return all(a[k] == b[k] for k in ("family", "downsample", "upsample", "seed"))
 
 
 def odena_plot(hyp: dict) -> Figure:

@@ -49,7 +49,14 @@ AUTOENCODER_RECIPE = StageConfig(
 # Decoders without the encoder's pooling indices must learn where each maximum was: 6 epochs leave resize-conv at
 # 25.8 dB and the transposed convolution at 27.0 dB, both still improving: 16 epochs give 29.0 dB (transposed),
 # 24 epochs 28.7 dB (resize-conv; 16 gave 27.9).
-AUTOENCODER_EPOCHS = {"unpool": 6, "resize_conv": 24, "transposed": 16}
+AUTOENCODER_EPOCHS = {"unpool": 6, "resize_conv": 24, "transposed": 16, "flat": 1}
+# The paper's condition: an autoencoder whose reconstructions cost the classifiers accuracy (2.83 points for ResNet-50
+# in the paper). The same recipe, stopped early: the steps that cost the zoo's classifiers about that much (the
+# choice is in docs/benchmarks.md, "The lossy autoencoder"). Its bar: below MIN_PSNR by design, above LOSSY_MIN_PSNR.
+LOSSY_STEPS = {"unpool": 600, "resize_conv": 1200}
+LOSSY_MIN_PSNR = 20.0
+# The grid-free autoencoder of the checkerboard experiment's "none" control (models.flat): one epoch reaches 38.6 dB.
+FLAT = "flat"
 MIN_ACCURACY = 0.90  # a classifier below this on the test split is not converged: it does not enter the zoo
 MIN_PSNR = 28.0  # dB; an autoencoder below this does not "reconstruct almost perfectly" (stored, flagged meets_bar = false)
 
@@ -62,18 +69,28 @@ class ZooEntry:
     arch: str
     downsample: str = "native"
     seed: int = 0
+    variant: str = ""  # autoencoders: "" (converged) or "lossy" (the paper's condition: pretrained briefly)
 
     @property
     def name(self) -> str:
+        if self.kind == "autoencoder" and self.arch == FLAT:
+            return f"flat_ae-s{self.seed}"
         if self.kind == "autoencoder":
-            return f"segnet_{AUTOENCODER_PRESET}-{self.arch}-s{self.seed}"
+            return f"segnet_{AUTOENCODER_PRESET}-{self.arch}{'-' + self.variant if self.variant else ''}-s{self.seed}"
         return f"{self.arch}-{self.downsample}-s{self.seed}"
 
     @property
     def recipe(self) -> StageConfig:
+        if self.variant == "lossy":
+            return replace(AUTOENCODER_RECIPE, epochs=1, max_steps=LOSSY_STEPS[self.arch], warmup_steps=LOSSY_STEPS[self.arch] // 4)
         if self.kind == "autoencoder":
             return replace(AUTOENCODER_RECIPE, epochs=AUTOENCODER_EPOCHS.get(self.arch, AUTOENCODER_RECIPE.epochs))
         return replace(CLASSIFIER_RECIPE, epochs=CLASSIFIER_EPOCHS.get(self.arch, CLASSIFIER_RECIPE.epochs))
+
+    @property
+    def bar(self) -> float:
+        """The score an entry must reach: top-1 for classifiers, test PSNR (dB) for autoencoders."""
+        return MIN_ACCURACY if self.kind == "classifier" else LOSSY_MIN_PSNR if self.variant == "lossy" else MIN_PSNR
 
     @property
     def command(self) -> str:
@@ -84,6 +101,10 @@ class ZooEntry:
         from s2snets.models import build_classifier, build_segnet
 
         torch.manual_seed(self.seed)
+        if self.kind == "autoencoder" and self.arch == FLAT:
+            from s2snets.models.flat import FlatAutoencoder
+
+            return FlatAutoencoder(1)
         if self.kind == "autoencoder":
             return build_segnet(AUTOENCODER_PRESET, 1, self.arch)
         return build_classifier(self.arch, 10, 1, self.downsample, input_size=ZOO_DATA.size)
@@ -108,6 +129,8 @@ def zoo_entries() -> list[ZooEntry]:
     entries += [ZooEntry("autoencoder", up, seed=1) for up in ("unpool", "transposed", "resize_conv")]
     entries += [ZooEntry("classifier", f, seed=s) for f in ("vgg_s", "inception_s") for s in range(1, 5)]
     entries += [ZooEntry("classifier", "alexnet_s", "blur_pool", s) for s in (3, 4)]
+    entries += [ZooEntry("autoencoder", FLAT, seed=s) for s in (0, 1)]
+    entries += [ZooEntry("autoencoder", up, seed=0, variant="lossy") for up in LOSSY_STEPS]
     return entries
 
 
@@ -201,7 +224,8 @@ def load_classifier(family: str, downsample: str = "native", seed: int = 0, zoo_
 
 
 def load_autoencoder(upsample: str = "unpool", seed: int = 0, zoo_dir: str | Path = ZOO_DIR) -> nn.Module:
-    """The zoo's pretrained small SegNet with decoder upsampling ``upsample``."""
+    """The zoo's pretrained small SegNet with decoder upsampling ``upsample`` ("flat": the grid-free autoencoder).
+    Its input space: 1 x 32 x 32 Fashion-MNIST images standardised with the training split's mean and std."""
     return load_zoo_model(ZooEntry("autoencoder", upsample, seed=seed), zoo_dir)
 
 
@@ -242,7 +266,7 @@ def train_entry(
     """
     from s2snets.data import load_split
     from s2snets.errors import TrainingError
-    from s2snets.experiments.replicate import reconstruction_error
+    from s2snets.metrics.reconstruction import reconstruction_error
     from s2snets.runtime import init_runtime
     from s2snets.train import autoencode, autoencoder_stage, classifier_stage, predict_logits, to_pixels, train_stage
 
@@ -293,7 +317,11 @@ def train_entry(
     if entry.kind == "autoencoder":
         recon = to_pixels(test, autoencode(model, test, cpu))
         record["test_psnr_db"] = round(reconstruction_error(test.images.float() / 255.0, recon)["psnr"], 3)
-        ok, what = record["test_psnr_db"] >= MIN_PSNR, f"test PSNR {record['test_psnr_db']:.2f} dB (needs >= {MIN_PSNR})"
+        if entry.variant == "lossy":
+            ok = LOSSY_MIN_PSNR <= record["test_psnr_db"] < MIN_PSNR
+            what = f"test PSNR {record['test_psnr_db']:.2f} dB (lossy by design: needs {LOSSY_MIN_PSNR} to {MIN_PSNR})"
+        else:
+            ok, what = record["test_psnr_db"] >= MIN_PSNR, f"test PSNR {record['test_psnr_db']:.2f} dB (needs >= {MIN_PSNR})"
     else:
         logits = predict_logits(model, test, cpu)
         record["test_top1"] = round(float((logits.argmax(1) == test.labels).float().mean()), 4)
@@ -340,7 +368,7 @@ def verify_zoo(names: Iterable[str] | None = None, zoo_dir: str | Path = ZOO_DIR
     rounding it was stored with (top-1 to 1e-4, PSNR to 1e-3 dB, plus the CPU-to-CPU float noise of 2e-4 / 0.01 dB).
     """
     from s2snets.data import load_split
-    from s2snets.experiments.replicate import reconstruction_error
+    from s2snets.metrics.reconstruction import reconstruction_error
     from s2snets.runtime import init_runtime
     from s2snets.train import autoencode, predict_logits, to_pixels
 
