@@ -114,9 +114,9 @@ def test_phase_modulation_sees_zero_insertion_and_its_floor_does_not():
     zero_inserted = maps.clone()
     zero_inserted[..., 1::2, :] = 0
     zero_inserted[..., :, 1::2] = 0
-    assert phase_modulation(zero_inserted, 2) == math.inf
+    assert phase_modulation(zero_inserted, 2) >= 1000 / 4  # capped: the minimum is clamped at mean / 1000
     assert phase_modulation(maps, 2) < 1.2
-    assert phase_scrambled_floor(zero_inserted, 2) < 1e3 < phase_modulation(zero_inserted, 2)
+    assert phase_scrambled_floor(zero_inserted, 2) < phase_modulation(zero_inserted, 2) / 10
 
 
 def test_gradient_filters_keep_the_forward_pass_and_filter_the_gradient_as_an_fft_does():
@@ -145,7 +145,7 @@ def test_smooth_strided_backward_keeps_the_output_and_evens_out_zero_insertion()
     x = torch.randn(8, 1, 16, 16, requires_grad=True)
     out = model(x)
     out.sum().backward()
-    assert phase_modulation(x.grad, 2) == math.inf  # a 1x1 stride-2 layer never reads 3 of 4 inputs
+    assert phase_modulation(x.grad, 2) > 100  # a 1x1 stride-2 layer never reads 3 of 4 inputs
     handles = smooth_strided_backward(model)
     x2 = x.detach().clone().requires_grad_(True)
     out2 = model(x2)

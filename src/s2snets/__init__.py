@@ -28,6 +28,7 @@ __version__ = "0.2.0"
 # Imported on first use, so `import s2snets` and the command line's config checks do not wait for torch.
 _LAZY = {
     "zoo": "s2snets.zoo",
+    "models": "s2snets.models",
     "band_stop_gradient": "s2snets.layers.gradient",
     "smooth_gradient": "s2snets.layers.gradient",
     "smooth_strided_backward": "s2snets.models.hooks",
@@ -45,13 +46,19 @@ _LAZY = {
     "nmi": "s2snets.metrics.nmi",
     "constant_pattern": "s2snets.metrics.pattern",
     "lattice_amplitude": "s2snets.metrics.pattern",
-    "phase_lock": "s2snets.metrics.pattern",
+    "phase_lock": "s2snets.metrics.lattice",
     "lattice_contrast": "s2snets.metrics.spectrum",
     "lattice_energy": "s2snets.metrics.spectrum",
     "make_upsample": "s2snets.layers",
     "make_downsample": "s2snets.layers",
     "layers": "s2snets.layers",
     "finetune_decoder": "s2snets.api",
+    "S2SNet": "s2snets.api",
+    "grid_diagnostic": "s2snets.attribution",
+    "smoothed_backward": "s2snets.attribution",
+    "remove_grid": "s2snets.attribution",
+    "GridDiagnosis": "s2snets.attribution",
+    "S2SNetResult": "s2snets.api",
     "FinetuneResult": "s2snets.api",
 }
 
@@ -60,7 +67,7 @@ def __getattr__(name: str) -> Any:
     if name not in _LAZY:
         raise AttributeError(f"module 's2snets' has no attribute '{name}'")
     module = importlib.import_module(_LAZY[name])
-    value = module if name in ("zoo", "layers") else getattr(module, name)
+    value = module if name in ("zoo", "layers", "models") else getattr(module, name)
     globals()[name] = value
     return value
 
@@ -70,6 +77,12 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
+    "GridDiagnosis",
+    "grid_diagnostic",
+    "remove_grid",
+    "smoothed_backward",
+    "S2SNet",
+    "S2SNetResult",
     "band_amplitude",
     "band_stop_gradient",
     "peak_amplitude",
@@ -98,6 +111,7 @@ __all__ = [
     "lint",
     "make_downsample",
     "make_upsample",
+    "models",
     "nmi",
     "noise_probe",
     "phase_lock",

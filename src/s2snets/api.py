@@ -1,40 +1,268 @@
-"""S2SNets on your own objects: fine-tune an autoencoder's decoder through *your* frozen classifier, in a notebook.
+"""S2SNets on your own classifier and data, in a notebook: pretrain, fine-tune, reconstruct, measure, plot, save.
 
     >>> import torch, s2snets
     >>> from torch.utils.data import TensorDataset
-    >>> from s2snets.models import build_segnet
     >>> torch.manual_seed(0)  # doctest: +ELLIPSIS
     <torch._C.Generator object at ...>
-    >>> autoencoder = build_segnet("tiny", in_channels=1)
     >>> classifier = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16 * 16, 3))
-    >>> data = TensorDataset(torch.randn(32, 1, 16, 16), torch.randint(0, 3, (32,)))
-    >>> result = s2snets.finetune_decoder(autoencoder, classifier, data, steps=4, batch_size=8, progress=False)
-    >>> result.steps
+    >>> data = TensorDataset(torch.rand(64, 1, 16, 16), torch.randint(0, 3, (64,)))
+    >>> net = s2snets.S2SNet(classifier, preset="tiny")
+    >>> net.pretrain(data, steps=4, batch_size=16, progress=False).steps
     4
+    >>> net.finetune(data, steps=4, batch_size=16, progress=False).steps
+    4
+    >>> result = net.evaluate(data)
+    >>> sorted(result.accuracy)
+    ['finetuned', 'original', 'plain']
 
-The engine behind ``s2snets replicate`` (``train.train_stage``) adds what a long run needs (checkpoints, exact
-resume, DDP); this function is the same objective for data you already hold: a ``Dataset`` or a ``DataLoader`` of
-``(image, label)`` with images already in the space the classifier expects.
+Every step runs on the pipeline's one training engine (``train.train_stage``): checkpoints in ``run_dir`` (a
+temporary folder by default), exact resume, mixed precision on CUDA. The classifier is frozen and never changed; the
+plain autoencoder is kept apart from the fine-tuned one, so the two can be compared.
 """
 
 from __future__ import annotations
 
+import copy
+import json
 import logging
 import math
-import time
-from collections.abc import Iterator
+import tempfile
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor, nn
-from torch.utils.data import DataLoader, Dataset
-from tqdm.auto import tqdm
 
-from s2snets.config import StageConfig
-from s2snets.train import FinetuneLoss, lr_at, make_optimizer
+from s2snets.config import StageConfig, config_hash
+from s2snets.data import TensorSet, as_tensor_set
+from s2snets.errors import InputError, ModelError
+from s2snets.metrics.lattice import band_amplitude, peak_amplitude, random_sign_floor
+from s2snets.metrics.nmi import inter_nmi, nmi
+from s2snets.metrics.pattern import ConstantPattern, constant_pattern
+from s2snets.metrics.reconstruction import accuracy, reconstruction_error
+from s2snets.runtime import Runtime, init_runtime
+from s2snets.train import StageResult, autoencode, autoencoder_stage, finetune_stage, predict_logits, to_pixels, train_stage
 
 log = logging.getLogger("s2snets")
+
+
+@dataclass
+class S2SNetResult:
+    """The paper's measures for one classifier: accuracy (fractions) on originals, plain and fine-tuned
+    reconstructions; nMI; the constant patterns of both autoencoders and their lattice amplitudes (pixel units)."""
+
+    accuracy: dict[str, float]
+    psnr: dict[str, float]
+    nmi: dict[str, dict[str, float]]
+    lattice: dict[str, dict[str, float]]
+    period: int
+    patterns: dict[str, ConstantPattern] = field(repr=False)
+    examples: dict[str, Tensor] = field(repr=False)  # a few originals and reconstructions, pixels in [0, 1]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"accuracy": self.accuracy, "psnr": self.psnr, "nmi": self.nmi, "lattice": self.lattice, "period": self.period,
+                "patterns": {k: p.to_dict() for k, p in self.patterns.items()}}  # fmt: skip
+
+    def __repr__(self) -> str:
+        a = self.accuracy
+        return (
+            f"S2SNetResult(top-1 original {a['original']:.1%}, plain {a['plain']:.1%}, fine-tuned {a['finetuned']:.1%}; "
+            f"lattice amplitude (P={self.period}) plain {self.lattice['plain']['peak'] * 255:.2f}, fine-tuned "
+            f"{self.lattice['finetuned']['peak'] * 255:.2f} grey levels)"
+        )
+
+    def _repr_html_(self) -> str:
+        rows = "".join(
+            f"<tr><td>{k}</td><td>{100 * self.accuracy[k]:.2f} %</td><td>{self.psnr.get(k, math.nan):.2f}</td>"
+            f"<td>{self.nmi.get(k, {}).get('inter_same_class', math.nan):.4f}</td>"
+            f"<td>{self.lattice.get(k, {}).get('peak', math.nan) * 255:.2f}</td></tr>"
+            for k in ("original", "plain", "finetuned")
+        )
+        return ("<table><tr><th></th><th>top-1</th><th>PSNR (dB)</th><th>inter nMI (same class)</th>"
+                f"<th>lattice amplitude (grey levels)</th></tr>{rows}</table>")  # fmt: skip
+
+    def plot(self):
+        """Originals, plain and fine-tuned reconstructions, and the two constant patterns (a matplotlib Figure)."""
+        from s2snets.report.figures import s2snet_figure
+
+        return s2snet_figure(self)
+
+    def save(self, folder: str | Path) -> Path:
+        """``folder``/result.json and result.safetensors (patterns and examples); ``S2SNetResult.load`` reads them."""
+        from s2snets.checkpoint import atomic_write_text, save_checkpoint
+
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        meta = {k: v for k, v in self.to_dict().items() if k != "patterns"}
+        meta["pattern_summaries"] = {k: p.summary() for k, p in self.patterns.items()}
+        atomic_write_text(folder / "result.json", json.dumps(meta, indent=1) + "\n")
+        tensors = {f"example/{k}": v.contiguous() for k, v in self.examples.items()}
+        for k, p in self.patterns.items():
+            tensors[f"pattern/{k}/mean_difference"], tensors[f"pattern/{k}/constancy"] = p.mean_difference, p.constancy
+        save_checkpoint(folder / "result.safetensors", tensors, {"kind": "s2snet-result"})
+        return folder
+
+    @classmethod
+    def load(cls, folder: str | Path) -> S2SNetResult:
+        from s2snets.checkpoint import load_checkpoint
+
+        folder = Path(folder)
+        meta = json.loads((folder / "result.json").read_text())
+        tensors, _ = load_checkpoint(folder / "result.safetensors")
+        patterns = {}
+        for k, summary in meta["pattern_summaries"].items():
+            patterns[k] = ConstantPattern(tensors[f"pattern/{k}/mean_difference"], tensors[f"pattern/{k}/constancy"],
+                                          summary["mean_constancy"], summary["constant_share"],
+                                          {int(p): v for p, v in summary["lattice_energy"].items()})  # fmt: skip
+        examples = {k.split("/", 1)[1]: v for k, v in tensors.items() if k.startswith("example/")}
+        return cls(meta["accuracy"], meta["psnr"], meta["nmi"], meta["lattice"], meta["period"], patterns, examples)
+
+
+class S2SNet:
+    """The S2SNets method on ``classifier`` (any ``nn.Module`` mapping (B, C, H, W) to logits (B, K); frozen).
+
+    ``autoencoder``: a module with a ``decoder`` (a SegNet from ``s2snets.models``, ``s2snets.zoo.load_autoencoder()``,
+    or the user's own: everything but its decoder is frozen while fine-tuning), or None to build a SegNet (``preset``: "small" for up to 64 px, "paper"
+    above) when ``pretrain`` is called. Data everywhere: a ``Dataset``/``DataLoader`` of (image, label), or a pair
+    (images, labels) of tensors or numpy arrays, in the classifier's input space; ``mean``/``std``: the
+    standardisation those images carry (None: they are pixels in [0, 1]), for the measures in pixel units.
+    """
+
+    def __init__(self, classifier: nn.Module, autoencoder: nn.Module | None = None, *, mean=None, std=None,
+                 preset: str | None = None, upsample: str = "unpool", device: str = "auto", run_dir: str | Path | None = None,
+                 seed: int = 0):  # fmt: skip
+        if not isinstance(classifier, nn.Module):
+            raise InputError(f"classifier must be an nn.Module, got {type(classifier).__name__}")
+        if autoencoder is not None and not isinstance(getattr(autoencoder, "decoder", None), nn.Module):
+            raise InputError("autoencoder needs a 'decoder' submodule (the part fine-tuning trains), e.g. a SegNet from s2snets.models")
+        self.classifier = classifier.eval()
+        for p in self.classifier.parameters():
+            p.requires_grad_(False)
+        self.plain = autoencoder
+        self.finetuned: nn.Module | None = None
+        self.mean, self.std, self.preset, self.upsample, self.seed = mean, std, preset, upsample, seed
+        self.runtime: Runtime = init_runtime(device, "auto")
+        self._tmp = None if run_dir else tempfile.TemporaryDirectory(prefix="s2snet-")
+        self.run_dir = Path(run_dir or self._tmp.name)  # type: ignore[union-attr]
+
+    # ------------------------------------------------------------------ the steps
+    def pretrain(self, data, *, steps: int = 2000, batch_size: int = 64, lr: float = 3e-3, progress: bool = True) -> StageResult:
+        """Train the autoencoder (MSE) on ``data``; builds a SegNet if there is none. Returns the stage's result."""
+        data = self._data(data)
+        if self.plain is None:
+            self.plain = self._build_autoencoder(data)
+        cfg = StageConfig(epochs=1, max_steps=steps, batch_size=min(batch_size, len(data)), lr=lr, warmup_steps=min(200, steps // 4))
+        key = config_hash("api-pretrain", cfg, self.seed, len(data))
+        return self._train(autoencoder_stage("pretrain", self.plain), data, cfg, "pretrain", key, progress)
+
+    def finetune(self, data, *, steps: int = 500, batch_size: int = 64, lr: float = 1e-3, progress: bool = True) -> StageResult:
+        """Fine-tune a copy of the autoencoder's decoder through the frozen classifier (cross-entropy on ``data``)."""
+        data = self._data(data)
+        if self.plain is None:
+            raise InputError("there is no autoencoder: call pretrain(data) first or pass autoencoder= (e.g. s2snets.zoo.load_autoencoder())")
+        self.check_input_space(data)
+        self._check_shapes(data)
+        self.finetuned = copy.deepcopy(self.plain)
+        cfg = StageConfig(epochs=1, max_steps=steps, batch_size=min(batch_size, len(data)), lr=lr)
+        key = config_hash("api-finetune", cfg, self.seed, len(data))
+        return self._train(finetune_stage("finetune", self.finetuned, self.classifier), data, cfg, "finetune", key, progress)
+
+    @torch.no_grad()
+    def reconstruct(self, images, which: str = "finetuned") -> Tensor:
+        """Reconstructions (N, C, H, W) in the classifier's input space by the ``which`` ("finetuned" | "plain")
+        autoencoder, for images in that space (a tensor or array)."""
+        model = self._autoencoder(which)
+        x = images if isinstance(images, Tensor) else torch.as_tensor(images)
+        return torch.cat([model(self.runtime.to_device(x[s : s + 256].float())).float().cpu() for s in range(0, len(x), 256)])
+
+    def evaluate(self, data, *, period: int = 2, nmi_pairs: int = 500, examples: int = 8) -> S2SNetResult:
+        """Accuracy on originals, plain and fine-tuned reconstructions; PSNR, nMI, constant patterns and their lattice
+        amplitudes with noise floors (``metrics.lattice``), in pixel units."""
+        data = self._data(data)
+        models = {"plain": self._autoencoder("plain"), "finetuned": self._autoencoder("finetuned")}
+        originals = to_pixels(data, data.images)
+        top1 = {"original": accuracy(predict_logits(self.classifier, data, self.runtime), data.labels, data.num_classes)["top1"]}
+        out: dict[str, Any] = {"psnr": {}, "nmi": {"original": {"inter_same_class": float(inter_nmi(originals, data.labels, nmi_pairs).mean())}},
+                               "lattice": {}, "patterns": {}, "examples": {"original": originals[:examples]}}  # fmt: skip
+        for name, model in models.items():
+            raw = autoencode(model, data, self.runtime)
+            recon = to_pixels(data, raw)
+            top1[name] = accuracy(predict_logits(self.classifier, data, self.runtime, inputs=raw), data.labels, data.num_classes)["top1"]
+            out["psnr"][name] = reconstruction_error(originals, recon)["psnr"]
+            out["nmi"][name] = {"intra": float(nmi(originals, recon).mean()), "inter_same_class": float(inter_nmi(recon, data.labels, nmi_pairs).mean())}
+            out["patterns"][name] = constant_pattern(originals, recon, (period,))
+            errors = (recon - originals).double().mean(1)
+            out["lattice"][name] = {
+                "peak": float(peak_amplitude(errors.mean(0), period)), "peak_floor": random_sign_floor(errors, lambda m: peak_amplitude(m, period)),
+                "band": float(band_amplitude(errors.mean(0), period)), "band_floor": random_sign_floor(errors, lambda m: band_amplitude(m, period)),
+            }  # fmt: skip
+            out["examples"][name] = recon[:examples]
+        return S2SNetResult(top1, out["psnr"], out["nmi"], out["lattice"], period, out["patterns"], out["examples"])
+
+    # ------------------------------------------------------------------ checks
+    def check_input_space(self, data: TensorSet) -> None:
+        """Warn when the data does not look like what the autoencoder was trained on: a zoo autoencoder expects
+        Fashion-MNIST standardised with the zoo's mean and std (``zoo.input_space()``); fed [0, 1] pixels it
+        reconstructs at about 10 dB. The warning says what to pass instead."""
+        x = data.images
+        low, high = float(x.min()), float(x.max())
+        standardised = low < -0.05 or high > 1.05
+        zoo_like = getattr(self.plain, "arch", "").startswith("segnet(in=1,widths=[16, 32, 64]")
+        if zoo_like and not standardised:
+            from s2snets.zoo import input_space
+
+            space = input_space()
+            log.warning(
+                "the data lie in [%.2f, %.2f], like [0, 1] pixels, but the zoo autoencoder expects them standardised: "
+                "pass (x - %.4f) / %.4f and mean=%.4f, std=%.4f to S2SNet", low, high, space["mean"][0], space["std"][0],
+                space["mean"][0], space["std"][0],
+            )  # fmt: skip
+
+    def _check_shapes(self, data: TensorSet) -> None:
+        """One batch through the autoencoder and the classifier before any training: shapes and outputs that fit."""
+        x = self.runtime.to_device(data.images[:2])
+        with torch.no_grad():
+            try:
+                recon = self.plain.to(self.runtime.device).eval()(x)  # type: ignore[union-attr]
+            except RuntimeError as exc:
+                raise ModelError(f"the autoencoder cannot take images of shape {tuple(x.shape[1:])}: {str(exc).splitlines()[0]}") from None
+            if not isinstance(recon, Tensor) or recon.shape != x.shape:
+                got = tuple(recon.shape) if isinstance(recon, Tensor) else type(recon).__name__
+                raise ModelError(f"the autoencoder maps {tuple(x.shape)} to {got}; it must reconstruct the same shape")
+            try:
+                logits = self.classifier.to(self.runtime.device)(recon)
+            except RuntimeError as exc:
+                raise ModelError(f"the classifier cannot take images of shape {tuple(x.shape[1:])}: {str(exc).splitlines()[0]}") from None
+        if not isinstance(logits, Tensor) or logits.ndim != 2 or logits.shape[1] < data.num_classes:
+            got = tuple(logits.shape) if isinstance(logits, Tensor) else type(logits).__name__
+            raise ModelError(f"the classifier returned {got} for a batch of 2; it must return logits (2, K) with K >= {data.num_classes} classes")
+
+    # ------------------------------------------------------------------ helpers
+    def _data(self, data) -> TensorSet:
+        return as_tensor_set(data, mean=self.mean, std=self.std)
+
+    def _build_autoencoder(self, data: TensorSet) -> nn.Module:
+        from s2snets.models import build_segnet
+
+        preset = self.preset or ("small" if data.size <= 64 else "paper")
+        torch.manual_seed(self.seed)
+        model = build_segnet(preset, data.channels, self.upsample)
+        if data.size % model.min_input_size():
+            raise InputError(f"a '{preset}' SegNet needs image sides divisible by {model.min_input_size()}, got {data.size}; pad or resize the images")
+        return model
+
+    def _autoencoder(self, which: str) -> nn.Module:
+        model = {"plain": self.plain, "finetuned": self.finetuned}.get(which, "?")
+        if model == "?":
+            raise InputError(f"which must be 'plain' or 'finetuned', got {which!r}")
+        if model is None:
+            raise InputError(f"there is no {which} autoencoder yet: call {'pretrain' if which == 'plain' else 'finetune'}(data) first")
+        return model.to(self.runtime.device).eval()  # type: ignore[union-attr]
+
+    def _train(self, stage, data: TensorSet, cfg: StageConfig, name: str, key: str, progress: bool) -> StageResult:
+        return train_stage(stage, data, cfg, seed=self.seed, checkpoint=self.run_dir / f"{name}.safetensors", key=key,
+                           runtime=self.runtime, progress=progress, log=log.info, workers=0)  # fmt: skip
 
 
 @dataclass
@@ -53,105 +281,14 @@ class FinetuneResult:
         return {"steps": self.steps, "seconds": self.seconds, "final_loss": self.final_loss, "history": self.history}
 
     def __repr__(self) -> str:
-        first = f"{self.history[0][1]:.4f} -> " if len(self.history) > 1 else ""
-        return f"FinetuneResult(steps={self.steps}, loss {first}{self.final_loss:.4f}, {self.seconds:.1f}s)"
-
-    def _repr_html_(self) -> str:
-        rows = "".join(f"<tr><td>{s}</td><td>{v:.4f}</td></tr>" for s, v in self.history[-10:])
-        return (
-            f"<b>decoder fine-tuned</b>: {self.steps} steps in {self.seconds:.1f}s"
-            f"<table><tr><th>step</th><th>classifier loss</th></tr>{rows}</table>"
-        )
+        return f"FinetuneResult(steps={self.steps}, final loss {self.final_loss:.4f}, {self.seconds:.1f}s)"
 
 
-def _batches(data: Dataset | DataLoader, batch_size: int, seed: int) -> Iterator[tuple[Tensor, Tensor]]:
-    """Endless (image, label) batches: a DataLoader as given, a Dataset shuffled with a seeded generator."""
-    if isinstance(data, DataLoader):
-        loader = data
-    else:
-        if not hasattr(data, "__getitem__") or not hasattr(data, "__len__"):
-            raise TypeError(f"data must be a torch Dataset or DataLoader of (image, label), got {type(data).__name__}")
-        if len(data) == 0:  # type: ignore[arg-type]
-            raise ValueError("data is empty")
-        loader = DataLoader(data, batch_size=batch_size, shuffle=True, generator=torch.Generator().manual_seed(seed))
-    while True:
-        empty = True
-        for batch in loader:
-            if not isinstance(batch, list | tuple) or len(batch) < 2:
-                raise TypeError("each item of data must be (image, label); got a single tensor")
-            empty = False
-            yield batch[0], batch[1]
-        if empty:
-            raise ValueError("data yielded no batch")
-
-
-def finetune_decoder(
-    autoencoder: nn.Module,
-    classifier: nn.Module,
-    data: Dataset | DataLoader,
-    *,
-    steps: int = 500,
-    lr: float = 1e-3,
-    batch_size: int = 64,
-    optimizer: str = "adam",
-    seed: int = 0,
-    progress: bool = True,
-    log_every: int = 10,
-) -> FinetuneResult:
-    """Train only ``autoencoder.decoder`` so that the frozen ``classifier`` classifies its reconstructions well.
-
-    ``autoencoder``: a module with a ``decoder`` submodule, ``forward(x) -> reconstruction`` (a SegNet from
-    ``s2snets.models.build_segnet`` or ``s2snets.zoo.load_autoencoder``); its encoder is frozen (eval mode, no
-    gradients). ``classifier``: any ``nn.Module`` mapping images (B, C, H, W) to logits (B, K); it is frozen and
-    kept in eval mode. ``data``: a ``Dataset`` or ``DataLoader`` of ``(image (C, H, W), label)``. Everything runs
-    on the device of the autoencoder's parameters. Returns the loss history; the autoencoder is changed in place.
-    """
-    if steps < 1:
-        raise ValueError(f"steps must be >= 1, got {steps}")
-    if not lr > 0 or not math.isfinite(lr):
-        raise ValueError(f"lr must be a positive number, got {lr}")
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    decoder = getattr(autoencoder, "decoder", None)
-    if not isinstance(decoder, nn.Module):
-        raise TypeError("autoencoder needs a 'decoder' submodule (the part fine-tuning trains), e.g. a SegNet")
-    if not hasattr(autoencoder, "freeze_encoder"):  # a user's autoencoder: freeze everything but the decoder
-        decoder_params = {id(p) for p in decoder.parameters()}
-        for p in autoencoder.parameters():
-            p.requires_grad_(id(p) in decoder_params)
-    device = next(autoencoder.parameters()).device
-    classifier.to(device)
-    objective = FinetuneLoss(autoencoder, classifier)
-    params = [p for p in decoder.parameters() if p.requires_grad]
-    cfg = StageConfig(epochs=0, max_steps=steps, batch_size=batch_size, lr=lr, optimizer=optimizer, warmup_steps=0)
-    opt = make_optimizer(params, cfg)
-    torch.manual_seed(seed)
-    objective.train()
-    decoder_modules = set(decoder.modules())
-    for m in autoencoder.modules():  # the frozen part keeps its batch-norm statistics
-        if m is not autoencoder and m not in decoder_modules and not any(c in decoder_modules for c in m.modules()):
-            m.eval()
-    history: list[tuple[int, float]] = []
-    running, count, started = 0.0, 0, time.perf_counter()
-    source = _batches(data, batch_size, seed)
-    with tqdm(total=steps, desc="finetune decoder", disable=not progress, unit="step") as bar:
-        for step in range(steps):
-            x, y = next(source)
-            for group in opt.param_groups:
-                group["lr"] = lr_at(step, steps, cfg)
-            loss = objective(x.to(device).float(), y.to(device).long())
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"the loss became {float(loss.detach())} at step {step}; lower lr (now {lr})")
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            running, count = running + float(loss.detach()), count + 1
-            bar.update(1)
-            if (step + 1) % log_every == 0 or step + 1 == steps:
-                history.append((step + 1, running / count))
-                bar.set_postfix(loss=f"{history[-1][1]:.4f}")
-                running, count = 0.0, 0
-    autoencoder.eval()
-    result = FinetuneResult(steps, time.perf_counter() - started, history)
-    log.info("%r", result)
-    return result
+def finetune_decoder(autoencoder: nn.Module, classifier: nn.Module, data, *, steps: int = 500, lr: float = 1e-3,
+                     batch_size: int = 64, seed: int = 0, progress: bool = True, mean=None, std=None) -> FinetuneResult:  # fmt: skip
+    """Fine-tune ``autoencoder``'s decoder in place through the frozen ``classifier`` (the engine's fine-tuning stage):
+    ``S2SNet(classifier, autoencoder).finetune(...)`` without keeping the plain autoencoder apart."""
+    net = S2SNet(classifier, autoencoder, mean=mean, std=std, seed=seed)
+    result = net.finetune(data, steps=steps, batch_size=batch_size, lr=lr, progress=progress)
+    autoencoder.load_state_dict(net.finetuned.state_dict())  # type: ignore[union-attr]
+    return FinetuneResult(result.steps, result.seconds, list(result.history))

@@ -113,6 +113,108 @@ class ImageSet:
         return destandardize(x, self.mean, self.std)
 
 
+@dataclass(frozen=True)
+class TensorSet:
+    """A labelled set already in a model's input space, as a notebook holds one: ``images`` float (N, C, H, W),
+    ``labels`` int64 (N,). ``normalize`` is the identity (the models see the images as given); ``denormalize`` maps
+    them to pixel units, x * std + mean per channel (mean 0, std 1: the images are pixels in [0, 1])."""
+
+    images: Tensor
+    labels: Tensor
+    num_classes: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    name: str = "tensors"
+    skipped: tuple[str, ...] = ()
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        return tuple(str(c) for c in range(self.num_classes))
+
+    def __len__(self) -> int:
+        return int(self.images.shape[0])
+
+    @property
+    def channels(self) -> int:
+        return int(self.images.shape[1])
+
+    @property
+    def size(self) -> int:
+        return int(self.images.shape[-1])
+
+    def load(self) -> TensorSet:
+        return self
+
+    def subset(self, indices: Tensor | slice) -> TensorSet:
+        return replace(self, images=self.images[indices], labels=self.labels[indices])
+
+    def head(self, n: int, seed: int = 0) -> TensorSet:
+        if n <= 0 or n >= len(self):
+            return self
+        order = torch.randperm(len(self), generator=torch.Generator().manual_seed(seed))[:n]
+        return self.subset(order.sort().values)
+
+    def normalize(self, batch: Tensor) -> Tensor:
+        return batch.float()
+
+    def denormalize(self, x: Tensor) -> Tensor:
+        return destandardize(x, self.mean, self.std)
+
+
+def as_tensor_set(data, *, mean=None, std=None, num_classes: int | None = None, name: str = "data") -> TensorSet:
+    """A ``TensorSet`` from what a notebook holds: a ``Dataset`` or ``DataLoader`` of (image, label), a pair
+    (images, labels) of tensors or numpy arrays, or a ``TensorSet``. Images (N, C, H, W) (or (N, H, W): one channel)
+    in the classifier's input space; ``mean``/``std``: the standardisation they carry (None: they are pixels in
+    [0, 1]). DataError naming what is wrong otherwise."""
+    if isinstance(data, TensorSet):
+        return data
+    images, labels = _collect(data)
+    if images.ndim == 3:
+        images = images[:, None]
+    if images.ndim != 4 or not images.is_floating_point() and images.dtype != torch.uint8:
+        raise DataError(f"{name}: images must be (N, C, H, W) (or (N, H, W)) numbers, got {images.dtype} {tuple(images.shape)}")
+    images = images.float() / 255.0 if images.dtype == torch.uint8 else images.float()
+    if labels.ndim != 1 or len(labels) != len(images) or labels.is_floating_point():
+        raise DataError(f"{name}: labels must be N integer classes, got {labels.dtype} {tuple(labels.shape)} for {len(images)} images")
+    if len(images) == 0:
+        raise DataError(f"{name} is empty")
+    if not bool(torch.isfinite(images).all()):
+        raise DataError(f"{name}: images hold NaN or infinite values")
+    labels = labels.long()
+    if int(labels.min()) < 0:
+        raise DataError(f"{name}: labels must be class indices >= 0, got {int(labels.min())}")
+    k = num_classes or int(labels.max()) + 1
+    c = images.shape[1]
+    mean_, std_ = (tuple(float(v) for v in ((mean,) * c if isinstance(mean, int | float) else mean)) if mean is not None else (0.0,) * c,
+                   tuple(float(v) for v in ((std,) * c if isinstance(std, int | float) else std)) if std is not None else (1.0,) * c)  # fmt: skip
+    if len(mean_) != c or len(std_) != c:
+        raise DataError(f"{name}: mean/std must have one value per channel ({c}), got {len(mean_)} and {len(std_)}")
+    return TensorSet(images.contiguous(), labels, k, mean_, std_, name)
+
+
+def _collect(data) -> tuple[Tensor, Tensor]:
+    if isinstance(data, tuple | list) and len(data) == 2 and all(hasattr(d, "shape") for d in data):
+        return tuple(d if isinstance(d, Tensor) else torch.from_numpy(np.ascontiguousarray(d)) for d in data)  # type: ignore[return-value]
+    from torch.utils.data import DataLoader, Dataset, TensorDataset
+
+    if isinstance(data, TensorDataset) and len(data.tensors) >= 2:
+        return data.tensors[0], data.tensors[1]
+    if isinstance(data, DataLoader | Dataset) or hasattr(data, "__getitem__"):
+        loader = data if isinstance(data, DataLoader) else DataLoader(data, batch_size=256, shuffle=False)
+        xs, ys = [], []
+        for batch in loader:
+            if not isinstance(batch, list | tuple) or len(batch) < 2:
+                raise DataError("each item of the data must be (image, label); got a single value")
+            xs.append(torch.as_tensor(batch[0]))
+            ys.append(torch.as_tensor(batch[1]))
+        if not xs:
+            raise DataError("the data yielded no item")
+        return torch.cat(xs), torch.cat(ys)
+    raise DataError(
+        f"data of type {type(data).__name__} is not a Dataset, a DataLoader or (images, labels); give one of those"
+    )
+
+
 def standardize(batch: Tensor, mean: tuple[float, ...], std: tuple[float, ...]) -> Tensor:
     """uint8 or [0, 1] float (B, C, H, W) -> float32 (B, C, H, W), (x - mean) / std per channel, on batch's device."""
     x = batch.float().div_(255.0) if batch.dtype == torch.uint8 else batch.float()

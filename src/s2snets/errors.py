@@ -23,6 +23,10 @@ class ModelError(S2SNetsError):
     """A model name, factory or weights file cannot be used."""
 
 
+class InputError(S2SNetsError, ValueError):
+    """An argument of the Python API is not in a form it accepts (the message lists the forms); a ValueError too."""
+
+
 class TrainingError(S2SNetsError):
     """Training cannot go on (a NaN or infinite loss); the last good checkpoint is kept."""
 

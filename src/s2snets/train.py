@@ -77,8 +77,14 @@ class FinetuneLoss(nn.Module):
 
     def __init__(self, autoencoder: nn.Module, classifier: nn.Module):
         super().__init__()
-        # A SegNet freezes its encoder itself; any other autoencoder arrives with only its decoder trainable.
+        # A SegNet freezes its encoder itself; for any other autoencoder everything but its decoder is frozen here.
         self.autoencoder = autoencoder.freeze_encoder() if hasattr(autoencoder, "freeze_encoder") else autoencoder
+        decoder = set(autoencoder.decoder.modules())
+        self._frozen = [m for m in autoencoder.modules() if m not in decoder and not any(c in decoder for c in m.modules())]
+        if not hasattr(autoencoder, "freeze_encoder"):
+            trainable = {id(p) for p in autoencoder.decoder.parameters()}
+            for p in autoencoder.parameters():
+                p.requires_grad_(id(p) in trainable)
         self.classifier = classifier
         for p in self.classifier.parameters():
             p.requires_grad_(False)
@@ -86,7 +92,9 @@ class FinetuneLoss(nn.Module):
     def train(self, mode: bool = True) -> FinetuneLoss:
         super().train(mode)
         self.classifier.eval()
-        self.autoencoder.train(mode)  # keeps the frozen encoder in eval
+        self.autoencoder.train(mode)
+        for m in self._frozen:  # the frozen part keeps its batch-norm statistics
+            m.eval()
         return self
 
     def forward(self, x: Tensor, y: Tensor) -> Tensor:

@@ -73,6 +73,13 @@ def planted_tile(period: int, kind: str, seed: int = 0) -> Tensor:
     raise ValueError(f"no tile for planted kind '{kind}'")
 
 
+def planted_construction(kind: str) -> dict:
+    """What a planted classifier of ``kind`` is made of, as data: part of every control job's key, so a change of
+    the construction recomputes its jobs instead of reusing records of another one."""
+    return {"kind": kind, "smoothing_order": 2, "strength": 0.03 if kind == "additive" else None,
+            "modulation": MODULATION if kind == "multiplicative" else None}  # fmt: skip
+
+
 class PlantedClassifier(nn.Module):
     """A classifier with a planted truth. ``forward(x) -> logits``; (B, C, H, W) with H = W = ``size``.
 

@@ -167,7 +167,8 @@ def _run_pool(todo, execute, initializer, payload, workers, threads, finished) -
     except S2SNetsError:
         raise
     finally:
+        processes = list((getattr(pool, "_processes", None) or {}).values())  # the executor forgets them at shutdown
         pool.shutdown(wait=False, cancel_futures=True)
-        for process in list(getattr(pool, "_processes", {}).values()):
-            if process.is_alive():
+        for process in processes:
+            if process.is_alive():  # a stopped run leaves no worker behind (they would go on fine-tuning)
                 process.terminate()

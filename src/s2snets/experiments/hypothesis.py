@@ -31,7 +31,7 @@ from s2snets.checkpoint import save_checkpoint
 from s2snets.config import RunConfig, classifier_weights, config_hash, from_dict, to_dict, validate
 from s2snets.errors import ConfigError
 from s2snets.experiments import verdict
-from s2snets.experiments.controls import CONTROLS, PlantedClassifier
+from s2snets.experiments.controls import CONTROLS, PlantedClassifier, planted_construction
 from s2snets.experiments.grid import Job, run_jobs
 from s2snets.experiments.interventions import arm_models, arm_shift
 from s2snets.experiments.replicate import load_context
@@ -60,7 +60,7 @@ from s2snets.train import autoencode, autoencoder_stage, finetune_stage, predict
 from s2snets.zoo import zoo_fingerprint
 
 log = logging.getLogger("s2snets")
-MEASURES_VERSION = 3  # bump when a job's measures change: old records are then recomputed
+MEASURES_VERSION = 4  # bump when a job's measures change: old records are then recomputed
 
 # The arms each planted control runs: those its truth's rule reads, and those a wrong verdict would need.
 CONTROL_ARMS = {
@@ -265,10 +265,11 @@ def plan(config: RunConfig, classifiers: list[GridClassifier], periods: dict[str
         control = CONTROLS[name]
         for i, c in enumerate(bases):
             p = periods[c.cell]
-            add("probe", c, control.decoder, 0, "probe", unit=i, period=p, planted=control.planted, control=name)
+            planted = {"planted": control.planted, "control": name, "construction": planted_construction(control.planted)}
+            add("probe", c, control.decoder, 0, "probe", unit=i, period=p, **planted)
             for r, arm in itertools.product(range(h.control_replicates), CONTROL_ARMS[name]):
                 if arm in arms:
-                    add("control", c, control.decoder, r, arm, unit=i, period=p, planted=control.planted, control=name)
+                    add("control", c, control.decoder, r, arm, unit=i, period=p, **planted)
     decoders = list(dict.fromkeys([*h.upsamples, *(CONTROLS[n].decoder for n in h.controls)]))
     replicates = range(max(h.replicates, h.control_replicates))
     for u, p, r, a in itertools.product(decoders, sorted(set(periods.values())), replicates, range(len(h.autoencoder_seeds))):

@@ -229,7 +229,7 @@ def order_bootstrap(ev: Evaluation, names: list[str], labels: list[tuple[str, st
         t = rates[1:][pick][:, pick]
         relation = suffices(rrc(t, rates[0][pick]), threshold)
         suffice += relation.float()
-        total += bool(check_total_order(relation, families).total_order)
+        total += check_total_order(relation, families).is_total_order
     return {"draws": draws, "families": families, "total_order_share": total / draws,
             "suffices_share": (suffice / draws).tolist()}  # fmt: skip
 

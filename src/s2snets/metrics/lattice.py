@@ -207,25 +207,32 @@ def phase_power_profile(maps: Tensor, period: int) -> Tensor:
     return tiles.mean((0, 1, 3))
 
 
+MODULATION_CAP = 1000.0
+
+
 def phase_modulation(maps: Tensor, period: int) -> float:
-    """max / min of ``phase_power_profile``: 1 for power spread evenly over the phases, inf for positions that
-    never get any."""
+    """max / min of ``phase_power_profile``: 1 for power spread evenly over the phases; positions that never get any
+    (zero insertion) give the cap, 1000 (the minimum is clamped at 1/1000 of the mean: a ratio, never inf or NaN).
+    0 for maps without any power."""
     profile = phase_power_profile(maps, period)
-    low = float(profile.min())
-    return float(profile.max()) / low if low > 0 else math.inf
+    mean = float(profile.mean())
+    if mean == 0:
+        return 0.0
+    return float(profile.max()) / max(float(profile.min()), mean / MODULATION_CAP)
 
 
-def phase_scrambled_floor(maps: Tensor, period: int, draws: int = 8, seed: int = 0) -> float:
-    """Noise floor of ``phase_modulation`` for (N, ..., H, W) maps: the RMS over draws of the modulation after
+def phase_scrambled_floor(maps: Tensor, period: int, draws: int = 16, seed: int = 0) -> float:
+    """Noise floor of ``phase_modulation`` for (N, ..., H, W) maps: the median over draws of the modulation after
     rolling each map by a random (dy, dx) in {0 .. P-1}^2, which keeps everything but the alignment of the phases
-    across maps (the large-scale envelope barely moves)."""
+    across maps (the large-scale envelope barely moves). The median: with few maps, a draw that leaves some phase
+    without any map's power reaches the cap, and would rule a mean."""
     generator = torch.Generator().manual_seed(seed)
     values = []
     for _ in range(draws):
         offsets = torch.randint(0, period, (len(maps), 2), generator=generator).tolist()
         rolled = torch.stack([torch.roll(m, shifts=(dy, dx), dims=(-2, -1)) for m, (dy, dx) in zip(maps, offsets)])
-        values.append(phase_modulation(rolled, period) ** 2)
-    return math.sqrt(sum(values) / len(values))
+        values.append(phase_modulation(rolled, period))
+    return float(torch.tensor(values).median())
 
 
 def neighbourhood_radius(size: int, period: int) -> int:

@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, fx, nn
 
-from s2snets.errors import ModelError
+from s2snets.errors import InputError, ModelError
 from s2snets.metrics.geometry import Geometry, Sampling, fixed_filter, module_geometry, pair, registered, single
 from s2snets.metrics.overlap import (
     adaptive_windows,
@@ -396,23 +396,47 @@ def _resize(counts: Tensor, n: int) -> Tensor:
     return torch.full((n,), float(counts.mean()) if len(counts) else 1.0, dtype=torch.float64)
 
 
-def lint(
-    model: nn.Module, input_size: int | tuple[int, int] = 32, in_channels: int | None = None, name: str | None = None
-) -> LintReport:
-    """Lint ``model`` for uneven overlap at ``input_size`` (an int or (H, W)).
+INPUT_FORMS = "an int (side), (H, W), (C, H, W), (N, C, H, W) or an example tensor / array of one of those shapes"
 
-    ``in_channels`` defaults to the first (transposed) convolution's input channels (3 if there is none).
 
-        >>> import torchvision
-        >>> report = lint(torchvision.models.resnet18(), 224)      # doctest: +SKIP
-        >>> report.predicted_periods                               # doctest: +SKIP
-    """
-    h, w = pair(input_size)
-    if in_channels is None:
+def example_input(model: nn.Module, input: object = 32, in_channels: int | None = None) -> Tensor:
+    """The (1, C, H, W) zeros ``lint`` traces with, from any of ``INPUT_FORMS`` (torchinfo, fvcore and
+    ``torch.export`` users pass an example tensor or an NCHW shape). Channels: from the input when it has them, else
+    ``in_channels``, else the first convolution's (3 if there is none). InputError for anything else."""
+    shape: tuple
+    if isinstance(input, Tensor) or hasattr(input, "__array__") and hasattr(input, "shape"):
+        shape = tuple(int(v) for v in input.shape)  # type: ignore[attr-defined]
+        if len(shape) not in (2, 3, 4):
+            raise InputError(f"an example input of shape {shape} is not an image batch; give {INPUT_FORMS}")
+    elif isinstance(input, bool) or not isinstance(input, int | tuple | list | torch.Size):
+        raise InputError(f"input {input!r} is not a size; give {INPUT_FORMS}")
+    else:
+        shape = (input,) if isinstance(input, int) else tuple(input)
+        if not all(isinstance(v, int) and not isinstance(v, bool) for v in shape) or len(shape) not in (1, 2, 3, 4):
+            raise InputError(f"input {input!r} is not a size; give {INPUT_FORMS}")
+    if len(shape) == 1:
+        shape = (shape[0], shape[0])
+    if any(v < 1 for v in shape) or max(shape[-2:]) > 8192:
+        raise InputError(f"input size {shape} must be positive and at most 8192 pixels a side; give {INPUT_FORMS}")
+    h, w = shape[-2:]
+    channels = shape[-3] if len(shape) >= 3 else in_channels
+    if channels is None:
         first = next((m for m in model.modules() if isinstance(m, nn.modules.conv._ConvNd)), None)
-        in_channels = first.in_channels if first is not None else 3
+        channels = first.in_channels if first is not None else 3
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
-    return lint_model(model, torch.zeros(1, in_channels, h, w, device=device), name or type(model).__name__)
+    return torch.zeros(1, channels, h, w, device=device)
+
+
+def lint(model: nn.Module, input: object = 32, in_channels: int | None = None, name: str | None = None) -> LintReport:
+    """Lint ``model`` for uneven overlap. ``input``: an int, (H, W), (C, H, W), (N, C, H, W), or an example tensor
+    or numpy array of one of those shapes (its channels are used); ``in_channels`` when the input has none.
+
+        >>> import torch, torchvision
+        >>> report = lint(torchvision.models.resnet18(), (1, 3, 64, 64))
+        >>> report.input_size, report.predicted_periods
+        ((64, 64), [2])
+    """
+    return lint_model(model, example_input(model, input, in_channels), name or type(model).__name__)
 
 
 def lint_model(model: nn.Module, example: Tensor, name: str = "model") -> LintReport:

@@ -240,12 +240,23 @@ def _compiled_terms(qa: Tensor, qb: Tensor, levels: int, raw: bool, chunk: int |
     return torch.from_numpy(terms), torch.from_numpy(flat[:, 0].copy()), torch.from_numpy(flat[:, 1].copy())
 
 
+def _as_tensor(x, name: str) -> Tensor:
+    """A tensor, or a numpy array (or anything with ``__array__``) as a CPU tensor sharing its memory where it can."""
+    if isinstance(x, Tensor):
+        return x
+    if hasattr(x, "__array__"):
+        import numpy as np
+
+        return torch.from_numpy(np.ascontiguousarray(x))
+    raise TypeError(f"{name} must be a tensor or a numpy array, got {type(x).__name__}")
+
+
 def nmi(
     a: Tensor, b: Tensor, levels: int = 256, average: str = "arithmetic", chunk: int | None = None, backend: str = "auto"
 ) -> Tensor:
     """nMI of each pair (a[k], b[k]), uint8 or float in [0, 1].
 
-    a, b: batches (B, C, H, W) or (B, H, W) -> float64 (B,) in [0, 1]; one pair of grayscale images (H, W) or of
+    a, b: tensors or numpy arrays, batches (B, C, H, W) or (B, H, W) -> float64 (B,) in [0, 1]; one pair of grayscale images (H, W) or of
     flat vectors (N,) -> a 0-dim tensor. (A batch of flat vectors is (B, 1, N); one RGB image, ``x.reshape(-1)``.)
     Float pixels outside [0, 1] (e.g. 0...255) are an error, not silently clipped. Exact (scikit-learn's
     ``normalized_mutual_info_score`` on the quantised levels, to float64 rounding); memory is bounded by ``chunk``
@@ -257,8 +268,7 @@ def nmi(
     >>> float(nmi(x, x))
     1.0
     """
-    if not isinstance(a, Tensor) or not isinstance(b, Tensor):
-        raise TypeError("a and b must be tensors")
+    a, b = _as_tensor(a, "a"), _as_tensor(b, "b")
     if a.shape != b.shape:
         raise ValueError(f"a and b must have the same shape, got {tuple(a.shape)} and {tuple(b.shape)}")
     if a.device != b.device:

@@ -147,19 +147,3 @@ def lattice_amplitude(pattern: Tensor, period: int) -> float:
     fall when something else is added to the pattern (a decoder that learns to shift the image, say).
     """
     return float(lattice_component(pattern, period).square().mean().sqrt())
-
-
-def phase_lock(pattern: Tensor, reference: Tensor, period: int, undo_shift: tuple[int, int] = (0, 0)) -> float:
-    """Pearson correlation of the period-P lattice components of two patterns (H, W), in [-1, 1].
-
-    ``undo_shift`` (dy, dx) rolls ``pattern`` back by that many pixels first: with the shift a ``grid_shift``
-    intervention applied to the classifier's input, a high score means the lattice component moved with the
-    classifier; without it, that it stayed where the decoder put it. NaN if either component is zero.
-    """
-    a = lattice_component(pattern, period)
-    if undo_shift != (0, 0):
-        a = torch.roll(a, shifts=(-undo_shift[0], -undo_shift[1]), dims=(-2, -1))
-    b = lattice_component(reference, period)
-    a, b = a - a.mean(), b - b.mean()
-    denom = float(a.norm() * b.norm())
-    return float((a * b).sum()) / denom if denom > 0 else float("nan")

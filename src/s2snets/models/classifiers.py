@@ -27,6 +27,7 @@ from s2snets.checkpoint import check_state_fits, load_user_weights
 from s2snets.errors import CheckpointError, ModelError
 from s2snets.layers.downsample import BlurPool
 from s2snets.names import DOWNSAMPLINGS, check_registry
+from s2snets.names import SMALL_FAMILIES as SMALL_FAMILY_NAMES
 
 
 def _cbr(c_in: int, c_out: int, k: int, s: int = 1, p: int | None = None) -> list[nn.Module]:
@@ -343,9 +344,34 @@ def _call_factory(spec: str, factory: Callable[..., nn.Module], *, num_classes: 
         raise ModelError(f"the model factory '{spec}' raised {type(exc).__name__}: {str(exc)[:300]}") from None
 
 
+def _library_model(name: str, num_classes: int, in_channels: int) -> nn.Module:
+    """Any other torchvision classification model by name (``torchvision.models.get_model``), else a timm model when
+    timm is installed; random weights. ModelError naming the choices otherwise."""
+    from torchvision import models
+
+    if name in models.list_models(module=models):
+        try:
+            model = models.get_model(name, weights=None, num_classes=num_classes)
+        except (TypeError, ValueError) as exc:
+            raise ModelError(f"torchvision could not build '{name}' with {num_classes} classes: {exc}") from None
+        if in_channels != 3:
+            _replace_first_conv(model, in_channels)
+        return model
+    try:
+        import timm  # optional: timm's names too
+    except ImportError:
+        timm = None
+    if timm is not None and name in timm.list_models():
+        return timm.create_model(name, pretrained=False, num_classes=num_classes, in_chans=in_channels)
+    raise ModelError(
+        f"unknown classifier '{name}'; choose one of {', '.join(CLASSIFIERS)}, any torchvision classification model "
+        "(torchvision.models.list_models()), a timm model (with timm installed) or 'package.module:factory'"
+    )
+
+
 def default_input_size(name: str) -> int:
     """The usual input side: 224 for torchvision architectures (299 for inception_v3), 32 for the small families."""
-    return {"inception_v3": 299}.get(name, 224 if name in MIN_INPUT else 32)
+    return 32 if name in SMALL_FAMILY_NAMES else {"inception_v3": 299}.get(name, 224)
 
 
 def build_classifier(
@@ -366,7 +392,7 @@ def build_classifier(
     elif name in CLASSIFIERS:
         model = CLASSIFIERS[name](num_classes, in_channels)
     else:
-        raise ModelError(f"unknown classifier '{name}'; choose one of {', '.join(CLASSIFIERS)} or 'package.module:factory'")
+        model = _library_model(name, num_classes, in_channels)
     if not isinstance(model, nn.Module):
         raise ModelError(f"'{name}' did not build an nn.Module")
     if weights == "DEFAULT":

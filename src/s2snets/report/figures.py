@@ -201,6 +201,59 @@ def training_curves(results: dict) -> Figure:
     return fig
 
 
+def s2snet_figure(result) -> Figure:
+    """An ``S2SNetResult``: originals, plain and fine-tuned reconstructions (rows), then each autoencoder's constant
+    pattern (mean reconstruction - original) with its lattice amplitude."""
+    ex = result.examples
+    n = min(len(ex["original"]), 6)
+    fig, axes = _subplots(3, n + 1, figsize=(1.3 * (n + 1) + 0.8, 4.4), squeeze=False)
+    lim = max(float(p.mean_difference.abs().max()) for p in result.patterns.values()) or 1.0
+    for r, name in enumerate(("original", "plain", "finetuned")):
+        for c in range(n):
+            img = ex[name][c]
+            axes[r, c].imshow(img.permute(1, 2, 0).numpy() if img.shape[0] == 3 else img[0].numpy(), cmap="gray", vmin=0, vmax=1)
+            axes[r, c].set_xticks([])
+            axes[r, c].set_yticks([])
+        axes[r, 0].set_ylabel({"original": "originals", "plain": "plain AE", "finetuned": "fine-tuned"}[name], fontsize=8)
+        ax = axes[r, n]
+        ax.set_xticks([])
+        ax.set_yticks([])
+        if name == "original":
+            ax.axis("off")
+            continue
+        im = ax.imshow(result.patterns[name].mean_difference.mean(0).numpy(), cmap="RdBu_r", vmin=-lim, vmax=lim)
+        ax.set_title(f"pattern, lattice\n{result.lattice[name]['peak'] * 255:.2f} grey levels", fontsize=7)
+    fig.colorbar(im, ax=axes[1:, n].tolist(), shrink=0.8, label="mean recon - original")
+    a = result.accuracy
+    fig.suptitle(f"top-1: originals {a['original']:.1%}, plain {a['plain']:.1%}, fine-tuned {a['finetuned']:.1%}", fontsize=9)
+    return fig
+
+
+def grid_diagnosis_figure(diagnosis, maps: Tensor, fixed: Tensor | None, index: int) -> Figure:
+    """A map with a grid (and the same map fixed) and the phase profile of its dominant period."""
+    p = diagnosis.dominant_period or min(diagnosis.strength)
+    panels = [("attribution", maps)] + ([("fixed", fixed)] if fixed is not None else [])
+    fig, axes = _subplots(1, len(panels) + 1, figsize=(3.1 * (len(panels) + 1), 3.0), squeeze=False)
+    lim = float(maps[index].abs().mean(0).max()) or 1.0
+    for ax, (title, m) in zip(axes[0], panels):
+        shown = m[index].abs().mean(0).numpy()
+        im = ax.imshow(shown, cmap="magma", vmin=0, vmax=lim)
+        ax.set_title(title, fontsize=8)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.colorbar(im, ax=axes[0, : len(panels)].tolist(), shrink=0.8, label="|attribution|")
+    profile = np.array(diagnosis.profile[p])
+    ax = axes[0, -1]
+    im2 = ax.imshow(profile, cmap="viridis")
+    for (i, j), v in np.ndenumerate(profile):
+        ax.text(j, i, f"{v:.2f}", ha="center", va="center", color="w" if v < profile.max() * 0.7 else "k", fontsize=8)
+    ax.set_xticks(range(p), [f"x mod {p} = {j}" for j in range(p)], fontsize=6)
+    ax.set_yticks(range(p), [f"y mod {p} = {i}" for i in range(p)], fontsize=6)
+    ax.set_title(f"power per phase, P={p}\n(strength x{diagnosis.strength[p]:.1f})", fontsize=8)
+    fig.colorbar(im2, ax=ax, shrink=0.8, label="relative power")
+    return fig
+
+
 ARM_ORDER = ("control", "sham", "band_stop", "stride_smooth", "shift_y", "shift_x", "shift_period")
 
 

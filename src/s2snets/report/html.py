@@ -44,6 +44,11 @@ def _fmt(v, pct: bool = False) -> str:
     return f"{v * 100:.2f}%" if pct else (f"{v:.4g}" if isinstance(v, float) else html.escape(str(v)))
 
 
+def _period_text(period: list | None) -> str:
+    """A lint's dominant period as the CLI prints it: "2x2", or "even" when no axis has one (0 or 1)."""
+    return "×".join(map(str, period)) if period and any(p and p > 1 for p in period) else "even"
+
+
 def _table(header: list[str], rows: list[list], pct_cols: frozenset[int] | set[int] = frozenset()) -> str:
     head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
     body = "".join("<tr>" + "".join(f"<td>{_fmt(v, i in pct_cols)}</td>" for i, v in enumerate(r)) + "</tr>" for r in rows)
@@ -167,7 +172,7 @@ def _replicate_section(results: dict, figs: dict[str, Path]) -> str:
                 n,
                 len(lint["findings"]),
                 ", ".join(lint["findings"][:6]) + ("…" if len(lint["findings"]) > 6 else ""),
-                "×".join(map(str, g.get("period", []))),
+                _period_text(g.get("dominant_period")),  # what `s2snets lint` prints
                 g.get("ratio"),
                 ", ".join(map(str, lint["predicted_periods"])) or "none",
             ]
@@ -195,8 +200,9 @@ writes into every reconstruction, whatever the input.</dd>
 value for every input, 0 where it follows the input; negative where the reconstruction varies more than the original
 (noise added). NaN (blank) where the originals themselves are constant (a black border).</dd>
 <dt>period P, lattice</dt><dd>A checkerboard of period P repeats every P pixels; its power lies on the frequencies
-(k/P, l/P). "Period 2×2" means period 2 on both axes. The lint predicts P from the strides; "period 0×0" or
-"none" means no periodic pattern was predicted.</dd>
+(k/P, l/P). "Period 2×2" means period 2 on both axes. The lint predicts P from the strides (the dominant period of
+its input-gradient map, as <code>s2snets lint</code> prints it); "even" or "none" means no periodic pattern was
+predicted.</dd>
 <dt>lattice energy (LE)</dt><dd>The share of an image's non-constant spectral power on the period-P lattice, in [0, 1];
 white noise puts (P²−1)/(H·W−1) of its power there (the lattice's share of frequencies). A share, so it falls when
 anything else is added to the image.</dd>
