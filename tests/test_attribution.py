@@ -40,3 +40,12 @@ def test_says_no_grid_for_a_model_without_uneven_strides_and_takes_every_map_for
         assert set(s2snets.grid_diagnostic(form).strength) == {2, 4, 8}
     with pytest.raises(s2snets.S2SNetsError, match="attribution"):
         s2snets.grid_diagnostic("not a map")
+
+
+def test_the_howto_runs():
+    import doctest
+    from pathlib import Path
+
+    page = Path(__file__).resolve().parents[1] / "docs" / "howto-saliency-grid.md"
+    failures, tried = doctest.testfile(str(page), module_relative=False, optionflags=doctest.ELLIPSIS)
+    assert tried >= 10 and failures == 0

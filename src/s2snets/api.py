@@ -89,14 +89,15 @@ class S2SNetResult:
         return s2snet_figure(self)
 
     def save(self, folder: str | Path) -> Path:
-        """``folder``/result.json and result.safetensors (patterns and examples); ``S2SNetResult.load`` reads them."""
+        """``folder``/summary.json (the numbers) and result.safetensors (patterns and examples, content-hashed);
+        ``S2SNetResult.load`` reads them."""
         from s2snets.checkpoint import atomic_write_text, save_checkpoint
 
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         meta = {k: v for k, v in self.to_dict().items() if k != "patterns"}
         meta["pattern_summaries"] = {k: p.summary() for k, p in self.patterns.items()}
-        atomic_write_text(folder / "result.json", json.dumps(meta, indent=1) + "\n")
+        atomic_write_text(folder / "summary.json", json.dumps(meta, indent=1) + "\n")
         tensors = {f"example/{k}": v.contiguous() for k, v in self.examples.items()}
         for k, p in self.patterns.items():
             tensors[f"pattern/{k}/mean_difference"], tensors[f"pattern/{k}/constancy"] = p.mean_difference, p.constancy
@@ -108,7 +109,7 @@ class S2SNetResult:
         from s2snets.checkpoint import load_checkpoint
 
         folder = Path(folder)
-        meta = json.loads((folder / "result.json").read_text())
+        meta = json.loads((folder / "summary.json").read_text())
         tensors, _ = load_checkpoint(folder / "result.safetensors")
         patterns = {}
         for k, summary in meta["pattern_summaries"].items():
