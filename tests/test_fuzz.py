@@ -37,6 +37,7 @@ KEYS = sorted(_keys(RunConfig))
 WORDS = st.sampled_from(["adam", "adamm", "cosine", "unpool", "bogus", "fashion-mnist", "folder", "../x", "", "cuda:7", "auto"])
 VALUES = st.one_of(
     st.integers(-3, 300),
+    st.sampled_from([2**31, 2**62, 2**63 - 1, 10**12]),  # numbers no machine can honour: bounds, not allocations
     st.floats(allow_nan=True, allow_infinity=True),
     WORDS,
     st.booleans(),
@@ -104,21 +105,84 @@ def playground(tmp_path_factory):
     (root / "run" / "metrics").mkdir(parents=True)
     (root / "run" / "metrics" / "results.json").write_text('{"transfer": {"names": 3}}')
     (root / "cwd").mkdir()
+    os.mkfifo(root / "fifo.png")  # a reader that opened it would wait forever
+    (root / "bomb.png").write_bytes(_png_header(100_000, 100_000))
+    folder = root / "folder" / "test"
+    for c in ("a", "b"):
+        (folder / c).mkdir(parents=True)
+        for i in range(2):
+            Image.new("L", (24, 24), 40 * i + (c == "b") * 100).save(folder / c / f"{i}.png")
+    (folder / "a" / "loop").symlink_to(folder / "a")
+    (root / "fuzzfactories.py").write_text(FACTORIES)
+    import sys
+
+    sys.path.insert(0, str(root))
     return root
 
 
+FACTORIES = """
+import torch
+from torch import nn
+
+def extra_logits(num_classes):
+    return nn.Sequential(nn.Flatten(), nn.LazyLinear(num_classes + 3))
+
+def one_logit(num_classes):
+    return nn.Sequential(nn.Flatten(), nn.LazyLinear(1))
+
+class _Tuple(nn.Module):
+    def __init__(self, k):
+        super().__init__()
+        self.fc = nn.LazyLinear(k)
+    def forward(self, x):
+        return self.fc(x.flatten(1)), x
+
+def tuple_output(num_classes):
+    return _Tuple(num_classes)
+
+def feature_map(num_classes):
+    return nn.Conv2d(1, num_classes, 3)
+
+def identity(num_classes):
+    return nn.Identity()
+
+def float64(num_classes):
+    return nn.Sequential(nn.Flatten(), nn.LazyLinear(num_classes)).double()
+
+def exits(num_classes):
+    raise SystemExit(0)
+"""
+
+
+def _png_header(width, height):
+    """A PNG whose header claims width x height pixels (its pixel data is a few bytes): a decompression bomb's header."""
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b"")
+
+
 def _files_outside(root):
-    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if not str(p.relative_to(root)).startswith(("runs", "run")))
+    found = []
+    for top, dirs, files in os.walk(root, followlinks=False):  # the playground holds a link loop
+        rel = os.path.relpath(top, root)
+        found += [os.path.normpath(os.path.join(rel, f)) for f in files + dirs]
+    return sorted(f for f in found if not f.startswith(("runs", "run")) and "__pycache__" not in f)
 
 
-NUMBERS = st.sampled_from(["-1", "0", "1", "2", "3", "8", "17", "64", "1e9", "nan", "x", ""])
+NUMBERS = st.sampled_from(["-1", "0", "1", "2", "3", "8", "17", "64", "1e9", "nan", "x", "", "99999999", "100000000000",
+                           "99999999999999999999"])
 
 
 @st.composite
 def command_lines(draw):
-    cmd = draw(st.sampled_from(["lint", "nmi", "spectrum", "overlap", "transfer", "report", "config", "help", "zoo"]))
+    cmd = draw(st.sampled_from(["lint", "nmi", "spectrum", "overlap", "transfer", "report", "config", "help", "zoo", "gradients"]))
     n = lambda: draw(NUMBERS)  # noqa: E731
-    img = lambda: draw(st.sampled_from(["a.png", "rgb.png", "junk.png", "missing.png", "run"]))  # noqa: E731
+    img = lambda: draw(st.sampled_from(["a.png", "rgb.png", "junk.png", "missing.png", "run", "fifo.png", "bomb.png"]))  # noqa: E731
     if cmd == "lint":
         argv = [
             "lint",
@@ -148,6 +212,13 @@ def command_lines(draw):
     elif cmd == "zoo":
         argv = ["zoo", draw(st.sampled_from(["list", "verify --only nope", "train --only nope", "bogus"]))]
         argv = argv[:1] + argv[1].split()
+    elif cmd == "gradients":
+        model = draw(st.sampled_from(["alexnet_s", ":make", ".rel:make", "fuzzfactories:nothing", "fuzzfactories:extra_logits",
+                                      "fuzzfactories:one_logit", "fuzzfactories:tuple_output", "fuzzfactories:feature_map",
+                                      "fuzzfactories:identity", "fuzzfactories:float64", "fuzzfactories:exits", "os:abort"]))  # fmt: skip
+        argv = ["measure", "gradients", model, "-n", draw(st.sampled_from(["2", "0", "100000000000"])), "--seed", n()]
+        if draw(st.booleans()):
+            argv += ["--images", draw(st.sampled_from(["folder", "missing"]))]
     else:
         argv = [draw(st.sampled_from(["--help", "--version", "--bogus", "nocommand"]))]
     if draw(st.booleans()):
@@ -160,7 +231,7 @@ def command_lines(draw):
 @FUZZ
 @given(argv=command_lines())
 def test_fuzzed_command_lines_end_in_0_2_or_130_with_one_line(playground, argv):
-    argv = [str(playground / a) if (playground / a).exists() or a.endswith(".png") or a == "missing" else a for a in argv]
+    argv = [str(playground / a) if os.path.lexists(playground / a) or a.endswith(".png") or a == "missing" else a for a in argv]
     before = _files_outside(playground)
     code, _, err = _run(argv, playground / "cwd")
     _check(code, err, argv)

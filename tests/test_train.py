@@ -148,6 +148,12 @@ def test_ctrl_c_saves_and_exits_cleanly(tmp_path):
     assert "Interrupted" in out and "re-run to resume" in out
     meta = read_meta(ckpt)
     assert meta is not None and meta["step"] >= 5 and not meta["done"]
+    # resumed to the end, its loss history is the uninterrupted run's: the interrupt logs nothing of its own
+    run = lambda path, out: subprocess.run([sys.executable, WORKER, str(path), "200", str(out), "ae", "0.003"], check=True)  # noqa: E731
+    run(ckpt, tmp_path / "resumed.json")
+    run(tmp_path / "straight.safetensors", tmp_path / "straight.json")
+    resumed, straight = (json.loads((tmp_path / f).read_text())["loss"] for f in ("resumed.json", "straight.json"))
+    assert resumed == straight
 
 
 def test_two_process_ddp_trains_checkpoints_and_resumes(tmp_path):

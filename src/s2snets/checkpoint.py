@@ -8,10 +8,12 @@ optimizer state is flattened into tensors plus JSON.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -56,22 +58,33 @@ def first_non_finite(tensors: dict[str, Tensor]) -> str | None:
     return None
 
 
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same folder, fsync, rename."""
+TMP_SUFFIX = ".tmp"  # temporary files are .<name>.<random>.tmp beside their target: stale ones are removed at start
+
+
+def atomic_write(path: str | Path, write: Callable[[str], None]) -> None:
+    """Write ``path`` through ``write(temporary path)`` in the same folder, fsync, rename: a kill leaves the old file
+    or the new one, never a mix. A full disk is a CheckpointError that says so (the old file stays)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TMP_SUFFIX)
+    os.close(fd)
     try:
-        with os.fdopen(fd, "wb") as f:
+        write(tmp)
+        with open(tmp, "rb+") as f:
             _user_mode(f.fileno())
-            f.write(data)
-            f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
         _fsync_dir(path.parent)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError) and exc.errno == errno.ENOSPC or "No space left" in str(exc):
+            raise CheckpointError(f"no space left on the device while writing {path}; free some and re-run (the previous file is intact)") from None
         raise
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically (``atomic_write``)."""
+    atomic_write(path, lambda tmp: Path(tmp).write_bytes(data))
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:
@@ -99,18 +112,8 @@ def save_checkpoint(path: str | Path, tensors: dict[str, Tensor], meta: dict[str
     path.parent.mkdir(parents=True, exist_ok=True)
     blob = {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
     meta_text = json.dumps(meta, sort_keys=True, default=str)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file(blob, tmp, metadata={META_KEY: meta_text, HASH_KEY: tensors_sha256(blob)})
-        with open(tmp, "rb+") as f:
-            _user_mode(f.fileno())
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        _fsync_dir(path.parent)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    header = {META_KEY: meta_text, HASH_KEY: tensors_sha256(blob)}
+    atomic_write(path, lambda tmp: save_file(blob, tmp, metadata=header))
     atomic_write_text(path.with_suffix(".json"), json.dumps(meta, indent=2, sort_keys=True, default=str) + "\n")
 
 
@@ -241,7 +244,7 @@ def load_user_weights(path: str | Path) -> dict[str, Tensor]:
         tensors = load_checkpoint(path)[0]
         # A checkpoint of this project's classifier stage: its model tensors, without optimizer and RNG state.
         own = {k[len("model/classifier/") :]: v for k, v in tensors.items() if k.startswith("model/classifier/")}
-        return own or tensors
+        return _finite_weights(own or tensors, path)
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for a bad file
@@ -250,4 +253,11 @@ def load_user_weights(path: str | Path) -> dict[str, Tensor]:
         state = state["state_dict"]
     if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
         raise CheckpointError(f"{path} does not hold a state_dict of tensors")
+    return _finite_weights(state, path)
+
+
+def _finite_weights(state: dict[str, Tensor], path: Path) -> dict[str, Tensor]:
+    bad = first_non_finite(state)
+    if bad is not None:
+        raise CheckpointError(f"{path}: '{bad}' holds NaN or infinite values; these weights cannot be used")
     return state

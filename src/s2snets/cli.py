@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from s2snets import __version__
+from s2snets.config import one_line
 from s2snets.errors import ConfigError, DataError, S2SNetsError
 
 DESCRIPTION = """\
@@ -58,6 +59,8 @@ def _setup_logging(args: argparse.Namespace) -> None:
 def _runtime(args: argparse.Namespace, config=None):
     from s2snets.runtime import init_runtime
 
+    if args.device is not None and not args.device.strip():
+        raise ConfigError("--device '' names no device; use auto, cpu, cuda, cuda:N or mps")
     device = args.device or (config.device if config else "auto")
     amp = args.amp or (config.amp if config else "auto")
     return init_runtime(device, amp, bool(args.compile or (config.compile if config else False)))
@@ -69,7 +72,7 @@ def _run_config(args: argparse.Namespace, config):
 
     for assignment in getattr(args, "set", None) or []:
         config = set_key(config, assignment)
-    if args.name:
+    if args.name is not None:
         config.name = check_run_name(args.name, "--name")
     if args.retrain:
         config.use_zoo = False
@@ -252,24 +255,16 @@ def cmd_lint(args: argparse.Namespace) -> int:
 
 
 def _read_image(path: str):
-    import warnings
-
+    """An image file as a numpy array (grey or RGB), read with the checks of every reader (``data.open_image``)."""
     import numpy as np
-    from PIL import Image, UnidentifiedImageError
 
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as img:
-                return np.asarray(img.convert("L") if img.mode not in ("L", "RGB") else img)
-    except FileNotFoundError:
-        raise DataError(f"image not found: {path}") from None
-    except IsADirectoryError:
-        raise DataError(f"{path} is a folder, not an image") from None
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise DataError(f"{path} is too large to decode safely ({exc})") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise DataError(f"cannot read image {path}: {exc}") from None
+    from s2snets.data import open_image
+
+    with open_image(path) as img:
+        try:
+            return np.asarray(img.convert("L") if img.mode not in ("L", "RGB") else img)
+        except (OSError, SyntaxError, ValueError) as exc:
+            raise DataError(f"cannot read image {path}: {exc}") from None
 
 
 def _results(run_dir: str) -> dict:
@@ -305,30 +300,17 @@ def cmd_measure(args: argparse.Namespace) -> int:
             )
     elif args.measure == "overlap":
         from s2snets.metrics.overlap import (
-            Geometry,
             gradient_overlap_1d,
             overlap_period,
             overlap_ratio,
+            parse_layers,
             transposed_overlap_1d,
         )
 
-        layers = []
-        for spec in args.layers.split(";"):
-            try:
-                parts = [int(v) for v in spec.split(",")]
-            except ValueError:
-                raise ConfigError(f"--layers: '{spec}' must be integers k,s[,p[,d]]") from None
-            if (
-                not 2 <= len(parts) <= 4
-                or parts[0] < 1
-                or parts[1] < 1
-                or any(v < 0 for v in parts[2:])
-                or (len(parts) == 4 and parts[3] < 1)
-            ):
-                raise ConfigError(f"--layers: '{spec}' must be k,s[,p[,d]] with k, s, d >= 1 and p >= 0")
-            k, s_, p, d = (parts + [None, None])[:4]
-            pad = p if p is not None else (max(k - s_, 0) + 1) // 2 if args.pass_ == "forward" else (k - 1) // 2
-            layers.append(Geometry("transposed" if args.pass_ == "forward" else "conv", k, s_, pad, d or 1))
+        try:
+            layers = parse_layers(args.layers, args.pass_)
+        except ValueError as exc:
+            raise ConfigError(f"--layers: {exc}") from None
         try:
             counts = (
                 transposed_overlap_1d(layers, args.length)
@@ -346,9 +328,9 @@ def cmd_measure(args: argparse.Namespace) -> int:
 
         runtime = _runtime(args)
         torch.manual_seed(args.seed)
-        model = build_classifier(args.model, args.classes, args.channels, args.downsample, weights=args.weights)
-        model = model.to(runtime.device)
         size = args.input_size or default_input_size(args.model)
+        model = build_classifier(args.model, args.classes, args.channels, args.downsample, weights=args.weights, input_size=size)
+        model = model.to(runtime.device)
         if args.images:
             from s2snets.config import DataConfig
             from s2snets.data import load_split
@@ -407,17 +389,19 @@ class _Formatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaults
     """Descriptions as written, and every option's default in its help."""
 
 
-def _int_at_least(low: int):
+def _int_in(low: int, high: int):
+    """An argparse type: an integer in [low, high] (every numeric option has a bound the machine can honour)."""
+
     def parse(text: str) -> int:
         try:
             value = int(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"'{text}' is not an integer") from None
-        if value < low:
-            raise argparse.ArgumentTypeError(f"{value} is too small; use {low} or more")
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{value} is out of range; use {low} to {high}")
         return value
 
-    parse.__name__ = f"integer >= {low}"
+    parse.__name__ = f"integer in {low}..{high}"
     return parse
 
 
@@ -512,7 +496,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--config", required=True, help="TOML file with a [hypothesis] table ('s2snets config' lists its keys)")
     p.add_argument(
-        "--jobs", type=_int_at_least(1), default=None, metavar="N",
+        "--jobs", type=_int_in(1, 256), default=None, metavar="N",
         help="fine-tunings at once, in N worker processes (default: hypothesis.jobs; 0 there = cores / job_threads)",
     )
     p.add_argument(
@@ -558,9 +542,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("model", help="zoo name, segnet:PRESET[:UPSAMPLE] or package.module:factory")
     p.add_argument(
-        "--input-size", type=_int_at_least(1), default=None, help="input side in pixels (default: the model's usual size)"
+        "--input-size", type=_int_in(1, 8192), default=None, help="input side in pixels, at most 8192 (default: the model's usual size)"
     )
-    p.add_argument("--channels", type=_int_at_least(1), default=3, help="input channels")
+    p.add_argument("--channels", type=_int_in(1, 64), default=3, help="input channels (1 to 64)")
     p.add_argument("--downsample", default=None, choices=DOWNSAMPLINGS, help="rewrite the classifier's downsampling first")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_lint)
@@ -570,11 +554,11 @@ def build_parser() -> argparse.ArgumentParser:
     m = add(msub, "nmi", "normalised mutual information between two images of the same size")
     m.add_argument("image_a", help="image file")
     m.add_argument("image_b", help="image file")
-    m.add_argument("--levels", type=_int_at_least(2), default=256, help="quantisation levels of the pixel values")
+    m.add_argument("--levels", type=_int_in(2, 65536), default=256, help="quantisation levels of the pixel values (2 to 65536)")
     m.add_argument("--average", default="arithmetic", choices=NMI_AVERAGES, help="normaliser of the mutual information")
     m = add(msub, "spectrum", "lattice energy (checkerboard score) of an image, against white noise's")
     m.add_argument("image", help="image file")
-    m.add_argument("--period", type=_int_at_least(2), nargs="+", default=[2, 4, 8], help="lattice periods in pixels")
+    m.add_argument("--period", type=_int_in(2, 4096), nargs="+", default=[2, 4, 8], help="lattice periods in pixels (2 to 4096)")
     m = add(msub, "overlap", "1-D overlap counts of a layer stack, e.g. --layers '3,2;3,2'")
     m.add_argument("--layers", required=True, help="k,s[,p[,d]] per layer, separated by ';'")
     m.add_argument(
@@ -584,7 +568,7 @@ def build_parser() -> argparse.ArgumentParser:
         default="forward",
         help="forward: transposed convolutions; gradient: strided convolutions seen from the input",
     )
-    m.add_argument("--length", type=_int_at_least(1), default=16, help="input positions")
+    m.add_argument("--length", type=_int_in(1, 100_000), default=16, help="input positions (at most 100000)")
     m = add(
         msub,
         "gradients",
@@ -593,12 +577,12 @@ def build_parser() -> argparse.ArgumentParser:
         + FACTORY_NOTE,
     )
     m.add_argument("model", help="zoo name or package.module:factory")
-    m.add_argument("--channels", type=_int_at_least(1), default=1, help="input channels")
-    m.add_argument("--input-size", type=_int_at_least(1), default=None, help="input side (default: the model's usual size)")
+    m.add_argument("--channels", type=_int_in(1, 64), default=1, help="input channels (1 to 64)")
+    m.add_argument("--input-size", type=_int_in(1, 8192), default=None, help="input side, at most 8192 (default: the model's usual size)")
     m.add_argument("--downsample", default=None, choices=DOWNSAMPLINGS, help="rewrite the classifier's downsampling first")
-    m.add_argument("-n", type=_int_at_least(1), default=32, help="inputs to average over")
-    m.add_argument("--classes", type=_int_at_least(1), default=10, help="classifier outputs")
-    m.add_argument("--seed", type=_int_at_least(0), default=0, help="seeds the model's initialisation and the inputs")
+    m.add_argument("-n", type=_int_in(1, 100_000), default=32, help="inputs to average over (at most 100000)")
+    m.add_argument("--classes", type=_int_in(1, 100_000), default=10, help="classifier outputs (at most 100000)")
+    m.add_argument("--seed", type=_int_in(0, 2**32 - 1), default=0, help="seeds the model's initialisation and the inputs")
     m.add_argument(
         "--weights",
         default=None,
@@ -618,16 +602,20 @@ def main(argv: list[str] | None = None) -> int:
     for key, value in GLOBAL_DEFAULTS.items():
         if not hasattr(args, key):
             setattr(args, key, value)
-    if not getattr(args, "func", None):
-        parser.print_help()
+    if not getattr(args, "func", None):  # as argparse does for a usage error: usage on stderr, exit 2
+        parser.print_usage(sys.stderr)
+        print("s2snets: error: no command given (see 's2snets --help')", file=sys.stderr)
         return 2
     _setup_logging(args)
     try:
         return args.func(args)
+    except BrokenPipeError:  # `s2snets lint ... | head`: the reader left; stop quietly, as Unix tools do
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except S2SNetsError as exc:
         if args.debug:
             raise
-        print(f"s2snets: error: {exc}", file=sys.stderr)
+        print(f"s2snets: error: {one_line(exc)}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("s2snets: interrupted; finished stages are saved, re-run the command to resume", file=sys.stderr)
@@ -635,11 +623,11 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:  # a read-only or full disk, a missing folder: the user's environment, not a bug
         if args.debug:
             raise
-        where = f": {exc.filename}" if exc.filename else ""
-        print(f"s2snets: error: {exc.strerror or exc}{where}", file=sys.stderr)
+        where = f": {one_line(exc.filename)}" if exc.filename else ""
+        print(f"s2snets: error: {one_line(exc.strerror or exc)}{where}", file=sys.stderr)
         return 2
     except Exception as exc:  # a bug, not a user error: say so in one line, traceback on --debug
         if args.debug:
             raise
-        print(f"s2snets: internal error: {type(exc).__name__}: {exc} (re-run with --debug for the traceback)", file=sys.stderr)
+        print(f"s2snets: internal error: {type(exc).__name__}: {one_line(exc)} (re-run with --debug for the traceback)", file=sys.stderr)
         return 1

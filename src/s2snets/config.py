@@ -24,6 +24,11 @@ from s2snets.names import AMP_MODES, OPTIMIZERS, REGISTRIES, SCHEDULES, SMALL_FA
 RUN_NAME_MAX = 100
 
 
+def one_line(value: object) -> str:
+    """Text for a one-line message: newlines and other control characters shown escaped (a file name may hold them)."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(value))
+
+
 def registry(name: str) -> tuple[str, ...]:
     """The valid values of an enumerated key (``s2snets.names``): one list shared by the config, the code that uses
     it and ``--help``."""
@@ -54,10 +59,10 @@ class DataConfig:
     root: str = key("", "folder of IDX files or of class folders; '' = the default search path")
     size: int = key(32, "images are padded (Fashion-MNIST) or resized (folders) to size x size", ge=8, le=4096)
     channels: int = key(1, "1 (grayscale) or 3 (RGB); Fashion-MNIST is 1", ge=1, le=3)
-    train_limit: int = key(0, "0 = the whole split; otherwise the first n (after a seeded shuffle)", ge=0)
-    test_limit: int = key(0, "the same for the test split (evaluation)", ge=0)
+    train_limit: int = key(0, "0 = the whole split; otherwise the first n (after a seeded shuffle)", ge=0, le=100_000_000)
+    test_limit: int = key(0, "the same for the test split (evaluation)", ge=0, le=100_000_000)
     on_corrupt: str = key("error", "error | skip: what an unreadable image in a folder does", choices="on_corrupt")
-    synthetic_n: int = key(512, "images per split for dataset = 'synthetic'", ge=1)
+    synthetic_n: int = key(512, "images per split for dataset = 'synthetic'", ge=1, le=1_000_000)
     preprocess: str = key(
         "data",
         "data: resize to size, centre-crop, the data's own mean/std | imagenet: torchvision's resize 256 / crop 224 "
@@ -70,8 +75,8 @@ class DataConfig:
         "disk when it would exceed memory_budget_gb",
         choices="stream",
     )
-    memory_budget_gb: float = key(8.0, "largest training split held in memory (uint8 images) with stream = 'auto'", gt=0)
-    workers: int = key(2, "DataLoader worker processes for a split read from disk", ge=0)
+    memory_budget_gb: float = key(8.0, "largest training split held in memory (uint8 images) with stream = 'auto'", gt=0, le=100_000)
+    workers: int = key(2, "DataLoader worker processes for a split read from disk", ge=0, le=256)
     class_index: str = key(
         "", "folder name -> class index: '' = sorted names; 'imagenet' = torchvision's 1,000 synsets; or a JSON file"
     )
@@ -79,16 +84,16 @@ class DataConfig:
 
 @dataclass
 class StageConfig:
-    epochs: int = key(1, "passes over the training split", ge=0)
-    max_steps: int = key(0, "0 = as many as the epochs give", ge=0)
-    batch_size: int = key(128, "global batch; split across processes under torchrun", ge=1)
-    lr: float = key(1e-3, "peak learning rate", gt=0)
+    epochs: int = key(1, "passes over the training split", ge=0, le=100_000)
+    max_steps: int = key(0, "0 = as many as the epochs give", ge=0, le=1_000_000_000)
+    batch_size: int = key(128, "global batch; split across processes under torchrun", ge=1, le=1_000_000)
+    lr: float = key(1e-3, "peak learning rate", gt=0, le=1000)
     optimizer: str = key("adam", "adam | adamw | sgd", choices="optimizer")
     momentum: float = key(0.9, "sgd only (Nesterov when > 0)", ge=0, lt=1)
-    weight_decay: float = key(0.0, "L2 (adam, sgd) or decoupled (adamw)", ge=0)
+    weight_decay: float = key(0.0, "L2 (adam, sgd) or decoupled (adamw)", ge=0, le=1000)
     schedule: str = key("cosine", "constant | cosine (to zero), after the warm-up", choices="schedule")
-    warmup_steps: int = key(0, "linear warm-up before the schedule", ge=0)
-    checkpoint_every: int = key(100, "steps; a checkpoint is also written at each epoch end", ge=1)
+    warmup_steps: int = key(0, "linear warm-up before the schedule", ge=0, le=1_000_000_000)
+    checkpoint_every: int = key(100, "steps; a checkpoint is also written at each epoch end", ge=1, le=1_000_000_000)
 
 
 @dataclass
@@ -111,12 +116,12 @@ class AutoencoderConfig:
 class MeasureConfig:
     nmi_levels: int = key(256, "quantisation levels of pixel values for nMI", ge=2, le=65536)
     nmi_average: str = key("arithmetic", "normaliser of nMI: arithmetic | geometric | min | max", choices="nmi_average")
-    nmi_pairs: int = key(500, "random image pairs per inter-image nMI", ge=1)
-    eval_limit: int = key(0, "0 = the whole test split", ge=0)
-    periods: list[int] = key([2, 4, 8], "lattice-energy periods reported", ge=2)
-    rrc_threshold: float = key(0.95, "A's signal suffices for B when RRC[A, B] >= this", gt=0)
+    nmi_pairs: int = key(500, "random image pairs per inter-image nMI", ge=1, le=10_000_000)
+    eval_limit: int = key(0, "0 = the whole test split", ge=0, le=100_000_000)
+    periods: list[int] = key([2, 4, 8], "lattice-energy periods reported", ge=2, le=4096)
+    rrc_threshold: float = key(0.95, "A's signal suffices for B when RRC[A, B] >= this", gt=0, le=10)
     figure_images: int = key(8, "images in the reconstruction figure", ge=1, le=64)
-    probe_images: int = key(256, "test images for the gradient probe", ge=1)
+    probe_images: int = key(256, "test images for the gradient probe", ge=1, le=1_000_000)
     bootstrap: int = key(200, "bootstrap draws (test images and classifier seeds) for the transfer order's uncertainty", ge=0, le=100_000)
     min_psnr: float = key(25.0, "quality bar of the plain autoencoder (test PSNR, dB): below it the claims resting on it are not testable", ge=0, le=100)
     min_top1: float = key(
@@ -128,14 +133,14 @@ class MeasureConfig:
 class HypothesisConfig:
     families: list[str] = key(["alexnet_s"], "classifier families of the grid's cells (zoo classifiers)", choices="classifier")
     downsamples: list[str] = key(["native"], "classifier downsamplings (+ blur_pool, max_pool, ...)", choices="downsample")
-    seeds: list[int] = key([0, 1, 2], "zoo seeds per family and downsampling: one classifier each, the unit of replication", ge=0)
+    seeds: list[int] = key([0, 1, 2], "zoo seeds per family and downsampling: one classifier each, the unit of replication", ge=0, le=1_000_000)
     classifiers: list[str] = key(
         [],
         "more cells, one classifier each: a zoo entry name (alexnet_s-native-s3), package.module:factory, or a name "
         "given in classifier_weights (pretrained, used as given); a one-classifier cell replicates its fine-tunings",
     )
     upsamples: list[str] = key(["unpool", "resize_conv"], "decoder upsamplings of the real cells", choices="upsample")
-    autoencoder_seeds: list[int] = key([0, 1], "zoo autoencoders per decoder kind; replicate r uses the (r mod n)-th", ge=0)
+    autoencoder_seeds: list[int] = key([0, 1], "zoo autoencoders per decoder kind; replicate r uses the (r mod n)-th", ge=0, le=1_000_000)
     replicates: int = key(2, "fine-tunings per classifier and arm (their own seeds), averaged within the classifier", ge=1, le=100)
     interventions: list[str] = key(
         ["band_stop", "stride_smooth", "shift_y", "shift_x", "shift_period"],
@@ -166,7 +171,7 @@ class HypothesisConfig:
 @dataclass
 class RunConfig:
     name: str = key("run", "run directory: <runs>/<name>/ (one path component)")
-    seed: int = key(0, "seeds model initialisation, data order and pair sampling", ge=0, lt=2**63)
+    seed: int = key(0, "seeds model initialisation, data order and pair sampling", ge=0, le=2**32 - 1)
     device: str = key("auto", "auto | cpu | cuda | cuda:N | mps")
     amp: str = key("auto", "auto (bf16 on CUDA, off on CPU) | off | bf16 | fp16", choices="amp")
     compile: bool = key(False, "torch.compile each training step's model (CUDA: the first steps compile, then run faster)")
@@ -177,7 +182,8 @@ class RunConfig:
         [], "'NAME=FILE' per pretrained classifier (safetensors or torchvision .pth): used as is, not trained"
     )
     classifier_seeds: list[int] = key(
-        [0], "seeds of every classifier (zoo seeds, or training seeds): 2 or more give per-family intervals and the transfer order's uncertainty", ge=0
+        [0], "seeds of every classifier (zoo seeds, or training seeds): 2 or more give per-family intervals and the transfer order's uncertainty",
+        ge=0, le=1_000_000,
     )
     classifier_downsample: str = key("native", "native | strided_conv | max_pool | avg_pool | blur_pool", choices="downsample")
     tensorboard: bool = key(False, "also write per-step losses to <run>/tensorboard (needs the extra: s2snets[tensorboard])")
@@ -349,6 +355,8 @@ def set_key(config: RunConfig, assignment: str) -> RunConfig:
         value = tomllib.loads(f"v = {text.strip()}")["v"]
     except tomllib.TOMLDecodeError:
         value = text.strip()  # a bare word: a string
+    except RecursionError:
+        raise ConfigError(f"--set {dotted.strip()}: the value nests too deeply") from None
     parts = dotted.strip().split(".")
     values: dict[str, Any] = {}
     node = values
@@ -415,7 +423,9 @@ def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
     try:
         values = tomllib.loads(path.read_text())
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path} is not valid TOML: {exc}") from None
+        raise ConfigError(f"{path} is not valid TOML: {one_line(exc)}") from None
+    except RecursionError:
+        raise ConfigError(f"{path} nests tables or arrays too deeply to be a run configuration") from None
     except OSError as exc:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
     config = from_dict(RunConfig, values)

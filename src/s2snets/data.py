@@ -13,7 +13,9 @@ import functools
 import gzip
 import json
 import os
+import stat
 import struct
+import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -414,9 +416,43 @@ def class_folders(root: Path) -> list[Path]:
     if not class_dirs:
         raise DataError(f"{root} has no class sub-folders; expected {root}/<class>/<image>")
     for d in class_dirs:
-        if not any(f.suffix.lower() in IMAGE_SUFFIXES for f in d.iterdir()):
+        if not image_files(d):
             raise DataError(f"class folder {d} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
     return class_dirs
+
+
+def image_files(folder: Path) -> list[Path]:
+    """The image files under ``folder`` and its sub-folders, sorted, each once: a linked folder is entered only the
+    first time its real path is met (a link loop, or two links to one folder, cannot repeat images), and only regular
+    files count (a FIFO or a device named *.png would block its reader). Links to files are kept."""
+    found: list[Path] = []
+    seen: set[str] = set()
+    for top, dirs, files in os.walk(folder, followlinks=True):
+        real = os.path.realpath(top)
+        if real in seen:
+            dirs[:] = []
+            continue
+        seen.add(real)
+        dirs.sort()
+        for name in sorted(files):
+            path = Path(top) / name
+            if path.suffix.lower() in IMAGE_SUFFIXES and _regular(path):
+                found.append(path)
+    return found
+
+
+def _regular(path: Path) -> bool:
+    try:
+        return stat.S_ISREG(path.stat().st_mode)
+    except OSError:
+        return False
+
+
+def folder_samples(root: Path) -> tuple[list[Path], list[tuple[Path, str]]]:
+    """(class folders, [(image file, class folder name)]) of ``root/<class>/.../<image>``: one listing for folders
+    held in memory and streamed from disk."""
+    class_dirs = class_folders(root)
+    return class_dirs, [(f, d.name) for d in class_dirs for f in image_files(d)]
 
 
 def preprocessing(preprocess: str, size: int, channels: int) -> tuple[int, tuple[tuple[float, ...], tuple[float, ...]] | None]:
@@ -432,18 +468,49 @@ def preprocessing(preprocess: str, size: int, channels: int) -> tuple[int, tuple
     return round(size * 256 / 224), (IMAGENET_MEAN, IMAGENET_STD)
 
 
+MAX_IMAGE_PIXELS = 100_000_000  # a larger image (or one whose header claims more) is refused, not decoded
+
+
+def open_image(path: str | Path):
+    """A PIL image, opened lazily after the checks every reader of s2snets makes: a regular file (a FIFO would hang),
+    a header that claims at most MAX_IMAGE_PIXELS pixels (a decompression bomb is refused before decoding). The
+    caller closes it. DataError naming the file otherwise."""
+    from PIL import Image, UnidentifiedImageError
+
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"image not found: {path}")
+    if path.is_dir():
+        raise DataError(f"{path} is a folder, not an image")
+    if not _regular(path):
+        raise DataError(f"{path} is not a regular file (a pipe or a device); give an image file")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # the size is checked below, one rule
+            image = Image.open(path)
+    except Image.DecompressionBombError as exc:
+        raise DataError(f"{path} claims more than {MAX_IMAGE_PIXELS:,} pixels ({exc}); refused (a decompression bomb?)") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise DataError(f"cannot read image {path}: {exc}") from None
+    width, height = image.size
+    if width * height > MAX_IMAGE_PIXELS:
+        image.close()
+        raise DataError(f"{path} claims {width} x {height} pixels, more than {MAX_IMAGE_PIXELS:,}; refused (a decompression bomb?)")
+    return image
+
+
 def decode_image(path: str | Path, resize: int, size: int, channels: int) -> Tensor:
     """One image file -> uint8 (C, size, size): short side resized to ``resize``, centre-cropped to ``size``.
     DataError naming the file if it cannot be read."""
-    from PIL import Image, UnidentifiedImageError
+    from PIL import UnidentifiedImageError
     from torchvision.transforms import functional as TF
 
-    try:
-        with Image.open(path) as file:
+    with open_image(path) as file:
+        try:
             img = TF.center_crop(TF.resize(file.convert({1: "L", 3: "RGB"}[channels]), resize), size)
             return TF.pil_to_tensor(img)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise DataError(f"cannot read image {path}: {exc}") from None
+        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+            raise DataError(f"cannot read image {path}: {exc}") from None
 
 
 def image_folder(
@@ -463,26 +530,24 @@ def image_folder(
     "data" resizes the short side to ``size``, centre-crops and normalises with the set's own statistics;
     "imagenet" resizes to size * 256 / 224, centre-crops and uses ImageNet's mean/std (torchvision's weights).
     """
-    from torchvision import datasets
     from tqdm import tqdm
 
     if on_corrupt not in ("error", "skip"):
         raise DataError(f"on_corrupt must be 'error' or 'skip', got '{on_corrupt}'")
     root = Path(path)
-    class_folders(root)
-    folder = datasets.ImageFolder(str(root), loader=lambda p: p, is_valid_file=lambda p: Path(p).suffix.lower() in IMAGE_SUFFIXES)
+    class_dirs, samples = folder_samples(root)
     resize, fixed = preprocessing(preprocess, size, channels)
-    class_names, index = class_order(class_index, list(folder.classes))
+    class_names, index = class_order(class_index, [d.name for d in class_dirs])
     images, labels, skipped = [], [], []
-    for file, folder_label in tqdm(folder.samples, desc=f"loading {root.name}", disable=not progress, unit="img"):
+    for file, class_name in tqdm(samples, desc=f"loading {root.name}", disable=not progress, unit="img"):
         try:
             images.append(decode_image(file, resize, size, channels))
         except DataError as exc:
             if on_corrupt == "error":
                 raise DataError(f"{exc} (use on_corrupt='skip' to leave it out)") from None
-            skipped.append(file)
+            skipped.append(str(file))
             continue
-        labels.append(index[folder.classes[folder_label]])
+        labels.append(index[class_name])
     if not images:
         raise DataError(f"no readable images in {root}")
     x = torch.stack(images)

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from s2snets.checkpoint import atomic_write_text
+from s2snets.checkpoint import TMP_SUFFIX, atomic_write_text
 from s2snets.config import RunConfig, to_toml
 from s2snets.errors import S2SNetsError
 
@@ -36,6 +36,8 @@ def run_lock(root: str | Path, shared: bool = False) -> Iterator[None]:
     without any clean-up (the file's text, the holder's pid and host, is only the message).
     """
     root = Path(root)
+    if root.is_symlink():  # written there, the run would land outside --runs
+        raise S2SNetsError(f"run directory {root} is a symbolic link (to {os.path.realpath(root)}); give a real folder or another --name")
     root.mkdir(parents=True, exist_ok=True)
     path = root / LOCK_NAME
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
@@ -51,10 +53,22 @@ def run_lock(root: str | Path, shared: bool = False) -> Iterator[None]:
             ) from None
         if not shared:  # a shared holder leaves the exclusive holder's words for the next message
             os.ftruncate(fd, 0)
+            remove_stale_temporaries(root)
         os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()} since {time.strftime('%Y-%m-%d %H:%M:%S')}\n".encode(), 0)
         yield
     finally:
         os.close(fd)  # closing releases the flock
+
+
+def remove_stale_temporaries(root: Path) -> list[Path]:
+    """Temporary files of atomic writes (``.<name>.<random>.tmp``) that a killed process left in the run directory.
+    Called under the exclusive lock: no other process of this run can be writing them."""
+    stale = [p for p in root.rglob(f".*{TMP_SUFFIX}") if p.is_file() and not p.is_symlink()]
+    for p in stale:
+        p.unlink(missing_ok=True)
+    if stale:
+        logging.getLogger("s2snets").info("removed %d temporary file(s) a killed run left in %s", len(stale), root)
+    return stale
 
 
 class RunDir:

@@ -19,13 +19,13 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 from s2snets.data import (
-    IMAGE_SUFFIXES,
     ImageSet,
     channel_stats,
-    class_folders,
     class_order,
     decode_image,
     destandardize,
+    folder_samples,
+    image_files,
     preprocessing,
     standardize,
 )
@@ -135,16 +135,12 @@ def in_order(data, batch: int, workers: int = 2, pin_memory: bool = False) -> It
 def folder_stream(
     root: str | Path, size: int, channels: int, class_index: str = "", preprocess: str = "data", seed: int = 0
 ) -> FolderStream:
-    """``root/<class>/<image>`` as a FolderStream (the layout and class order of ``data.image_folder``; the images
-    directly inside each class folder, not in sub-folders of it)."""
+    """``root/<class>/.../<image>`` as a FolderStream: the same listing, layout and class order as
+    ``data.image_folder`` (``data.folder_samples``)."""
     root = Path(root)
-    class_dirs = class_folders(root)
+    class_dirs, samples = folder_samples(root)
     names, index = class_order(class_index, [d.name for d in class_dirs])
-    files, labels = [], []
-    for d in class_dirs:
-        found = sorted(str(f) for f in d.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
-        files += found
-        labels += [index[d.name]] * len(found)
+    files, labels = [str(f) for f, _ in samples], [index[name] for _, name in samples]
     resize, fixed = preprocessing(preprocess, size, channels)
     if fixed is not None:
         mean, std = fixed
@@ -161,5 +157,5 @@ def folder_bytes(root: str | Path, size: int, channels: int) -> int:
     root = Path(root)
     if not root.is_dir():
         return 0
-    n = sum(1 for d in root.iterdir() if d.is_dir() for f in d.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
+    n = sum(len(image_files(d)) for d in root.iterdir() if d.is_dir())
     return n * channels * size * size

@@ -310,9 +310,11 @@ def train_stage(
             m.to(memory_format=torch.channels_last)
     optimizer = make_optimizer(stage.params, cfg)
 
-    step, history, elapsed, resumed_from = 0, [], 0.0, 0
+    step, history, elapsed, resumed_from, carried = 0, [], 0.0, 0, [0.0, 0, 0]
     meta = read_meta(checkpoint)
     tensors: dict[str, Tensor] = {}
+    if meta is None and checkpoint.exists() and runtime.is_main:  # one rule for every damaged file: set aside, said
+        log(f"{stage.name}: {checkpoint.name} is unreadable (truncated?); moved to {quarantine(checkpoint)} and the stage runs again")
     if meta and meta.get("key") == key:
         try:
             tensors, meta = load_checkpoint(checkpoint, finite=True)
@@ -330,6 +332,7 @@ def train_stage(
         load_optimizer(optimizer, tensors, meta["optimizer"])
         restore_rng(tensors)
         step = resumed_from = int(meta["step"])
+        carried = meta.get("running") or [0.0, 0, step]  # an interrupted stage's loss since its last logged step
         log(f"{stage.name}: resuming at step {step} of {total}")
     elif meta is not None:
         log(f"{stage.name}: the checkpoint holds another config; starting over")
@@ -367,6 +370,7 @@ def train_stage(
                     "config": cfg.__dict__,
                     "seed": seed,
                     "runtime": runtime.describe(),
+                    "running": [float(running), running_n, last_checked],
                 },
             )
         barrier(runtime)
@@ -381,7 +385,10 @@ def train_stage(
     scaler = torch.amp.GradScaler("cuda", enabled=runtime.amp_dtype == torch.float16)
     stage.loss.train()
     started = time.perf_counter()
-    running, running_n, last_checked = torch.zeros((), device=runtime.device), 0, step
+    # The loss summed since the last logged step: carried through an interrupt, so that a resumed stage logs the
+    # same history as an uninterrupted one.
+    running = torch.tensor(float(carried[0]), device=runtime.device)
+    running_n, last_checked = int(carried[1]), int(carried[2]) if carried[1] else step
     order_epoch = -1
     source: Iterator[tuple[Tensor, Tensor]] = iter(())
     lr = cfg.lr
@@ -454,7 +461,8 @@ def train_stage(
             if boundary and step < total:
                 save(done=False)
             if stop.raised:
-                check_finite()
+                if not math.isfinite(float(running)):
+                    check_finite()  # raises: a diverged loss is not saved as progress
                 save(done=False)
                 bar.close()
                 raise Interrupted(f"{stage.name}: interrupted at step {step} of {total}; progress saved, re-run to resume")

@@ -53,7 +53,7 @@ from s2snets.metrics.nmi import inter_nmi
 from s2snets.metrics.reconstruction import accuracy
 from s2snets.metrics.sensitivity import phase_sensitivity, read_ratio
 from s2snets.metrics.spectrum import lattice_contrast, power_spectrum
-from s2snets.metrics.stats import mean_ci
+from s2snets.metrics.stats import mean_ci, welch_difference
 from s2snets.rundir import RunDir
 from s2snets.runtime import Runtime, init_runtime
 from s2snets.train import autoencode, autoencoder_stage, finetune_stage, predict_logits, to_pixels, train_stage
@@ -412,6 +412,7 @@ def summarise(jobs: list[Job], records: dict, config: RunConfig) -> dict:
         })  # fmt: skip
     return {
         "cells": cells, "calibration": calibration, "answer": verdict.answer(cells, calibration if h.controls else None),
+        "comparisons": compare_downsamplings(cells, h.alpha),
         "min_ratio": h.min_ratio, "alpha": h.alpha, "min_amplitude": h.min_amplitude, "runs": _claims_runs(jobs, records),
     }  # fmt: skip
 
@@ -443,7 +444,23 @@ def _decide(jobs, records, config, members, decoder, *, role, control) -> dict:
     decision = verdict.cell_verdict(units, probes, min_ratio=h.min_ratio, alpha=h.alpha, power=h.power,
                                     read_ratio=h.read_ratio, band_share=h.band_share)  # fmt: skip
     return {"decision": decision, "period": period, "unit": "fine-tuning replicate" if one else "classifier",
-            "classifiers": [f"{c.name}-{c.downsample}-s{c.seed}" for c in members], "probes": probes}  # fmt: skip
+            "classifiers": [f"{c.name}-{c.downsample}-s{c.seed}" for c in members], "probes": probes, "units": units}  # fmt: skip
+
+
+def compare_downsamplings(cells: list[dict], alpha: float) -> list[dict]:
+    """Between classifiers: each family's other downsamplings (blur_pool, ...) against its native cell, per decoder:
+    the difference of the pattern (x) and of the band-stop effect (b), Welch intervals over the cells' units."""
+    out = []
+    for c in cells:
+        family, _, down = c["cell"].partition("/")
+        native = next((n for n in cells if n["cell"] == f"{family}/native" and n["upsample"] == c["upsample"]), None)
+        if down in ("native", "") or native is None:
+            continue
+        row = {"cell": c["cell"], "against": native["cell"], "upsample": c["upsample"]}
+        for name in ("pattern", "gradient"):
+            row[name] = welch_difference(c["units"].get(name, []), native["units"].get(name, []), 1 - alpha)
+        out.append(row)
+    return out
 
 
 def _claims_runs(jobs: list[Job], records: dict) -> list[dict]:
@@ -505,6 +522,9 @@ def verdict_text(result: dict) -> str:
     lines.append("The checkerboard question (are constant patterns the classifier's gradient checkerboards?):")
     for u, a in result["answer"].items():
         lines.append(f"  decoder {u}: {a['text']}")
+    for c in result.get("comparisons", []):
+        lines.append(f"  between classifiers, {c['cell']} - {c['against']} ({c['upsample']}): pattern {_ci_text(c['pattern'])}, "
+                     f"band-stop effect {_ci_text(c['gradient'])}")  # fmt: skip
     calibrated = all(c["recovered"] for c in result["calibration"]) and result["calibration"]
     for c in result["cells"]:
         d = c["decision"]

@@ -19,6 +19,7 @@ from s2snets import __version__
 from s2snets.checkpoint import save_checkpoint
 from s2snets.config import RunConfig, config_hash, to_dict, validate
 from s2snets.data import load_split
+from s2snets.errors import DataError
 from s2snets.experiments.evaluation import Evaluation, evaluation_pass, inter_nmi_of
 from s2snets.experiments.stages import (
     Context,
@@ -44,6 +45,9 @@ def load_context(config: RunConfig, run: RunDir, runtime: Runtime, progress: boo
     train = load_split(config.data, "train", config.seed)
     # The models see test images standardised as they saw training images (not with the test split's own statistics).
     test = dataclasses.replace(load_split(config.data, "test", config.seed), mean=train.mean, std=train.std)
+    classes = len(set(test.labels.tolist())) if isinstance(test.labels, torch.Tensor) else 2
+    if classes < 2:  # checked before any work: the nMI of different-class pairs and per-class accuracy need two
+        raise DataError(f"{test.name} holds images of {classes} class; the measures need at least two classes in the test split")
     return Context(config, run, runtime, train, test, progress)
 
 

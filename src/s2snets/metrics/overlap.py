@@ -207,3 +207,30 @@ def dominant_period(counts: Tensor, min_share: float = DOMINANT_SHARE) -> tuple[
         if share >= min_share:
             return p, share
     return 1, 0.0
+
+
+LAYER_LIMIT = 1000  # largest kernel, stride, padding or dilation a layer spec may give (and 64 layers at most)
+
+
+def parse_layers(spec: str, direction: str = "forward") -> list[Geometry]:
+    """``"k,s[,p[,d]];..."`` -> the layers of an overlap stack. ``direction``: "forward" (transposed convolutions;
+    default padding (max(k - s, 0) + 1) // 2, an exact s-times upsampling) or "gradient" (strided convolutions seen
+    from their input; default padding (k - 1) // 2). ValueError naming the spec and the accepted form otherwise."""
+    if direction not in ("forward", "gradient"):
+        raise ValueError(f"direction must be 'forward' or 'gradient', got {direction!r}")
+    layers = []
+    specs = spec.split(";")
+    if len(specs) > 64:
+        raise ValueError(f"'{spec[:40]}...' has {len(specs)} layers; at most 64")
+    for one in specs:
+        try:
+            parts = [int(v) for v in one.split(",")]
+        except ValueError:
+            raise ValueError(f"'{one}' must be integers k,s[,p[,d]]") from None
+        if (not 2 <= len(parts) <= 4 or parts[0] < 1 or parts[1] < 1 or any(v < 0 for v in parts[2:])
+                or (len(parts) == 4 and parts[3] < 1) or max(parts) > LAYER_LIMIT):  # fmt: skip
+            raise ValueError(f"'{one}' must be k,s[,p[,d]] with k, s, d >= 1, p >= 0, each at most {LAYER_LIMIT}")
+        k, s, p, d = (parts + [None, None])[:4]
+        pad = p if p is not None else (max(k - s, 0) + 1) // 2 if direction == "forward" else (k - 1) // 2
+        layers.append(Geometry("transposed" if direction == "forward" else "conv", k, s, pad, d or 1))
+    return layers

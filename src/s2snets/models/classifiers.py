@@ -309,11 +309,21 @@ def replace_downsampling(model: nn.Module, kind: str, example: Tensor) -> nn.Mod
 
 # ----------------------------------------------------------------------------------------------- entry point
 def _import_factory(spec: str) -> Callable[..., nn.Module]:
+    """``package.module:factory`` -> the callable. Whatever importing the user's module does (a syntax error, an
+    exception, ``sys.exit``) is a ModelError naming the spec, never the command's own exit."""
     module_name, _, attr = spec.partition(":")
+    if not module_name or module_name.startswith(".") or not attr.isidentifier() or not all(
+        part.isidentifier() for part in module_name.split(".")
+    ):
+        raise ModelError(f"'{spec}' is not package.module:factory (an absolute module path and a function name)")
     try:
         factory = getattr(importlib.import_module(module_name), attr)
     except (ImportError, AttributeError) as exc:
         raise ModelError(f"cannot import model factory '{spec}': {exc}") from None
+    except SyntaxError as exc:
+        raise ModelError(f"the module of '{spec}' has a syntax error: {exc.msg} (line {exc.lineno})") from None
+    except (Exception, SystemExit) as exc:  # its own code ran and failed
+        raise ModelError(f"importing the module of '{spec}' raised {type(exc).__name__}: {str(exc)[:300]}") from None
     if not callable(factory):
         raise ModelError(f"'{spec}' is not callable")
     return factory
@@ -340,8 +350,32 @@ def _call_factory(spec: str, factory: Callable[..., nn.Module], *, num_classes: 
         kwargs["in_channels"] = in_channels
     try:
         return factory(**kwargs)
-    except Exception as exc:
+    except (Exception, SystemExit) as exc:
         raise ModelError(f"the model factory '{spec}' raised {type(exc).__name__}: {str(exc)[:300]}") from None
+
+
+def check_classifier(model: nn.Module, name: str, num_classes: int, in_channels: int, size: int, device=None) -> None:
+    """One batch of zeros (2, C, size, size) through ``model`` in eval mode, before any work: it must return float32
+    logits (2, num_classes). ModelError naming the model, what it returned and what was expected otherwise (a model
+    returning K + 3 logits, one logit, a tuple or a feature map would otherwise run a whole pipeline)."""
+    params = list(model.parameters())
+    if not params:
+        raise ModelError(f"'{name}' has no parameters; a classifier maps (B, {in_channels}, H, W) to logits (B, {num_classes})")
+    dtypes = {p.dtype for p in params}
+    if dtypes != {torch.float32}:
+        raise ModelError(f"'{name}' has parameters of {sorted(map(str, dtypes))}; convert it with model.float() (float32)")
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            out = model(torch.zeros(2, in_channels, size, size, device=device or params[0].device))
+    except Exception as exc:
+        raise ModelError(f"'{name}' cannot run on (2, {in_channels}, {size}, {size}) inputs: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}") from None
+    finally:
+        model.train(was_training)
+    if not isinstance(out, Tensor) or out.shape != (2, num_classes) or out.dtype != torch.float32:
+        got = f"{tuple(out.shape)} {out.dtype}" if isinstance(out, Tensor) else type(out).__name__
+        raise ModelError(f"'{name}' returned {got} for a batch of 2; a classifier must return float32 logits (2, {num_classes})")
 
 
 def _library_model(name: str, num_classes: int, in_channels: int) -> nn.Module:
@@ -413,5 +447,7 @@ def build_classifier(
     if downsample and downsample != "native":
         size = input_size or default_input_size(name)
         replace_downsampling(model, downsample, torch.zeros(1, in_channels, size, size))
+    if ":" in name and input_size:  # a user's model: its outputs checked before any work uses them
+        check_classifier(model, name, num_classes, in_channels, input_size)
     model.arch = f"{name}(classes={num_classes},in={in_channels},down={downsample or 'native'})"  # type: ignore[assignment]
     return model

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from matplotlib.figure import Figure
+from torch import Tensor
 
 from s2snets.checkpoint import load_checkpoint
 

@@ -27,7 +27,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from s2snets.checkpoint import atomic_write_text, check_state_fits
+from s2snets.checkpoint import atomic_write, atomic_write_text, check_state_fits
 from s2snets.config import DataConfig, StageConfig, config_hash
 from s2snets.errors import CheckpointError, ModelError
 
@@ -163,6 +163,11 @@ def read_manifest(zoo_dir: str | Path = ZOO_DIR) -> dict[str, Any]:
         raise CheckpointError(f"{path} is not valid JSON ({exc}); re-create it with 's2snets zoo train'") from None
     if not isinstance(manifest, dict) or not isinstance(manifest.get("entries"), dict):
         raise CheckpointError(f"{path} has no 'entries' table; re-create it with 's2snets zoo train'")
+    for name, record in manifest["entries"].items():  # a hand-edited manifest: one line naming what is missing
+        score = "test_top1" if isinstance(record, dict) and record.get("kind") == "classifier" else "test_psnr_db"
+        missing = [k for k in ("kind", "file", "sha256", score, "data") if not isinstance(record, dict) or k not in record]
+        if missing:
+            raise CheckpointError(f"{path}: entry '{name}' lacks {', '.join(missing)}; re-create it with 's2snets zoo train --only {name}'")
     return manifest
 
 
@@ -360,10 +365,8 @@ def train_entry(
         log(f"{entry.name}: below the zoo's bar ({what}); stored with meets_bar = false")
     path = zoo_dir / WEIGHTS_SUBDIR / f"{entry.name}.safetensors"
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
     state = {k: v.detach().contiguous().clone() for k, v in model.state_dict().items()}
-    save_file(state, str(tmp), metadata={"zoo_entry": entry.name})
-    tmp.replace(path)
+    atomic_write(path, lambda tmp: save_file(state, tmp, metadata={"zoo_entry": entry.name}))
     record["file"] = f"{WEIGHTS_SUBDIR}/{path.name}"
     record["sha256"] = sha256_file(path)
     record["bytes"] = path.stat().st_size
