@@ -18,16 +18,22 @@ def test_docs_api_examples_run():
 
 def test_module_doctests_run():
     import s2snets.api
+    import s2snets.attribution
     import s2snets.metrics.gradients
+    import s2snets.metrics.lattice
     import s2snets.metrics.nmi
     import s2snets.metrics.pattern
-
-    import s2snets.attribution
-    import s2snets.metrics.lattice
     import s2snets.metrics.reconstruction
 
-    for module in (s2snets.api, s2snets.metrics.gradients, s2snets.metrics.nmi, s2snets.metrics.pattern, s2snets.attribution,
-                   s2snets.metrics.lattice, s2snets.metrics.reconstruction):
+    for module in (
+        s2snets.api,
+        s2snets.metrics.gradients,
+        s2snets.metrics.nmi,
+        s2snets.metrics.pattern,
+        s2snets.attribution,
+        s2snets.metrics.lattice,
+        s2snets.metrics.reconstruction,
+    ):
         failures, tried = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
         assert tried >= 1 and failures == 0, module.__name__
 

@@ -11,7 +11,9 @@ from s2snets.metrics.sensitivity import phase_sensitivity, read_ratio
 
 def _classifier():
     torch.manual_seed(0)
-    return nn.Sequential(nn.Conv2d(1, 8, 7, stride=2, padding=3), nn.ReLU(), nn.MaxPool2d(3, 2, 1), nn.Flatten(), nn.Linear(8 * 64, 10))
+    return nn.Sequential(
+        nn.Conv2d(1, 8, 7, stride=2, padding=3), nn.ReLU(), nn.MaxPool2d(3, 2, 1), nn.Flatten(), nn.Linear(8 * 64, 10)
+    )
 
 
 def _grad(model, x, y):

@@ -174,13 +174,16 @@ def _files_outside(root):
     return sorted(f for f in found if not f.startswith(("runs", "run")) and "__pycache__" not in f)
 
 
-NUMBERS = st.sampled_from(["-1", "0", "1", "2", "3", "8", "17", "64", "1e9", "nan", "x", "", "99999999", "100000000000",
-                           "99999999999999999999"])
+NUMBERS = st.sampled_from(
+    ["-1", "0", "1", "2", "3", "8", "17", "64", "1e9", "nan", "x", "", "99999999", "100000000000", "99999999999999999999"]
+)
 
 
 @st.composite
 def command_lines(draw):
-    cmd = draw(st.sampled_from(["lint", "nmi", "spectrum", "overlap", "transfer", "report", "config", "help", "zoo", "gradients"]))
+    cmd = draw(
+        st.sampled_from(["lint", "nmi", "spectrum", "overlap", "transfer", "report", "config", "help", "zoo", "gradients"])
+    )
     n = lambda: draw(NUMBERS)  # noqa: E731
     img = lambda: draw(st.sampled_from(["a.png", "rgb.png", "junk.png", "missing.png", "run", "fifo.png", "bomb.png"]))  # noqa: E731
     if cmd == "lint":

@@ -57,7 +57,10 @@ def test_log_ratio_is_regularised_by_the_floors():
     assert log_ratio(0.0, 1e-4, 0.0, 1e-4) == pytest.approx(0.0)  # two amplitudes at their floors: no effect
 
 
-READS, IGNORES = {"band_share_high": 0.5, "contrast": 1.0, "read_ratio": 0.6}, {"band_share_high": 0.5, "contrast": 1.0, "read_ratio": 0.0}
+READS, IGNORES = (
+    {"band_share_high": 0.5, "contrast": 1.0, "read_ratio": 0.6},
+    {"band_share_high": 0.5, "contrast": 1.0, "read_ratio": 0.0},
+)
 SMOOTH = {"band_share_high": 0.01, "contrast": 0.1, "read_ratio": 0.6}
 
 
@@ -75,10 +78,16 @@ def _verdict(units, probe=READS, n=4):
     [
         (_units([-1.5, -1.7, -1.4, -1.6]), READS, "no pattern"),
         (_units([2.0, 2.2, 1.9, 2.1]), IGNORES, "ignored positions"),
-        (_units([2.0, 2.2, 1.9, 2.1], [-2.5, -2.7, -2.4, -2.6], [0.9, 0.8, 0.95, 0.9], [0.9, 0.8, 0.9, 0.95]), READS,
-         "classifier-born"),
-        (_units([2.0, 2.2, 1.9, 2.1], [-2.5, -2.7, -2.4, -2.6], [-0.9, -0.8, -0.95, -0.9], [0.9, 0.8, 0.9, 0.95]), READS,
-         "interaction"),
+        (
+            _units([2.0, 2.2, 1.9, 2.1], [-2.5, -2.7, -2.4, -2.6], [0.9, 0.8, 0.95, 0.9], [0.9, 0.8, 0.9, 0.95]),
+            READS,
+            "classifier-born",
+        ),
+        (
+            _units([2.0, 2.2, 1.9, 2.1], [-2.5, -2.7, -2.4, -2.6], [-0.9, -0.8, -0.95, -0.9], [0.9, 0.8, 0.9, 0.95]),
+            READS,
+            "interaction",
+        ),
         (_units([2.0, 2.2, 1.9, 2.1], [0.02, -0.05, 0.04, 0.0]), READS, "decoder-born"),  # TOST
         (_units([2.0, 2.2, 1.9, 2.1], [0.5, -0.6, 0.3, -0.2]), SMOOTH, "decoder-born"),  # the gradient has no lattice
         (_units([2.0, 2.2, 1.9, 2.1], [0.5, -0.6, 0.3, -0.2]), READS, "inconclusive"),  # neither shown

@@ -12,7 +12,7 @@ from conftest import one_line_error, run_cli
 from PIL import Image
 
 from s2snets.config import load_config
-from s2snets.data import image_folder, image_files
+from s2snets.data import image_files, image_folder
 from s2snets.errors import CheckpointError, ConfigError, DataError, ModelError
 
 
@@ -97,10 +97,19 @@ def test_a_full_disk_while_saving_is_one_line_and_keeps_the_previous_file(tmp_pa
 
 @pytest.mark.parametrize(
     "factory,match",
-    [(":make", "not package.module:factory"), (".rel:make", "not package.module:factory"),
-     ("extra_logits", r"returned \(2, 13\)"), ("one_logit", r"returned \(2, 1\)"), ("tuple_output", "returned tuple"),
-     ("feature_map", "returned"), ("identity", "no parameters"), ("float64", "model.float"), ("exits", "SystemExit"),
-     ("syntax", "syntax error"), ("raises", "raised RuntimeError")],  # fmt: skip
+    [
+        (":make", "not package.module:factory"),
+        (".rel:make", "not package.module:factory"),
+        ("extra_logits", r"returned \(2, 13\)"),
+        ("one_logit", r"returned \(2, 1\)"),
+        ("tuple_output", "returned tuple"),
+        ("feature_map", "returned"),
+        ("identity", "no parameters"),
+        ("float64", "model.float"),
+        ("exits", "SystemExit"),
+        ("syntax", "syntax error"),
+        ("raises", "raised RuntimeError"),
+    ],  # fmt: skip
 )
 def test_factories_that_misbehave_are_refused_before_any_work(tmp_path, monkeypatch, factory, match):
     from s2snets.models import build_classifier
@@ -120,7 +129,9 @@ def test_factories_that_misbehave_are_refused_before_any_work(tmp_path, monkeypa
     (tmp_path / "holes_syntax.py").write_text("def broken(:\n")
     (tmp_path / "holes_raises.py").write_text("raise RuntimeError('at import')\n")
     monkeypatch.syspath_prepend(str(tmp_path))
-    spec = {"syntax": "holes_syntax:f", "raises": "holes_raises:f"}.get(factory, f"holes:{factory}" if ":" not in factory else factory)
+    spec = {"syntax": "holes_syntax:f", "raises": "holes_raises:f"}.get(
+        factory, f"holes:{factory}" if ":" not in factory else factory
+    )
     with pytest.raises(ModelError, match=match):
         build_classifier(spec, 10, 1, input_size=32)
 

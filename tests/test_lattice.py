@@ -38,6 +38,7 @@ def test_lattice_band_is_the_voronoi_cell_of_the_non_dc_lattice_points():
         points = [(u, v) for u, v, _, _ in lattice_bins(h, w, p)]
         for u in range(h):
             for v in range(w):
+
                 def d(a, b, u=u, v=v):
                     return max(min((u - a) % h, (a - u) % h), min((v - b) % w, (b - v) % w))
 

@@ -136,7 +136,9 @@ class S2SNet:
         if not isinstance(classifier, nn.Module):
             raise InputError(f"classifier must be an nn.Module, got {type(classifier).__name__}")
         if autoencoder is not None and not isinstance(getattr(autoencoder, "decoder", None), nn.Module):
-            raise InputError("autoencoder needs a 'decoder' submodule (the part fine-tuning trains), e.g. a SegNet from s2snets.models")
+            raise InputError(
+                "autoencoder needs a 'decoder' submodule (the part fine-tuning trains), e.g. a SegNet from s2snets.models"
+            )
         self.classifier = classifier.eval()
         for p in self.classifier.parameters():
             p.requires_grad_(False)
@@ -153,7 +155,9 @@ class S2SNet:
         data = self._data(data)
         if self.plain is None:
             self.plain = self._build_autoencoder(data)
-        cfg = StageConfig(epochs=1, max_steps=steps, batch_size=min(batch_size, len(data)), lr=lr, warmup_steps=min(200, steps // 4))
+        cfg = StageConfig(
+            epochs=1, max_steps=steps, batch_size=min(batch_size, len(data)), lr=lr, warmup_steps=min(200, steps // 4)
+        )
         key = config_hash("api-pretrain", cfg, self.seed, len(data))
         return self._train(autoencoder_stage("pretrain", self.plain), data, cfg, "pretrain", key, progress)
 
@@ -161,7 +165,9 @@ class S2SNet:
         """Fine-tune a copy of the autoencoder's decoder through the frozen classifier (cross-entropy on ``data``)."""
         data = self._data(data)
         if self.plain is None:
-            raise InputError("there is no autoencoder: call pretrain(data) first or pass autoencoder= (e.g. s2snets.zoo.load_autoencoder())")
+            raise InputError(
+                "there is no autoencoder: call pretrain(data) first or pass autoencoder= (e.g. s2snets.zoo.load_autoencoder())"
+            )
         self.check_input_space(data)
         self._check_shapes(data)
         self.finetuned = copy.deepcopy(self.plain)
@@ -189,9 +195,14 @@ class S2SNet:
         for name, model in models.items():
             raw = autoencode(model, data, self.runtime)
             recon = to_pixels(data, raw)
-            top1[name] = accuracy(predict_logits(self.classifier, data, self.runtime, inputs=raw), data.labels, data.num_classes)["top1"]
+            top1[name] = accuracy(predict_logits(self.classifier, data, self.runtime, inputs=raw), data.labels, data.num_classes)[
+                "top1"
+            ]
             out["psnr"][name] = reconstruction_error(originals, recon)["psnr"]
-            out["nmi"][name] = {"intra": float(nmi(originals, recon).mean()), "inter_same_class": float(inter_nmi(recon, data.labels, nmi_pairs).mean())}
+            out["nmi"][name] = {
+                "intra": float(nmi(originals, recon).mean()),
+                "inter_same_class": float(inter_nmi(recon, data.labels, nmi_pairs).mean()),
+            }
             out["patterns"][name] = constant_pattern(originals, recon, (period,))
             errors = (recon - originals).double().mean(1)
             out["lattice"][name] = {
@@ -227,17 +238,23 @@ class S2SNet:
             try:
                 recon = self.plain.to(self.runtime.device).eval()(x)  # type: ignore[union-attr]
             except RuntimeError as exc:
-                raise ModelError(f"the autoencoder cannot take images of shape {tuple(x.shape[1:])}: {str(exc).splitlines()[0]}") from None
+                raise ModelError(
+                    f"the autoencoder cannot take images of shape {tuple(x.shape[1:])}: {str(exc).splitlines()[0]}"
+                ) from None
             if not isinstance(recon, Tensor) or recon.shape != x.shape:
                 got = tuple(recon.shape) if isinstance(recon, Tensor) else type(recon).__name__
                 raise ModelError(f"the autoencoder maps {tuple(x.shape)} to {got}; it must reconstruct the same shape")
             try:
                 logits = self.classifier.to(self.runtime.device)(recon)
             except RuntimeError as exc:
-                raise ModelError(f"the classifier cannot take images of shape {tuple(x.shape[1:])}: {str(exc).splitlines()[0]}") from None
+                raise ModelError(
+                    f"the classifier cannot take images of shape {tuple(x.shape[1:])}: {str(exc).splitlines()[0]}"
+                ) from None
         if not isinstance(logits, Tensor) or logits.ndim != 2 or logits.shape[1] < data.num_classes:
             got = tuple(logits.shape) if isinstance(logits, Tensor) else type(logits).__name__
-            raise ModelError(f"the classifier returned {got} for a batch of 2; it must return logits (2, K) with K >= {data.num_classes} classes")
+            raise ModelError(
+                f"the classifier returned {got} for a batch of 2; it must return logits (2, K) with K >= {data.num_classes} classes"
+            )
 
     # ------------------------------------------------------------------ helpers
     def _data(self, data) -> TensorSet:
@@ -250,7 +267,9 @@ class S2SNet:
         torch.manual_seed(self.seed)
         model = build_segnet(preset, data.channels, self.upsample)
         if data.size % model.min_input_size():
-            raise InputError(f"a '{preset}' SegNet needs image sides divisible by {model.min_input_size()}, got {data.size}; pad or resize the images")
+            raise InputError(
+                f"a '{preset}' SegNet needs image sides divisible by {model.min_input_size()}, got {data.size}; pad or resize the images"
+            )
         return model
 
     def _autoencoder(self, which: str) -> nn.Module:
@@ -258,7 +277,9 @@ class S2SNet:
         if model == "?":
             raise InputError(f"which must be 'plain' or 'finetuned', got {which!r}")
         if model is None:
-            raise InputError(f"there is no {which} autoencoder yet: call {'pretrain' if which == 'plain' else 'finetune'}(data) first")
+            raise InputError(
+                f"there is no {which} autoencoder yet: call {'pretrain' if which == 'plain' else 'finetune'}(data) first"
+            )
         return model.to(self.runtime.device).eval()  # type: ignore[union-attr]
 
     def _train(self, stage, data: TensorSet, cfg: StageConfig, name: str, key: str, progress: bool) -> StageResult:

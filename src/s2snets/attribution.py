@@ -122,7 +122,11 @@ class GridDiagnosis:
 
 
 def grid_diagnostic(
-    attribution: object, *, model: nn.Module | None = None, inputs: object = None, periods: tuple[int, ...] = (2, 4, 8),
+    attribution: object,
+    *,
+    model: nn.Module | None = None,
+    inputs: object = None,
+    periods: tuple[int, ...] = (2, 4, 8),
     threshold: float = 1.5,
 ) -> GridDiagnosis:
     """Is there a grid in ``attribution`` (any of ``MAP_FORMS``; several maps sharpen the measure), at which periods

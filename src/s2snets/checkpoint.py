@@ -78,7 +78,9 @@ def atomic_write(path: str | Path, write: Callable[[str], None]) -> None:
     except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
         if isinstance(exc, OSError) and exc.errno == errno.ENOSPC or "No space left" in str(exc):
-            raise CheckpointError(f"no space left on the device while writing {path}; free some and re-run (the previous file is intact)") from None
+            raise CheckpointError(
+                f"no space left on the device while writing {path}; free some and re-run (the previous file is intact)"
+            ) from None
         raise
 
 

@@ -496,11 +496,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--config", required=True, help="TOML file with a [hypothesis] table ('s2snets config' lists its keys)")
     p.add_argument(
-        "--jobs", type=_int_in(1, 256), default=None, metavar="N",
+        "--jobs",
+        type=_int_in(1, 256),
+        default=None,
+        metavar="N",
         help="fine-tunings at once, in N worker processes (default: hypothesis.jobs; 0 there = cores / job_threads)",
     )
     p.add_argument(
-        "--shard", default=None, metavar="I/N",
+        "--shard",
+        default=None,
+        metavar="I/N",
         help="run only this machine's share of the jobs (0 <= I < N); a call that finds every job done merges",
     )
     run_options(p, "the config's name")
@@ -542,7 +547,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("model", help="zoo name, segnet:PRESET[:UPSAMPLE] or package.module:factory")
     p.add_argument(
-        "--input-size", type=_int_in(1, 8192), default=None, help="input side in pixels, at most 8192 (default: the model's usual size)"
+        "--input-size",
+        type=_int_in(1, 8192),
+        default=None,
+        help="input side in pixels, at most 8192 (default: the model's usual size)",
     )
     p.add_argument("--channels", type=_int_in(1, 64), default=3, help="input channels (1 to 64)")
     p.add_argument("--downsample", default=None, choices=DOWNSAMPLINGS, help="rewrite the classifier's downsampling first")
@@ -578,7 +586,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     m.add_argument("model", help="zoo name or package.module:factory")
     m.add_argument("--channels", type=_int_in(1, 64), default=1, help="input channels (1 to 64)")
-    m.add_argument("--input-size", type=_int_in(1, 8192), default=None, help="input side, at most 8192 (default: the model's usual size)")
+    m.add_argument(
+        "--input-size", type=_int_in(1, 8192), default=None, help="input side, at most 8192 (default: the model's usual size)"
+    )
     m.add_argument("--downsample", default=None, choices=DOWNSAMPLINGS, help="rewrite the classifier's downsampling first")
     m.add_argument("-n", type=_int_in(1, 100_000), default=32, help="inputs to average over (at most 100000)")
     m.add_argument("--classes", type=_int_in(1, 100_000), default=10, help="classifier outputs (at most 100000)")
@@ -629,5 +639,8 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # a bug, not a user error: say so in one line, traceback on --debug
         if args.debug:
             raise
-        print(f"s2snets: internal error: {type(exc).__name__}: {one_line(exc)} (re-run with --debug for the traceback)", file=sys.stderr)
+        print(
+            f"s2snets: internal error: {type(exc).__name__}: {one_line(exc)} (re-run with --debug for the traceback)",
+            file=sys.stderr,
+        )
         return 1

@@ -75,7 +75,9 @@ class DataConfig:
         "disk when it would exceed memory_budget_gb",
         choices="stream",
     )
-    memory_budget_gb: float = key(8.0, "largest training split held in memory (uint8 images) with stream = 'auto'", gt=0, le=100_000)
+    memory_budget_gb: float = key(
+        8.0, "largest training split held in memory (uint8 images) with stream = 'auto'", gt=0, le=100_000
+    )
     workers: int = key(2, "DataLoader worker processes for a split read from disk", ge=0, le=256)
     class_index: str = key(
         "", "folder name -> class index: '' = sorted names; 'imagenet' = torchvision's 1,000 synsets; or a JSON file"
@@ -122,10 +124,20 @@ class MeasureConfig:
     rrc_threshold: float = key(0.95, "A's signal suffices for B when RRC[A, B] >= this", gt=0, le=10)
     figure_images: int = key(8, "images in the reconstruction figure", ge=1, le=64)
     probe_images: int = key(256, "test images for the gradient probe", ge=1, le=1_000_000)
-    bootstrap: int = key(200, "bootstrap draws (test images and classifier seeds) for the transfer order's uncertainty", ge=0, le=100_000)
-    min_psnr: float = key(25.0, "quality bar of the plain autoencoder (test PSNR, dB): below it the claims resting on it are not testable", ge=0, le=100)
+    bootstrap: int = key(
+        200, "bootstrap draws (test images and classifier seeds) for the transfer order's uncertainty", ge=0, le=100_000
+    )
+    min_psnr: float = key(
+        25.0,
+        "quality bar of the plain autoencoder (test PSNR, dB): below it the claims resting on it are not testable",
+        ge=0,
+        le=100,
+    )
     min_top1: float = key(
-        0.0, "quality bar of a classifier on the originals; 0 = its family's (zoo families: 88 %) or halfway above chance", ge=0, le=1
+        0.0,
+        "quality bar of a classifier on the originals; 0 = its family's (zoo families: 88 %) or halfway above chance",
+        ge=0,
+        le=1,
     )
 
 
@@ -133,15 +145,21 @@ class MeasureConfig:
 class HypothesisConfig:
     families: list[str] = key(["alexnet_s"], "classifier families of the grid's cells (zoo classifiers)", choices="classifier")
     downsamples: list[str] = key(["native"], "classifier downsamplings (+ blur_pool, max_pool, ...)", choices="downsample")
-    seeds: list[int] = key([0, 1, 2], "zoo seeds per family and downsampling: one classifier each, the unit of replication", ge=0, le=1_000_000)
+    seeds: list[int] = key(
+        [0, 1, 2], "zoo seeds per family and downsampling: one classifier each, the unit of replication", ge=0, le=1_000_000
+    )
     classifiers: list[str] = key(
         [],
         "more cells, one classifier each: a zoo entry name (alexnet_s-native-s3), package.module:factory, or a name "
         "given in classifier_weights (pretrained, used as given); a one-classifier cell replicates its fine-tunings",
     )
     upsamples: list[str] = key(["unpool", "resize_conv"], "decoder upsamplings of the real cells", choices="upsample")
-    autoencoder_seeds: list[int] = key([0, 1], "zoo autoencoders per decoder kind; replicate r uses the (r mod n)-th", ge=0, le=1_000_000)
-    replicates: int = key(2, "fine-tunings per classifier and arm (their own seeds), averaged within the classifier", ge=1, le=100)
+    autoencoder_seeds: list[int] = key(
+        [0, 1], "zoo autoencoders per decoder kind; replicate r uses the (r mod n)-th", ge=0, le=1_000_000
+    )
+    replicates: int = key(
+        2, "fine-tunings per classifier and arm (their own seeds), averaged within the classifier", ge=1, le=100
+    )
     interventions: list[str] = key(
         ["band_stop", "stride_smooth", "shift_y", "shift_x", "shift_period"],
         "arms beside control and sham (docs/measures.md): the rules need band_stop, shift_y, shift_x, shift_period",
@@ -152,17 +170,33 @@ class HypothesisConfig:
         "planted controls run beside the real cells; a real cell's verdict is reported only when all are recovered",
         choices="control",
     )
-    control_classifiers: int = key(3, "each control is planted on this many classifiers (the first cell's first ones)", ge=2, le=100)
+    control_classifiers: int = key(
+        3, "each control is planted on this many classifiers (the first cell's first ones)", ge=2, le=100
+    )
     control_replicates: int = key(1, "fine-tunings per planted classifier and arm", ge=1, le=100)
-    min_ratio: float = key(1.5, "smallest amplitude ratio that matters: effects beyond ln r, equivalence inside +-ln r", gt=1, le=100)
+    min_ratio: float = key(
+        1.5, "smallest amplitude ratio that matters: effects beyond ln r, equivalence inside +-ln r", gt=1, le=100
+    )
     alpha: float = key(0.05, "two-sided level of the intervals; each one-sided test of TOST at alpha", gt=0, lt=0.5)
     power: float = key(0.8, "power the 'n needed' of an inconclusive verdict is computed for", gt=0, lt=1)
     min_amplitude: float = key(
         0.5 / 255, "a pattern's lattice must reach this RMS (pixel units, images in [0, 1]; half an 8-bit grey level)", gt=0, lt=1
     )
-    read_ratio: float = key(0.1, "a classifier ignores positions when some phase moves its output less than this share of the most-read one", gt=0, lt=1)
-    band_share: float = key(0.05, "manipulation check: the band-stop acts when it removes at least this share of the gradient's power (or a lattice peak)", gt=0, lt=1)
-    job_threads: int = key(1, "torch threads per fine-tuning (in each job's key, so numbers do not depend on --jobs)", ge=1, le=256)
+    read_ratio: float = key(
+        0.1,
+        "a classifier ignores positions when some phase moves its output less than this share of the most-read one",
+        gt=0,
+        lt=1,
+    )
+    band_share: float = key(
+        0.05,
+        "manipulation check: the band-stop acts when it removes at least this share of the gradient's power (or a lattice peak)",
+        gt=0,
+        lt=1,
+    )
+    job_threads: int = key(
+        1, "torch threads per fine-tuning (in each job's key, so numbers do not depend on --jobs)", ge=1, le=256
+    )
     jobs: int = key(0, "fine-tunings at once in worker processes; 0 = the machine's cores / job_threads", ge=0, le=256)
     odena_probe: bool = key(True, "also run Odena's generator probe (transposed vs resize-conv at init and trained)")
     odena_steps: int = key(150, "training steps of each probe generator", ge=1, le=1_000_000)
@@ -182,8 +216,10 @@ class RunConfig:
         [], "'NAME=FILE' per pretrained classifier (safetensors or torchvision .pth): used as is, not trained"
     )
     classifier_seeds: list[int] = key(
-        [0], "seeds of every classifier (zoo seeds, or training seeds): 2 or more give per-family intervals and the transfer order's uncertainty",
-        ge=0, le=1_000_000,
+        [0],
+        "seeds of every classifier (zoo seeds, or training seeds): 2 or more give per-family intervals and the transfer order's uncertainty",
+        ge=0,
+        le=1_000_000,
     )
     classifier_downsample: str = key("native", "native | strided_conv | max_pool | avg_pool | blur_pool", choices="downsample")
     tensorboard: bool = key(False, "also write per-step losses to <run>/tensorboard (needs the extra: s2snets[tensorboard])")
@@ -318,11 +354,15 @@ def _validate_hypothesis(config: RunConfig) -> None:
         if not getattr(h, name):
             raise ConfigError(f"config key 'hypothesis.{name}' is empty; give at least one value")
     if not h.classifiers and not (h.families and h.downsamples and h.seeds):
-        raise ConfigError("the hypothesis grid has no classifier: give hypothesis.families, downsamples and seeds, or hypothesis.classifiers")
+        raise ConfigError(
+            "the hypothesis grid has no classifier: give hypothesis.families, downsamples and seeds, or hypothesis.classifiers"
+        )
     missing = [arm for arm in RULE_ARMS if arm not in h.interventions]
     if missing:
         why = "; ".join(f"{arm}: {RULE_ARMS[arm]}" for arm in missing)
-        raise ConfigError(f"config key 'hypothesis.interventions' lacks {', '.join(missing)}, which the verdict rules need ({why})")
+        raise ConfigError(
+            f"config key 'hypothesis.interventions' lacks {', '.join(missing)}, which the verdict rules need ({why})"
+        )
     weights = classifier_weights(config)
     for name in h.classifiers:
         family, _, rest = name.partition("-")

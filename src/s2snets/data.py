@@ -177,7 +177,9 @@ def as_tensor_set(data, *, mean=None, std=None, num_classes: int | None = None, 
         raise DataError(f"{name}: images must be (N, C, H, W) (or (N, H, W)) numbers, got {images.dtype} {tuple(images.shape)}")
     images = images.float() / 255.0 if images.dtype == torch.uint8 else images.float()
     if labels.ndim != 1 or len(labels) != len(images) or labels.is_floating_point():
-        raise DataError(f"{name}: labels must be N integer classes, got {labels.dtype} {tuple(labels.shape)} for {len(images)} images")
+        raise DataError(
+            f"{name}: labels must be N integer classes, got {labels.dtype} {tuple(labels.shape)} for {len(images)} images"
+        )
     if len(images) == 0:
         raise DataError(f"{name} is empty")
     if not bool(torch.isfinite(images).all()):
@@ -212,9 +214,7 @@ def _collect(data) -> tuple[Tensor, Tensor]:
         if not xs:
             raise DataError("the data yielded no item")
         return torch.cat(xs), torch.cat(ys)
-    raise DataError(
-        f"data of type {type(data).__name__} is not a Dataset, a DataLoader or (images, labels); give one of those"
-    )
+    raise DataError(f"data of type {type(data).__name__} is not a Dataset, a DataLoader or (images, labels); give one of those")
 
 
 def standardize(batch: Tensor, mean: tuple[float, ...], std: tuple[float, ...]) -> Tensor:
@@ -495,7 +495,9 @@ def open_image(path: str | Path):
     width, height = image.size
     if width * height > MAX_IMAGE_PIXELS:
         image.close()
-        raise DataError(f"{path} claims {width} x {height} pixels, more than {MAX_IMAGE_PIXELS:,}; refused (a decompression bomb?)")
+        raise DataError(
+            f"{path} claims {width} x {height} pixels, more than {MAX_IMAGE_PIXELS:,}; refused (a decompression bomb?)"
+        )
     return image
 
 

@@ -37,7 +37,9 @@ def run_lock(root: str | Path, shared: bool = False) -> Iterator[None]:
     """
     root = Path(root)
     if root.is_symlink():  # written there, the run would land outside --runs
-        raise S2SNetsError(f"run directory {root} is a symbolic link (to {os.path.realpath(root)}); give a real folder or another --name")
+        raise S2SNetsError(
+            f"run directory {root} is a symbolic link (to {os.path.realpath(root)}); give a real folder or another --name"
+        )
     root.mkdir(parents=True, exist_ok=True)
     path = root / LOCK_NAME
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)

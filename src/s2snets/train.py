@@ -314,7 +314,9 @@ def train_stage(
     meta = read_meta(checkpoint)
     tensors: dict[str, Tensor] = {}
     if meta is None and checkpoint.exists() and runtime.is_main:  # one rule for every damaged file: set aside, said
-        log(f"{stage.name}: {checkpoint.name} is unreadable (truncated?); moved to {quarantine(checkpoint)} and the stage runs again")
+        log(
+            f"{stage.name}: {checkpoint.name} is unreadable (truncated?); moved to {quarantine(checkpoint)} and the stage runs again"
+        )
     if meta and meta.get("key") == key:
         try:
             tensors, meta = load_checkpoint(checkpoint, finite=True)

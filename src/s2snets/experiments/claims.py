@@ -147,7 +147,13 @@ def _nmi_claim(hyp: dict | None, gates: dict) -> dict:
     claim = "Inter-image nMI (same class) of fine-tuned reconstructions rises over the plain autoencoder's"
     runs = [r for r in (hyp or {}).get("runs", []) if "inter_nmi" in r]
     if not runs:
-        return _claim("paper", claim, "inter nMI fine-tuned - plain", None, f"not testable here: needs the hypothesis grid ({HYPOTHESIS_COMMAND})")
+        return _claim(
+            "paper",
+            claim,
+            "inter nMI fine-tuned - plain",
+            None,
+            f"not testable here: needs the hypothesis grid ({HYPOTHESIS_COMMAND})",
+        )
     u = "unpool" if any(r["upsample"] == "unpool" for r in runs) else runs[0]["upsample"]
     per = _per_classifier([r for r in runs if r["upsample"] == u], lambda r: r["inter_nmi"] - r["plain_inter_nmi"])
     ci = mean_ci(per)
@@ -185,7 +191,9 @@ def _odena_init(hyp: dict | None) -> dict:
     claim = "Transposed convolutions in the last layers put period-2/4 artifacts into a generator's output at initialisation; resize-convolution none"
     odena = (hyp or {}).get("odena")
     if not odena or "init_seeds" not in odena.get("0", {}):
-        return _claim("odena", claim, "lattice energy of the output spectrum", None, "not testable here: Odena's probe was not run")
+        return _claim(
+            "odena", claim, "lattice energy of the output spectrum", None, "not testable here: Odena's probe was not run"
+        )
     with_t, without = odena["2"]["init_seeds"]["4"], odena["0"]["init_seeds"]["4"]
     ok = with_t["n"] >= 2 and with_t["low"] > without["high"]
     bad = with_t["n"] >= 2 and with_t["high"] < without["low"]
@@ -198,14 +206,18 @@ def _gradient_claim(hyp: dict | None) -> dict:
     claim = "Strided convolutions put checkerboards into the input gradient"
     cells = (hyp or {}).get("cells")
     if not cells:
-        return _claim("odena", claim, "gradient lattice", None, f"not testable here: needs the hypothesis grid ({HYPOTHESIS_COMMAND})")
+        return _claim(
+            "odena", claim, "gradient lattice", None, f"not testable here: needs the hypothesis grid ({HYPOTHESIS_COMMAND})"
+        )
     cell = cells[0]
     excess = mean_ci([math.log(p["modulation"] / p["modulation_floor"]) for p in cell["probes"]])
     planted = {c["control"]: c for c in hyp.get("calibration", [])}.get("multiplicative")
     note = "ln(modulation / its phase-scrambled floor); > 0: some positions get more gradient than others"
     if planted:
         m = mean_ci([math.log(p["modulation"] / p["modulation_floor"]) for p in planted["probes"]])
-        note += f"; on the planted multiplicative control: {_fmt(m)} ({'detected' if m['n'] and m['low'] > 0 else 'not detected'})"
+        note += (
+            f"; on the planted multiplicative control: {_fmt(m)} ({'detected' if m['n'] and m['low'] > 0 else 'not detected'})"
+        )
     return _claim("odena", claim, f"phase modulation of the input gradient's power (max/min over the P x P phases), {cell['cell']}, "
                   f"{excess['n']} classifiers", excess, _status(excess, 0, "above"), note)  # fmt: skip
 
@@ -213,11 +225,19 @@ def _gradient_claim(hyp: dict | None) -> dict:
 def _forum(hyp: dict | None) -> dict:
     claim = "The constant patterns are checkerboard artifacts of the classifier's strided layers, seen through the backward pass"
     if not hyp or "answer" not in hyp:
-        return _claim("forum", claim, "calibrated intervention grid", None, f"not testable here: needs the hypothesis grid ({HYPOTHESIS_COMMAND})")
+        return _claim(
+            "forum",
+            claim,
+            "calibrated intervention grid",
+            None,
+            f"not testable here: needs the hypothesis grid ({HYPOTHESIS_COMMAND})",
+        )
     answers = hyp["answer"]
     u = "unpool" if "unpool" in answers else next(iter(answers))
     a = answers[u]
-    status = a["status"] if a["status"] != "not calibrated" else "not testable here: the instrument was not calibrated in this run"
+    status = (
+        a["status"] if a["status"] != "not calibrated" else "not testable here: the instrument was not calibrated in this run"
+    )
     others = "; ".join(f"{k}: {v['text']}" for k, v in answers.items() if k != u)
     return _claim("forum", claim, f"verdict rules on the calibrated intervention grid, decoder {u}", a["verdicts"], status,
                   a["text"] + (f" (other decoders: {others})" if others else ""))  # fmt: skip

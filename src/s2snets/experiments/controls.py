@@ -96,7 +96,9 @@ class PlantedClassifier(nn.Module):
         self.classifier, self.kind, self.period = classifier, kind, period
         repeat = (size // period, size // period)
         self.register_buffer("response", smoothing_response(size, size, period, 2), persistent=False)
-        mult = planted_tile(period, kind, seed).repeat(*repeat) if kind in ("multiplicative", "zero_insertion") else torch.empty(0)
+        mult = (
+            planted_tile(period, kind, seed).repeat(*repeat) if kind in ("multiplicative", "zero_insertion") else torch.empty(0)
+        )
         add = planted_tile(period, "additive", seed).repeat(*repeat) * strength if kind == "additive" else torch.empty(0)
         self.register_buffer("mult", mult, persistent=False)
         self.register_buffer("add", add, persistent=False)

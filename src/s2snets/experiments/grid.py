@@ -151,7 +151,9 @@ def run_jobs(
 def _run_pool(todo, execute, initializer, payload, workers, threads, finished) -> None:
     context = multiprocessing.get_context("spawn")
     started = time.perf_counter()
-    pool = futures.ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=(initializer, payload, threads))
+    pool = futures.ProcessPoolExecutor(
+        workers, mp_context=context, initializer=_init_worker, initargs=(initializer, payload, threads)
+    )
     try:
         pending = {pool.submit(_work, execute, job): job for job in todo}
         for future in futures.as_completed(pending):

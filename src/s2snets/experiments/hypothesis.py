@@ -195,7 +195,16 @@ def finetune_and_measure(ctx: GridContext, job: Job) -> dict:
     name = f"grid-{job.key}"
     stage = autoencoder_stage(name, autoencoder, decoder_only=True) if judge is None else finetune_stage(name, autoencoder, judge)
     checkpoint = ctx.stages.run.root / "grid" / f"{job.key}.ckpt.safetensors"
-    result = train_stage(stage, ctx.stages.train, ctx.config.finetune, seed=spec["seed"], checkpoint=checkpoint, key=job.key, runtime=runtime, progress=False)
+    result = train_stage(
+        stage,
+        ctx.stages.train,
+        ctx.config.finetune,
+        seed=spec["seed"],
+        checkpoint=checkpoint,
+        key=job.key,
+        runtime=runtime,
+        progress=False,
+    )
     raw = autoencode(autoencoder, ctx.eval, runtime)
     record = pattern_measures(ctx.eval, to_pixels(ctx.eval, raw), period)
     record.update({"seconds": result.seconds, "final_loss": result.final_loss})
@@ -279,7 +288,12 @@ def plan(config: RunConfig, classifiers: list[GridClassifier], periods: dict[str
 
 # ----------------------------------------------------------------------------------------------- the run
 def hypothesis(
-    config: RunConfig, run: RunDir, runtime: Runtime, progress: bool = True, *, jobs: int | None = None,
+    config: RunConfig,
+    run: RunDir,
+    runtime: Runtime,
+    progress: bool = True,
+    *,
+    jobs: int | None = None,
     shard: tuple[int, int] | None = None,
 ) -> dict:
     """Run (or resume) the experiment and its statistics; writes metrics/hypothesis.json when every job is done.
@@ -330,7 +344,11 @@ def _hypothesis(config, run, runtime, progress, jobs, shard) -> dict:
     def on_done(job: Job, record: dict, done: int, total: int) -> None:
         elapsed = time.perf_counter() - clock
         eta = elapsed / done * (total - done)
-        amplitude = f"peak {record['peak']:.5f}, band {record['band']:.5f}" if "peak" in record else f"read ratio {record['read_ratio']:.2f}"
+        amplitude = (
+            f"peak {record['peak']:.5f}, band {record['band']:.5f}"
+            if "peak" in record
+            else f"read ratio {record['read_ratio']:.2f}"
+        )
         ctx.stages.say(f"  [{done}/{total}, {elapsed / 60:.1f} min, ETA {eta / 60:.1f} min] {job.label}: {amplitude}")
 
     records = run_jobs(job_list, root=run.root, execute=execute, initializer=open_context, payload=payload,
@@ -399,7 +417,9 @@ def summarise(jobs: list[Job], records: dict, config: RunConfig) -> dict:
     for cell_name in dict.fromkeys(c.cell for c in classifiers):
         members = [c for c in classifiers if c.cell == cell_name]
         for u in h.upsamples:
-            cells.append(_decide(jobs, records, config, members, u, role="cell", control=None) | {"cell": cell_name, "upsample": u})
+            cells.append(
+                _decide(jobs, records, config, members, u, role="cell", control=None) | {"cell": cell_name, "upsample": u}
+            )
     calibration = []
     bases = [c for c in classifiers if c.cell == classifiers[0].cell][: h.control_classifiers]
     for name in h.controls:
@@ -433,7 +453,9 @@ def _decide(jobs, records, config, members, decoder, *, role, control) -> dict:
                 continue
             period = arms["control"]["_spec"]["period"]
             ae = arms["control"]["_spec"]["autoencoder_seed"]
-            sham = next(iter(_find(records, jobs, role="sham", decoder=decoder, replicate=r, period=period, autoencoder_seed=ae)), None)
+            sham = next(
+                iter(_find(records, jobs, role="sham", decoder=decoder, replicate=r, period=period, autoencoder_seed=ae)), None
+            )
             for k, v in run_values(arms, sham, period, h).items():
                 per_unit.setdefault(k, [[] for _ in members])[members.index(c)].append(v)
     one = len(members) == 1  # a one-classifier cell: its replicates are the units (the claim is about it alone)

@@ -62,7 +62,10 @@ def classifier_labels(config: RunConfig) -> list[tuple[str, str, int]]:
 
 def _lossy_wanted(ctx: Context) -> bool:
     """The lossy condition runs when the config asks for it, or the zoo has a lossy autoencoder for this run."""
-    return bool(ctx.config.autoencoder.lossy_steps) or zoo_entry_for(ctx, "autoencoder", ctx.config.autoencoder.upsample, variant="lossy") is not None
+    return (
+        bool(ctx.config.autoencoder.lossy_steps)
+        or zoo_entry_for(ctx, "autoencoder", ctx.config.autoencoder.upsample, variant="lossy") is not None
+    )
 
 
 def replicate(config: RunConfig, run: RunDir, runtime: Runtime, progress: bool = True) -> dict:
@@ -82,7 +85,9 @@ def _replicate(config: RunConfig, run: RunDir, runtime: Runtime, progress: bool)
     )
     ctx.say(plan_text(ctx))
     classifiers = {
-        label: train_classifier(ctx, name, config.classifier_downsample, seed=seed, tag=f"-s{seed}" if seed != config.seed else "")
+        label: train_classifier(
+            ctx, name, config.classifier_downsample, seed=seed, tag=f"-s{seed}" if seed != config.seed else ""
+        )
         for label, name, seed in classifier_labels(config)
     }
     plain = pretrain_autoencoder(ctx)
@@ -90,7 +95,9 @@ def _replicate(config: RunConfig, run: RunDir, runtime: Runtime, progress: bool)
     decoders = [("", plain)] + ([("lossy/", lossy)] if lossy else [])
     finetuned, countdown = {}, Countdown(len(classifiers) * len(decoders))
     for (prefix, ae), (name, clf) in itertools.product(decoders, classifiers.items()):
-        finetuned[prefix + name] = finetune_decoder(ctx, ae, clf, config.autoencoder.upsample, tag=f"{prefix.replace('/', '-')}{name}")
+        finetuned[prefix + name] = finetune_decoder(
+            ctx, ae, clf, config.autoencoder.upsample, tag=f"{prefix.replace('/', '-')}{name}"
+        )
         ctx.say(f"fine-tuned the {'lossy ' if prefix else ''}decoder through {name} {countdown.tick()}")
     key = config_hash(
         "evaluate",
@@ -164,7 +171,9 @@ def evaluate(ctx: Context, classifiers: dict[str, Trained], plain: Trained, fine
         if not gate["meets"]:
             log.warning("quality: %s; the claims that rest on it are not testable here", gate["text"])
     if rt.is_main:
-        save_checkpoint(ctx.run.metrics("arrays").with_suffix(".safetensors"), _arrays(ev, names, probes, lints), {"kind": "replicate-arrays"})
+        save_checkpoint(
+            ctx.run.metrics("arrays").with_suffix(".safetensors"), _arrays(ev, names, probes, lints), {"kind": "replicate-arrays"}
+        )
     return results
 
 
@@ -259,7 +268,9 @@ def quality_gates(ctx: Context, results: dict) -> dict:
     gates: dict[str, list[dict]] = {"classifiers": [], "autoencoder": []}
     for label, name, _ in classifier_labels(ctx.config):
         top1 = results["accuracy"][label]["original"]["top1"]
-        bar = m.min_top1 or (ZOO_CLASSIFIER_BAR if zoo_entry_for(ctx, "classifier", name) is not None else chance + (1 - chance) / 2)
+        bar = m.min_top1 or (
+            ZOO_CLASSIFIER_BAR if zoo_entry_for(ctx, "classifier", name) is not None else chance + (1 - chance) / 2
+        )
         gates["classifiers"].append({"name": label, "top1": top1, "bar": bar, "meets": top1 >= bar,
                                      "text": f"classifier {label} reaches {100 * top1:.1f} % top-1 (bar {100 * bar:.0f} %)"})  # fmt: skip
     value = results["reconstruction"]["plain"]["psnr"]

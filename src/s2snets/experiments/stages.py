@@ -198,7 +198,9 @@ def pretrain_autoencoder(ctx: Context, upsample: str | None = None, seed: int | 
     recipe = ctx.config.pretrain
     if lossy:
         recipe = dataclasses.replace(recipe, epochs=1, max_steps=ctx.config.autoencoder.lossy_steps)
-    key = config_hash("autoencoder", ctx.config.autoencoder.preset, upsample, recipe, seed, ctx.data_key, *([init] if init else []))
+    key = config_hash(
+        "autoencoder", ctx.config.autoencoder.preset, upsample, recipe, seed, ctx.data_key, *([init] if init else [])
+    )
     name = f"autoencoder-{upsample}" + ("-lossy" if lossy else "") + (f"-s{seed}" if seed != ctx.config.seed else "")
     return Trained(model, key, _fit(ctx, autoencoder_stage(name, model), recipe, seed, name, key))
 

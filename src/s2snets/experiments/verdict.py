@@ -177,11 +177,20 @@ def _answer_text(verdicts: list[str]) -> tuple[str, str]:
     if v == {"classifier-born"}:
         return "holds: the pattern is the classifier's gradient lattice, pinned to its frame", "holds"
     if v <= {"classifier-born", "interaction"}:
-        return "holds in part: the pattern needs the classifier's gradient lattice, but its phase is (partly) the decoder's", "holds in part"
+        return (
+            "holds in part: the pattern needs the classifier's gradient lattice, but its phase is (partly) the decoder's",
+            "holds in part",
+        )
     if v == {"ignored positions"}:
-        return "does not hold: the pattern fills positions the classifier ignores, not a lattice its backward pass writes", "does not hold"
+        return (
+            "does not hold: the pattern fills positions the classifier ignores, not a lattice its backward pass writes",
+            "does not hold",
+        )
     if v == {"decoder-born"}:
-        return "does not hold: the pattern is the decoder's own (it stays when the gradient's lattice is removed)", "does not hold"
+        return (
+            "does not hold: the pattern is the decoder's own (it stays when the gradient's lattice is removed)",
+            "does not hold",
+        )
     if v == {"no pattern"}:
         return "not testable here: no pattern above the threshold formed", "not testable here"
     return "inconclusive (cell verdicts: " + ", ".join(verdicts) + ")", "inconclusive"

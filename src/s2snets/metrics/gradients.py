@@ -141,7 +141,9 @@ def input_gradients(model: nn.Module, inputs: Tensor, labels: Tensor | None = No
         raise ModelError(f"the model returned {got}; a classifier must map (B, C, H, W) to logits (B, K)")
     if labels is not None and len(labels) and not 0 <= int(labels.min()) <= int(labels.max()) < logits.shape[1]:
         model.train(was_training)
-        raise InputError(f"target holds classes {int(labels.min())}..{int(labels.max())}, the model has {logits.shape[1]} outputs")
+        raise InputError(
+            f"target holds classes {int(labels.min())}..{int(labels.max())}, the model has {logits.shape[1]} outputs"
+        )
     loss = F.cross_entropy(logits, labels, reduction="sum") if labels is not None else logits.sum()
     (grad,) = torch.autograd.grad(loss, x)
     model.train(was_training)

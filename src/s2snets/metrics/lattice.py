@@ -36,12 +36,7 @@ def lattice_bins(h: int, w: int, period: int) -> list[tuple[int, int, int, int]]
     """
     if period < 2 or period > min(h, w):
         raise ValueError(f"period must be in 2..{min(h, w)}, got {period}")
-    return [
-        (round(k * h / period) % h, round(l * w / period) % w, k, l)
-        for k in range(period)
-        for l in range(period)
-        if k or l
-    ]
+    return [(round(k * h / period) % h, round(l * w / period) % w, k, l) for k in range(period) for l in range(period) if k or l]
 
 
 def _circular_distance(n: int, centre: int, device: torch.device | None) -> Tensor:
@@ -129,9 +124,7 @@ def peak_amplitude(maps: Tensor, period: int) -> Tensor:
     return peak_power(maps, period).clamp_min(0).sum(-1).sqrt()
 
 
-def random_sign_floor(
-    maps: Tensor, measure: Callable[[Tensor], Tensor], draws: int = 16, seed: int = 0
-) -> float:
+def random_sign_floor(maps: Tensor, measure: Callable[[Tensor], Tensor], draws: int = 16, seed: int = 0) -> float:
     """Noise floor of ``measure`` applied to the mean of N per-image maps (N, H, W): the RMS over ``draws`` of the
     measure of (1/N) sum_n s_n maps_n with random signs s_n = +-1.
 
@@ -263,4 +256,3 @@ def band_amplitude(maps: Tensor, period: int, radius: int | None = None) -> Tens
     mask = lattice_neighbourhoods(h, w, period, radius, maps.device)
     power = torch.fft.fft2(maps.double()).abs().square() / float(h * w) ** 2
     return (power * mask).sum((-2, -1)).sqrt()
-

@@ -93,7 +93,13 @@ def equivalent(values: list[float], margin: float, alpha: float = 0.05) -> dict:
 
 
 def replicates_needed(
-    mean: float, sd: float, threshold: float, *, alpha: float = 0.05, power: float = 0.8, equivalence: bool = False,
+    mean: float,
+    sd: float,
+    threshold: float,
+    *,
+    alpha: float = 0.05,
+    power: float = 0.8,
+    equivalence: bool = False,
     most: int = 10_000,
 ) -> int | None:
     """How many replicates a decision needs, if the true mean and spread are the observed ``mean`` and ``sd``.

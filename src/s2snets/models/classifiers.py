@@ -312,8 +312,11 @@ def _import_factory(spec: str) -> Callable[..., nn.Module]:
     """``package.module:factory`` -> the callable. Whatever importing the user's module does (a syntax error, an
     exception, ``sys.exit``) is a ModelError naming the spec, never the command's own exit."""
     module_name, _, attr = spec.partition(":")
-    if not module_name or module_name.startswith(".") or not attr.isidentifier() or not all(
-        part.isidentifier() for part in module_name.split(".")
+    if (
+        not module_name
+        or module_name.startswith(".")
+        or not attr.isidentifier()
+        or not all(part.isidentifier() for part in module_name.split("."))
     ):
         raise ModelError(f"'{spec}' is not package.module:factory (an absolute module path and a function name)")
     try:
@@ -370,7 +373,9 @@ def check_classifier(model: nn.Module, name: str, num_classes: int, in_channels:
         with torch.no_grad():
             out = model(torch.zeros(2, in_channels, size, size, device=device or params[0].device))
     except Exception as exc:
-        raise ModelError(f"'{name}' cannot run on (2, {in_channels}, {size}, {size}) inputs: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}") from None
+        raise ModelError(
+            f"'{name}' cannot run on (2, {in_channels}, {size}, {size}) inputs: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
+        ) from None
     finally:
         model.train(was_training)
     if not isinstance(out, Tensor) or out.shape != (2, num_classes) or out.dtype != torch.float32:

@@ -14,7 +14,11 @@ from torch import Tensor, nn
 def _layers(c_in: int, c_out: int, depth: int) -> list[nn.Module]:
     layers: list[nn.Module] = []
     for i in range(depth):
-        layers += [nn.Conv2d(c_in if i == 0 else c_out, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True)]
+        layers += [
+            nn.Conv2d(c_in if i == 0 else c_out, c_out, 3, padding=1, bias=False),
+            nn.BatchNorm2d(c_out),
+            nn.ReLU(inplace=True),
+        ]
     return layers
 
 

@@ -271,7 +271,9 @@ def intervention_patterns(hyp: dict, arrays: dict) -> Figure:
     from s2snets.metrics.lattice import lattice_neighbourhoods, neighbourhood_radius
 
     groups = _groups(hyp)
-    fig, axes = _subplots(len(groups), len(ARM_ORDER), figsize=(1.55 * len(ARM_ORDER) + 1.6, 1.75 * len(groups) + 0.9), squeeze=False)
+    fig, axes = _subplots(
+        len(groups), len(ARM_ORDER), figsize=(1.55 * len(ARM_ORDER) + 1.6, 1.75 * len(groups) + 0.9), squeeze=False
+    )
     for row, (title, prefix, decoder, group) in enumerate(groups):
         period = group["period"]
         maps = []

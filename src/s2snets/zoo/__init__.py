@@ -167,7 +167,9 @@ def read_manifest(zoo_dir: str | Path = ZOO_DIR) -> dict[str, Any]:
         score = "test_top1" if isinstance(record, dict) and record.get("kind") == "classifier" else "test_psnr_db"
         missing = [k for k in ("kind", "file", "sha256", score, "data") if not isinstance(record, dict) or k not in record]
         if missing:
-            raise CheckpointError(f"{path}: entry '{name}' lacks {', '.join(missing)}; re-create it with 's2snets zoo train --only {name}'")
+            raise CheckpointError(
+                f"{path}: entry '{name}' lacks {', '.join(missing)}; re-create it with 's2snets zoo train --only {name}'"
+            )
     return manifest
 
 
