@@ -73,7 +73,7 @@ def test_checkpoint_of_another_architecture(tmp_path):
 def test_nan_loss_stops_with_one_line(tmp_path):
     (tmp_path / "c.toml").write_text(
         'classifiers = ["vgg_s"]\n[data]\ndataset = "synthetic"\nsynthetic_n = 256\nsize = 16\n'
-        '[train_classifier]\nlr = 1e30\noptimizer = "sgd"\nbatch_size = 32\nepochs = 4\n'
+        '[train_classifier]\nlr = 1e6\noptimizer = "sgd"\nbatch_size = 32\nepochs = 4\n'
     )
     proc = run_cli("replicate", "--config", str(tmp_path / "c.toml"), "--runs", str(tmp_path / "runs"), "--quiet")
     one_line_error(proc, "the loss became", "Lower the learning rate")

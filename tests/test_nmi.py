@@ -4,7 +4,7 @@ import torch
 from conftest import needs_fashion
 from sklearn.metrics import normalized_mutual_info_score
 
-from s2snets.metrics import joint_counts  # imports numba: only the tests and a CPU nMI need it
+from s2snets.metrics.count_layout import layout
 from s2snets.metrics.nmi import inter_nmi, intra_nmi, nmi, quantize, sample_pairs
 
 BACKENDS = ["numba", "torch"]  # the compiled loops (CPU) and the tensor operations (any device): same integers
@@ -31,8 +31,8 @@ def test_both_counting_paths_agree(backend):
     g = torch.Generator().manual_seed(2)
     a = torch.randint(0, 16, (5, 1, 64, 64), generator=g, dtype=torch.uint8) * 16
     b = torch.randint(0, 16, (5, 1, 64, 64), generator=g, dtype=torch.uint8) * 16
-    assert joint_counts.layout(64 * 64, 256) == "sparse" and joint_counts.layout(5 * 64 * 64, 256) == "dense"
-    assert joint_counts.layout(4_300_000, 4100) == "sorted"  # a dense table would be 67 MB per thread and pair
+    assert layout(64 * 64, 256) == "sparse" and layout(5 * 64 * 64, 256) == "dense"
+    assert layout(4_300_000, 4100) == "sorted"  # a dense table would be 67 MB per thread and pair
     sparse = nmi(a, b, backend=backend)
     wide = nmi(a.repeat(1, 5, 1, 1), b.repeat(1, 5, 1, 1), backend=backend)  # same counts x5, dense layout
     np.testing.assert_allclose(sparse.numpy(), sk(a, b), atol=1e-9)

@@ -9,8 +9,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-from s2snets.config import AMP_MODES
 from s2snets.errors import ConfigError
+from s2snets.names import AMP_MODES
 
 
 @dataclass(frozen=True)
@@ -78,16 +78,6 @@ def select_device(name: str = "auto") -> torch.device:
     if device.type == "cuda" and device.index is None:
         device = torch.device("cuda", local_rank % torch.cuda.device_count())
     return device
-
-
-def check_device_name(name: str, where: str = "device") -> None:
-    if name in ("auto", "cpu"):
-        return
-    """Raise ConfigError (prefixed with ``where``) unless ``name`` is a device this machine has."""
-    try:
-        select_device(name)
-    except ConfigError as exc:
-        raise ConfigError(f"{where}: {exc}") from None
 
 
 def select_amp(device: torch.device, amp: str = "auto") -> torch.dtype | None:

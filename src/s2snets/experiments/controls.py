@@ -16,9 +16,11 @@ what its truth is about:
 "Smoothed" is ``metrics.lattice.smoothing_response``: zeros of order 4 at every lattice frequency, so the
 classifier's own gradient carries no lattice. ``flat`` is the grid-free autoencoder (``models.flat``): nothing in
 it can anchor a lattice. ``transposed`` is SegNet with 3x3 stride-2 transposed convolutions (uneven overlap).
-The ignored control's sub-sampler is a stride-P layer (``AvgPool2d(1, P)``), so smoothing the backward pass of
-the strided layers also reaches it: its truth for the geometry arm is "from the strided layers"; the additive and
-multiplicative lattices are planted at the input, not by a strided layer.
+The additive and multiplicative lattices are planted at the input, not by a strided layer: smoothing the strided
+layers' backward pass must leave them ("not the strided layers", reported beside the verdict). No control here has a
+lattice made by a strided layer that the hooks remove (a strided branch that added its zero-inserted gradient wrote
+too weak a pattern: band-stop x0.4 on one classifier), so the stride_smooth arm's result is reported as a number, not
+used by any verdict or by the calibration.
 """
 
 from __future__ import annotations
@@ -107,7 +109,7 @@ class PlantedClassifier(nn.Module):
         self.sub_lattice = nn.AvgPool2d(1, period) if kind == "ignored" else None
 
     def forward(self, x: Tensor) -> Tensor:
-        if self.sub_lattice is not None:
+        if self.sub_lattice is not None:  # nearest the input: its zeros are written after the smoothing, not smoothed away
             x = F.interpolate(self.sub_lattice(x), scale_factor=self.period, mode="nearest")
         return self.classifier(_PlantedGradient.apply(x, self.response.to(x.dtype), self.mult.to(x.dtype), self.add.to(x.dtype)))
 
@@ -123,7 +125,7 @@ class Control:
     planted: str  # PlantedClassifier kind
     decoder: str  # unpool | transposed | flat
     truth: str  # the verdict the rules must give
-    strided: str | None  # the geometry arm's truth: "strided layers" | "not the strided layers" | None (not asked)
+    strided: str | None  # what the stride_smooth arm should find, where a control's construction fixes it (reported)
     description: str
 
     def build(self, classifier: nn.Module, period: int, size: int, seed: int = 0) -> PlantedClassifier:
@@ -138,7 +140,7 @@ CONTROLS: dict[str, Control] = {
         Control("multiplicative", "multiplicative", "unpool", "classifier-born", "not the strided layers",
                 "a smoothed input gradient multiplied by a period-P tile of both signs (1 + 30 x a unit tile), as the "
                 "polyphase sub-kernels of a strided layer scale its gradient per phase"),
-        Control("ignored", "ignored", "unpool", "ignored positions", "strided layers",
+        Control("ignored", "ignored", "unpool", "ignored positions", None,
                 "a classifier that reads one pixel of every P x P block (a stride-P sub-sampler)"),
         Control("none", "smooth", "flat", "no pattern", None,
                 "a smoothed input gradient and a decoder without any grid: no lattice has a source"),

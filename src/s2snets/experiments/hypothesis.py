@@ -428,7 +428,7 @@ def summarise(jobs: list[Job], records: dict, config: RunConfig) -> dict:
         calibration.append({
             "control": name, "truth": control.truth, "strided_truth": control.strided, "description": control.description,
             "decoder": control.decoder, "verdict": decision["decision"]["verdict"],
-            "recovered": verdict.control_recovered(control.truth, control.strided, decision["decision"]), **decision,
+            "recovered": verdict.control_recovered(control.truth, decision["decision"]), **decision,
         })  # fmt: skip
     return {
         "cells": cells, "calibration": calibration, "answer": verdict.answer(cells, calibration if h.controls else None),
@@ -527,7 +527,7 @@ def decision_text(decision: dict) -> str:
         parts.append(f"read ratio {min(reads):.2f}-{max(reads):.2f}")
     geometry = decision.get("geometry")
     if geometry:
-        parts.append(f"strided layers: {geometry['answer']}")
+        parts.append(f"strided layers (uncalibrated): {geometry['answer']}")
     return "; ".join(parts)
 
 

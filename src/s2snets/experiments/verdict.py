@@ -25,7 +25,8 @@ R4 decoder-born      reads every phase and either the classifier's gradient has 
 R5 inconclusive      otherwise: each undecided clause with its n and the n a power analysis asks for
 
 A classifier-born pattern also gets its frame ("follows the classifier": lower(s) > 0 and lower(f) > 0; otherwise
-"undetermined") and, with the stride_smooth arm, whether the strided layers account for it (``geometry_verdict``).
+"undetermined") and, with the stride_smooth arm, a descriptive answer to whether the strided layers account for it
+(``geometry_verdict``; not calibrated, used by no rule).
 """
 
 from __future__ import annotations
@@ -196,10 +197,7 @@ def _answer_text(verdicts: list[str]) -> tuple[str, str]:
     return "inconclusive (cell verdicts: " + ", ".join(verdicts) + ")", "inconclusive"
 
 
-def control_recovered(control_truth: str, strided_truth: str | None, decision: dict) -> bool:
-    """A planted control is recovered when the rules name its truth (and the strided layers' part, when asked and
-    the stride_smooth arm ran)."""
-    if decision["verdict"] != control_truth:
-        return False
-    geometry = decision.get("geometry")
-    return strided_truth is None or geometry is None or geometry["answer"] == strided_truth
+def control_recovered(control_truth: str, decision: dict) -> bool:
+    """A planted control is recovered when the rules name its truth. (The stride_smooth arm's geometry answer is
+    reported beside it, uncalibrated: no control has a positive case for it.)"""
+    return decision["verdict"] == control_truth

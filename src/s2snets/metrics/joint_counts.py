@@ -28,15 +28,6 @@ from __future__ import annotations
 import numpy as np
 from numba import njit  # a dependency; nmi imports this module only where numba is installed
 
-from s2snets.metrics.nmi import SPARSE_TABLE_CELLS, dense_layout
-
-
-def layout(n: int, levels: int) -> str:
-    """Which count layout suits N pixels per image and ``levels`` levels: 'dense', 'sparse' or 'sorted'."""
-    if dense_layout(n, levels):
-        return "dense"
-    return "sparse" if levels * levels <= SPARSE_TABLE_CELLS else "sorted"
-
 
 def _compile(fn):
     # cache=True keeps the machine code in __pycache__ (or numba's user cache), so only the first process compiles.

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from s2snets.metrics.count_layout import SPARSE_TABLE_CELLS, dense_layout, layout
 from s2snets.names import NMI_AVERAGES as AVERAGES
 from s2snets.names import NMI_BACKENDS as BACKENDS
 
@@ -60,15 +61,6 @@ def _xlogx_table(n: int, device: torch.device) -> Tensor:
 
 
 _local = threading.local()
-SPARSE_TABLE_CELLS = 1 << 20  # the largest joint table a small image is counted into: 4 MB of int32
-DENSE_TABLE_CELLS = 1 << 24  # the largest full joint table read cell by cell: 64 MB of int32 (4,096 levels)
-
-
-def dense_layout(n: int, levels: int) -> bool:
-    """Count N pixels at ``levels`` levels into a full joint table (N >= levels**2 / 4, table not too large)."""
-    return 4 * n >= levels * levels and levels * levels <= DENSE_TABLE_CELLS
-
-
 @functools.cache
 def _compiled_available() -> bool:
     """numba is installed (checked without importing it: numba and LLVM load only when a CPU nMI is computed)."""
@@ -203,7 +195,7 @@ def _compiled_rows(xa: np.ndarray, xb: np.ndarray, levels: int, lut: np.ndarray,
     """One thread's share: the rows of xa, xb counted into terms and flat with this thread's workspace."""
     from s2snets.metrics import joint_counts
 
-    kind = joint_counts.layout(xa.shape[1], levels)
+    kind = layout(xa.shape[1], levels)
     cache = _cache()
     ws = cache.get("joint_counts")
     if ws is None or ws.key != (xa.shape[1], levels, kind):

@@ -165,7 +165,7 @@ def read_manifest(zoo_dir: str | Path = ZOO_DIR) -> dict[str, Any]:
         raise CheckpointError(f"{path} has no 'entries' table; re-create it with 's2snets zoo train'")
     for name, record in manifest["entries"].items():  # a hand-edited manifest: one line naming what is missing
         score = "test_top1" if isinstance(record, dict) and record.get("kind") == "classifier" else "test_psnr_db"
-        missing = [k for k in ("kind", "file", "sha256", score, "data") if not isinstance(record, dict) or k not in record]
+        missing = [k for k in ("kind", "file", "sha256", score) if not isinstance(record, dict) or k not in record]
         if missing:
             raise CheckpointError(
                 f"{path}: entry '{name}' lacks {', '.join(missing)}; re-create it with 's2snets zoo train --only {name}'"
@@ -256,7 +256,9 @@ def input_space() -> dict[str, Any]:
     records = read_manifest()["entries"].values()
     if not records:
         raise ModelError("the zoo has no entries yet; build them with 's2snets zoo train'")
-    norm = next(iter(records))["data"]["normalisation"]
+    norm = next((r["data"]["normalisation"] for r in records if "normalisation" in r.get("data", {})), None)
+    if norm is None:
+        raise ModelError("no zoo entry records its data normalisation; re-create the zoo with 's2snets zoo train'")
     return {"shape": (1, ZOO_DATA.size, ZOO_DATA.size), "pixel_range": (0.0, 1.0), "mean": norm["mean"], "std": norm["std"]}
 
 
