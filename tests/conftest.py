@@ -1,8 +1,11 @@
+import gzip
 import os
+import struct
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -43,3 +46,19 @@ def quick_demo(tmp_path_factory):
     proc = run_cli("demo", "--quick", "--runs", str(runs), timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return runs / "demo-quick", proc
+
+
+def write_idx(path: str | Path, array: np.ndarray, compress: bool | None = None) -> None:
+    """Write ``array`` as an IDX file (gzip if the name ends in .gz). The inverse of ``read_idx``."""
+    path = Path(path)
+    from s2snets.data.sources import _IDX_DTYPES
+
+    codes = {np.dtype(v).newbyteorder(">").str: k for k, v in _IDX_DTYPES.items()}
+    codes[np.dtype(np.uint8).str] = 0x08
+    codes[np.dtype(np.int8).str] = 0x09
+    big = array.astype(array.dtype.newbyteorder(">")) if array.dtype.itemsize > 1 else array
+    code = codes[big.dtype.str]
+    blob = bytes([0, 0, code, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape) + big.tobytes()
+    if compress if compress is not None else path.suffix == ".gz":
+        blob = gzip.compress(blob)
+    path.write_bytes(blob)

@@ -3,12 +3,11 @@ import json
 import numpy as np
 import pytest
 import torch
-from conftest import one_line_error, run_cli
+from conftest import one_line_error, run_cli, write_idx
 from PIL import Image
 from safetensors.torch import save_file
 from test_data import make_fashion_folder
 
-from s2snets.data import write_idx
 from s2snets.models import build_classifier
 
 

@@ -3,10 +3,10 @@ import gzip
 import numpy as np
 import pytest
 import torch
-from conftest import needs_fashion
+from conftest import needs_fashion, write_idx
 from PIL import Image
 
-from s2snets.data import FASHION_MNIST_CLASSES, fashion_mnist, image_folder, read_idx, synthetic, write_idx
+from s2snets.data import FASHION_MNIST_CLASSES, fashion_mnist, image_folder, read_idx, synthetic
 from s2snets.errors import DataError
 
 

@@ -6,11 +6,10 @@ import torch
 from PIL import Image
 
 from s2snets.config import DataConfig, StageConfig
-from s2snets.data import ImageSet, image_folder, load_split
+from s2snets.data import FolderStream, ImageSet, folder_stream, image_folder, load_split
 from s2snets.errors import DataError
 from s2snets.models import build_classifier
 from s2snets.runtime import init_runtime
-from s2snets.stream import FolderStream, folder_stream
 from s2snets.train import classifier_stage, train_stage
 
 RT = init_runtime("cpu")

@@ -22,8 +22,7 @@ from s2snets.errors import (
     S2SNetsError,
     TrainingError,
 )
-
-__version__ = "0.2.0"
+from s2snets.version import __version__
 
 # Imported on first use, so `import s2snets` and the command line's config checks do not wait for torch.
 _LAZY = {

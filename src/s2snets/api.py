@@ -34,6 +34,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from s2snets.checkpoint import atomic_write_text, load_checkpoint, save_checkpoint
 from s2snets.config import StageConfig, config_hash
 from s2snets.data import TensorSet, as_tensor_set
 from s2snets.errors import InputError, ModelError
@@ -41,8 +42,10 @@ from s2snets.metrics.lattice import band_amplitude, peak_amplitude, random_sign_
 from s2snets.metrics.nmi import inter_nmi, nmi
 from s2snets.metrics.pattern import ConstantPattern, constant_pattern
 from s2snets.metrics.reconstruction import accuracy, reconstruction_error
+from s2snets.models import build_segnet
 from s2snets.runtime import Runtime, init_runtime
 from s2snets.train import StageResult, autoencode, autoencoder_stage, finetune_stage, predict_logits, to_pixels, train_stage
+from s2snets.zoo import input_space
 
 log = logging.getLogger("s2snets")
 
@@ -91,8 +94,6 @@ class S2SNetResult:
     def save(self, folder: str | Path) -> Path:
         """``folder``/summary.json (the numbers) and result.safetensors (patterns and examples, content-hashed);
         ``S2SNetResult.load`` reads them."""
-        from s2snets.checkpoint import atomic_write_text, save_checkpoint
-
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         meta = {k: v for k, v in self.to_dict().items() if k != "patterns"}
@@ -106,8 +107,6 @@ class S2SNetResult:
 
     @classmethod
     def load(cls, folder: str | Path) -> S2SNetResult:
-        from s2snets.checkpoint import load_checkpoint
-
         folder = Path(folder)
         meta = json.loads((folder / "summary.json").read_text())
         tensors, _ = load_checkpoint(folder / "result.safetensors")
@@ -222,8 +221,6 @@ class S2SNet:
         standardised = low < -0.05 or high > 1.05
         zoo_like = getattr(self.plain, "arch", "").startswith("segnet(in=1,widths=[16, 32, 64]")
         if zoo_like and not standardised:
-            from s2snets.zoo import input_space
-
             space = input_space()
             log.warning(
                 "the data lie in [%.2f, %.2f], like [0, 1] pixels, but the zoo autoencoder expects them standardised: "
@@ -261,8 +258,6 @@ class S2SNet:
         return as_tensor_set(data, mean=self.mean, std=self.std)
 
     def _build_autoencoder(self, data: TensorSet) -> nn.Module:
-        from s2snets.models import build_segnet
-
         preset = self.preset or ("small" if data.size <= 64 else "paper")
         torch.manual_seed(self.seed)
         model = build_segnet(preset, data.channels, self.upsample)

@@ -39,6 +39,7 @@ from torch import Tensor, nn
 from s2snets.errors import InputError
 from s2snets.layers.gradient import band_stop_response
 from s2snets.metrics.lattice import phase_modulation, phase_power_profile, phase_scrambled_floor
+from s2snets.metrics.lint import lint
 from s2snets.models.hooks import remove_hooks, smooth_strided_backward
 
 MAP_FORMS = "(H, W), (C, H, W) or (N, C, H, W), a tensor or a numpy array"
@@ -145,8 +146,6 @@ def grid_diagnostic(
         profile = phase_power_profile(maps, p)
         out.profile[p] = (profile / profile.mean()).tolist()
     if model is not None:
-        from s2snets.metrics.lint import lint
-
         report = lint(model, inputs if inputs is not None else tuple(maps.shape[1:]))
         out.predicted_periods = list(report.predicted_periods)
         out.layers = [f"{layer.name} ({layer.op}): {layer.finding()}" for layer in report.findings]

@@ -10,9 +10,9 @@ import os
 import sys
 from pathlib import Path
 
-from s2snets import __version__
 from s2snets.config import one_line
 from s2snets.errors import ConfigError, DataError, S2SNetsError
+from s2snets.version import __version__
 
 DESCRIPTION = """\
 s2snets: what image classifiers like to see (S2SNets, CVPR 2018), and where checkerboard artifacts come from
@@ -193,10 +193,10 @@ def cmd_zoo_list(args: argparse.Namespace) -> int:
 
 
 def cmd_zoo_verify(args: argparse.Namespace) -> int:
-    from s2snets import zoo
+    from s2snets.zoo import build
 
     failures = 0
-    for record in zoo.verify_zoo(args.only):
+    for record in build.verify_zoo(args.only):
         ok = record["ok"]
         failures += not ok
         print(
@@ -208,11 +208,11 @@ def cmd_zoo_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_zoo_train(args: argparse.Namespace) -> int:
-    from s2snets import zoo
+    from s2snets.zoo import build
 
     runtime = _runtime(args)
     kwargs = {"zoo_dir": Path(args.out)} if args.out else {}
-    records = zoo.train_zoo(
+    records = build.train_zoo(
         args.only,
         build_dir=args.build_dir,
         retrain=args.retrain,

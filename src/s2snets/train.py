@@ -39,11 +39,10 @@ from s2snets.checkpoint import (
     save_checkpoint,
 )
 from s2snets.config import StageConfig
-from s2snets.data import ImageSet
+from s2snets.data import ImageSet, planned_batches
 from s2snets.errors import ConfigError, DataError, Interrupted, TrainingError
 from s2snets.names import OPTIMIZERS, SCHEDULES
 from s2snets.runtime import Runtime, barrier
-from s2snets.stream import planned_batches
 
 
 # ----------------------------------------------------------------------------------------------- objectives

@@ -14,10 +14,10 @@ import torch
 from torch import Tensor, nn
 from tqdm import tqdm
 
+from s2snets.data import in_order
 from s2snets.metrics.nmi import nmi, quantize, sample_pairs
 from s2snets.metrics.pattern import ConstantPattern, PatternAccumulator
 from s2snets.metrics.reconstruction import figure_indices, top_classes
-from s2snets.stream import in_order
 from s2snets.train import to_pixels
 
 

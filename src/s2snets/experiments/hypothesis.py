@@ -26,7 +26,6 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from s2snets import __version__
 from s2snets.checkpoint import save_checkpoint
 from s2snets.config import RunConfig, classifier_weights, config_hash, from_dict, to_dict, validate
 from s2snets.errors import ConfigError
@@ -34,6 +33,7 @@ from s2snets.experiments import verdict
 from s2snets.experiments.controls import CONTROLS, PlantedClassifier, planted_construction
 from s2snets.experiments.grid import Job, run_jobs
 from s2snets.experiments.interventions import arm_models, arm_shift
+from s2snets.experiments.odena import odena_probe
 from s2snets.experiments.replicate import load_context
 from s2snets.experiments.stages import Context, Trained, pretrain_autoencoder, train_classifier
 from s2snets.layers.gradient import band_stop_response
@@ -57,6 +57,7 @@ from s2snets.metrics.stats import mean_ci, welch_difference
 from s2snets.rundir import RunDir
 from s2snets.runtime import Runtime, init_runtime
 from s2snets.train import autoencode, autoencoder_stage, finetune_stage, predict_logits, to_pixels, train_stage
+from s2snets.version import __version__
 from s2snets.zoo import zoo_fingerprint
 
 log = logging.getLogger("s2snets")
@@ -361,8 +362,6 @@ def _hypothesis(config, run, runtime, progress, jobs, shard) -> dict:
     result.update({"periods": periods, "version": __version__, "config": to_dict(h), "image_size": ctx.eval.size,
                    "jobs": len(job_list), "seconds_total": time.perf_counter() - started})  # fmt: skip
     if h.odena_probe:
-        from s2snets.experiments.odena import odena_probe
-
         result["odena"] = odena_probe(ctx.stages, config)
     if runtime.is_main:
         run.write_json("hypothesis", result)

@@ -15,7 +15,6 @@ import time
 import torch
 from torch import Tensor
 
-from s2snets import __version__
 from s2snets.checkpoint import save_checkpoint
 from s2snets.config import RunConfig, config_hash, to_dict, validate
 from s2snets.data import load_split
@@ -39,6 +38,7 @@ from s2snets.metrics.stats import mean_ci, welch_difference
 from s2snets.metrics.transfer import check_total_order, concept_lattice, rrc, suffices
 from s2snets.rundir import RunDir
 from s2snets.runtime import Runtime
+from s2snets.version import __version__
 
 
 def load_context(config: RunConfig, run: RunDir, runtime: Runtime, progress: bool) -> Context:

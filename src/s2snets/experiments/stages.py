@@ -14,6 +14,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from s2snets import zoo
+from s2snets.checkpoint import load_user_weights
 from s2snets.config import RunConfig, StageConfig, classifier_weights, config_hash
 from s2snets.data import ImageSet
 from s2snets.models import build_classifier, build_segnet
@@ -21,6 +23,7 @@ from s2snets.models.flat import FlatAutoencoder
 from s2snets.rundir import RunDir
 from s2snets.runtime import Runtime
 from s2snets.train import StageResult, autoencoder_stage, classifier_stage, finetune_stage, train_stage
+from s2snets.zoo import sha256_file
 
 log = logging.getLogger("s2snets")
 
@@ -116,8 +119,6 @@ def _fit(ctx: Context, stage, stage_cfg: StageConfig, seed: int, name: str, key:
 
 def zoo_entry_for(ctx: Context, kind: str, arch: str, downsample: str = "native", seed: int = 0, variant: str = ""):
     """The zoo entry that can stand in for this stage, or None (zoo off, other data, or not in the zoo)."""
-    from s2snets import zoo
-
     d = ctx.config.data
     if not ctx.config.use_zoo or d.dataset != zoo.ZOO_DATA.dataset or d.size != zoo.ZOO_DATA.size or d.channels != 1:
         return None
@@ -128,8 +129,6 @@ def zoo_entry_for(ctx: Context, kind: str, arch: str, downsample: str = "native"
 
 
 def _from_zoo(ctx: Context, entry) -> Trained:
-    from s2snets import zoo
-
     model = zoo.load_zoo_model(entry).to(ctx.runtime.device)  # sha256 checked there
     record = zoo.read_manifest()["entries"][entry.name]
     score = f"test top-1 {record['test_top1']:.2%}" if "test_top1" in record else f"test PSNR {record['test_psnr_db']:.2f} dB"
@@ -150,8 +149,6 @@ def train_classifier(
     seed = ctx.config.seed if seed is None else seed
     weights = classifier_weights(ctx.config).get(name)
     if weights is not None:  # pretrained by the user, as the paper used torchvision's classifiers: not trained
-        from s2snets.zoo import sha256_file
-
         model = build_classifier(
             name, ctx.train.num_classes, ctx.train.channels, downsample, weights=weights, input_size=ctx.train.size
         ).to(ctx.runtime.device)
@@ -189,9 +186,6 @@ def pretrain_autoencoder(ctx: Context, upsample: str | None = None, seed: int | 
     encoder_weights = ctx.config.autoencoder.encoder_weights
     init = ""
     if encoder_weights:  # the paper's SegNet starts from a VGG16 encoder
-        from s2snets.checkpoint import load_user_weights
-        from s2snets.zoo import sha256_file
-
         model.load_vgg16(load_user_weights(encoder_weights))
         init = sha256_file(encoder_weights)
         ctx.say(f"autoencoder encoder initialised from VGG16 weights {encoder_weights}")

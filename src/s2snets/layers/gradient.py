@@ -4,11 +4,11 @@
 spectrum is multiplied by ``response`` (H, W), a real frequency response. Two responses matter here:
 
 * ``band_stop_gradient(x, period)``: the gradient loses every frequency nearer to a non-DC period-P lattice bin
-  than to DC (``metrics.lattice.lattice_band``): the lattice bins *and* the copies of the spectrum that a strided
+  than to DC (``layers.frequency.lattice_band``): the lattice bins *and* the copies of the spectrum that a strided
   layer's zero insertion centres on them. Equivalently, an ideal low-pass at the period-P sub-lattice's Nyquist
   frequency (FORGrad's low-pass with the cutoff set by the stride).
 * ``smooth_gradient(x, period)``: a binomial-like smoothing with zeros at the lattice frequencies
-  (``metrics.lattice.smoothing_response``): the zero-order hold that Sugawara et al. use against gradient
+  (``layers.frequency.smoothing_response``): the zero-order hold that Sugawara et al. use against gradient
   checkerboards.
 
 Spectra are circular (FFT): the filter treats the map as periodic, which at the border mixes the first and last
@@ -31,7 +31,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
-from s2snets.metrics.lattice import lattice_band, smoothing_response
+from s2snets.layers.frequency import lattice_band, smoothing_response
 
 
 class _FilterGradient(torch.autograd.Function):

@@ -30,6 +30,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from s2snets.layers.downsample import BlurPool, binomial_kernel
+from s2snets.layers.upsample import MaxUnpool, ResizeConv, SubPixel, TransposedUpsample, ZeroOrderHold
 from s2snets.metrics.overlap import Geometry
 
 Pair = tuple[Geometry, Geometry]
@@ -195,9 +197,6 @@ _BY_STRUCTURE.append(_blur_by_structure)
 
 
 def _register_own_layers() -> None:
-    from s2snets.layers.downsample import BlurPool, binomial_kernel
-    from s2snets.layers.upsample import MaxUnpool, ResizeConv, SubPixel, TransposedUpsample, ZeroOrderHold
-
     register_geometry(BlurPool, lambda m: fixed_filter("BlurPool", binomial_kernel(m.filter_size, torch.float64), m.stride))
     register_geometry(MaxUnpool, lambda m: single("MaxUnpool", "upsample", m.scale, m.scale))
     register_geometry(TransposedUpsample, lambda m: _conv_transposed_of(m.conv, "TransposedUpsample"))

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from s2snets.metrics.spectrum import lattice_energy
+from s2snets.metrics.spectrum import lattice_energy, lattice_mask
 
 
 @dataclass
@@ -133,8 +133,6 @@ def lattice_component(pattern: Tensor, period: int) -> Tensor:
 
     For P = 2 this is the pixel-to-pixel alternation (rows, columns and the checkerboard proper).
     """
-    from s2snets.metrics.spectrum import lattice_mask
-
     h, w = pattern.shape[-2:]
     mask = lattice_mask(h, w, period, pattern.device)
     return torch.fft.ifft2(torch.fft.fft2(pattern.double()) * mask).real

@@ -14,6 +14,7 @@ from matplotlib.figure import Figure
 from torch import Tensor
 
 from s2snets.checkpoint import load_checkpoint
+from s2snets.metrics.lattice import lattice_neighbourhoods, neighbourhood_radius
 
 COLORS = {"original": "#4c72b0", "plain": "#dd8452", "finetuned": "#55a868"}
 
@@ -268,8 +269,6 @@ def _groups(hyp: dict) -> list[tuple[str, str, str, dict]]:
 def intervention_patterns(hyp: dict, arrays: dict) -> Figure:
     """Per real cell and planted control (rows), per arm (columns): the lattice part of the mean constant pattern
     (what ``band_amplitude`` measures), each row on one colour scale, so the arms' checkerboards compare directly."""
-    from s2snets.metrics.lattice import lattice_neighbourhoods, neighbourhood_radius
-
     groups = _groups(hyp)
     fig, axes = _subplots(
         len(groups), len(ARM_ORDER), figsize=(1.55 * len(ARM_ORDER) + 1.6, 1.75 * len(groups) + 0.9), squeeze=False

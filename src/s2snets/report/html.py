@@ -15,6 +15,7 @@ from pathlib import Path
 from s2snets.checkpoint import atomic_write_text
 from s2snets.errors import DataError
 from s2snets.experiments.claims import format_value
+from s2snets.experiments.hypothesis import decision_text
 from s2snets.report.figures import draw_all
 
 CSS = """
@@ -243,8 +244,6 @@ def _claims_section(claims: list[dict]) -> str:
 
 
 def _hyp_numbers(decision: dict) -> str:
-    from s2snets.experiments.hypothesis import decision_text
-
     return decision_text(decision)
 
 

@@ -12,24 +12,22 @@ them. Loading verifies the sha256; a mismatch is a ``CheckpointError`` (exit 2 o
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import hashlib
 import json
-import time
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import nn
 
-from s2snets.checkpoint import atomic_write, atomic_write_text, check_state_fits
-from s2snets.config import DataConfig, StageConfig, config_hash
+from s2snets.checkpoint import check_state_fits
+from s2snets.config import DataConfig, StageConfig
 from s2snets.errors import CheckpointError, ModelError
+from s2snets.models import build_classifier, build_segnet
+from s2snets.models.flat import FlatAutoencoder
 
 ZOO_DIR = Path(__file__).resolve().parent
 MANIFEST_NAME = "manifest.json"
@@ -99,12 +97,8 @@ class ZooEntry:
 
     def build(self) -> nn.Module:
         """The untrained model, initialised from ``seed`` exactly as ``s2snets zoo train`` does."""
-        from s2snets.models import build_classifier, build_segnet
-
         torch.manual_seed(self.seed)
         if self.kind == "autoencoder" and self.arch == FLAT:
-            from s2snets.models.flat import FlatAutoencoder
-
             return FlatAutoencoder(1)
         if self.kind == "autoencoder":
             return build_segnet(AUTOENCODER_PRESET, 1, self.arch)
@@ -171,26 +165,6 @@ def read_manifest(zoo_dir: str | Path = ZOO_DIR) -> dict[str, Any]:
                 f"{path}: entry '{name}' lacks {', '.join(missing)}; re-create it with 's2snets zoo train --only {name}'"
             )
     return manifest
-
-
-@contextlib.contextmanager
-def _manifest_lock(zoo_dir: Path) -> Iterator[None]:
-    """Several ``zoo train`` processes may share one zoo: the manifest's read-modify-write is serialised."""
-    zoo_dir.mkdir(parents=True, exist_ok=True)
-    with open(zoo_dir / ".manifest.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
-
-
-def _record(zoo_dir: Path, name: str, record: dict[str, Any]) -> None:
-    with _manifest_lock(zoo_dir):
-        manifest = read_manifest(zoo_dir)
-        manifest["entries"][name] = record
-        manifest["entries"] = dict(sorted(manifest["entries"].items()))
-        atomic_write_text(zoo_dir / MANIFEST_NAME, json.dumps(manifest, indent=2) + "\n")
 
 
 def zoo_weights(name: str, zoo_dir: str | Path = ZOO_DIR) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -271,154 +245,3 @@ def has_weights(entry: ZooEntry, zoo_dir: str | Path = ZOO_DIR) -> bool:
     return entry.name in read_manifest(zoo_dir)["entries"]
 
 
-# ----------------------------------------------------------------------------------------------- building
-def data_files_sha256(root: str | None = None) -> dict[str, str]:
-    from s2snets.data import fashion_mnist_files
-
-    out = {}
-    for split in ("train", "test"):
-        for path in fashion_mnist_files(split, root):
-            out[path.name] = sha256_file(path)
-    return out
-
-
-def train_entry(
-    entry: ZooEntry,
-    *,
-    build_dir: str | Path,
-    zoo_dir: str | Path = ZOO_DIR,
-    runtime: Any = None,
-    progress: bool = False,
-    log: Callable[[str], None] = lambda msg: None,
-    data_root: str | None = None,
-) -> dict[str, Any]:
-    """Train one zoo entry (resuming from ``build_dir``), evaluate it on the full test split, export its weights.
-
-    Returns its manifest record. Raises TrainingError when the result misses the zoo's bar (MIN_ACCURACY or
-    MIN_PSNR): a model that is not converged never enters the zoo.
-    """
-    from s2snets.data import load_split
-    from s2snets.errors import TrainingError
-    from s2snets.metrics.reconstruction import reconstruction_error
-    from s2snets.runtime import init_runtime
-    from s2snets.train import autoencode, autoencoder_stage, classifier_stage, predict_logits, to_pixels, train_stage
-
-    runtime = runtime or init_runtime("cpu", "off")
-    zoo_dir, build_dir = Path(zoo_dir), Path(build_dir)
-    data_cfg = replace(ZOO_DATA, root=data_root or "")
-    train, test = load_split(data_cfg, "train"), load_split(data_cfg, "test")
-    model = entry.build()
-    stage = autoencoder_stage(entry.name, model) if entry.kind == "autoencoder" else classifier_stage(entry.name, model)
-    key = config_hash("zoo", asdict(entry), entry.recipe, train.name, len(train))
-    started = time.perf_counter()
-    result = train_stage(
-        stage,
-        train,
-        entry.recipe,
-        seed=entry.seed,
-        checkpoint=build_dir / f"{entry.name}.safetensors",
-        key=key,
-        runtime=runtime,
-        progress=progress,
-        log=log,
-        metrics_csv=build_dir / f"{entry.name}.csv",
-    )
-    # A stage finished in an earlier sitting is not trained again: train_stage loads its weights into ``model``.
-    model = model.to("cpu", memory_format=torch.contiguous_format).eval()
-    cpu = init_runtime("cpu", "off")
-    record: dict[str, Any] = {
-        "kind": entry.kind,
-        "arch": entry.arch,
-        "downsample": entry.downsample if entry.kind == "classifier" else None,
-        "preset": AUTOENCODER_PRESET if entry.kind == "autoencoder" else None,
-        "seed": entry.seed,
-        "recipe": asdict(entry.recipe),
-        "data": {
-            "dataset": "fashion-mnist",
-            "size": ZOO_DATA.size,
-            "train_images": len(train),
-            "test_images": len(test),
-            "normalisation": {"mean": list(train.mean), "std": list(train.std)},
-            "sha256": data_files_sha256(data_root),
-        },
-        "steps": result.steps,
-        "train_seconds": round(result.seconds, 1),
-        "final_train_loss": result.final_loss,
-        "torch": torch.__version__,
-        "command": entry.command,
-    }
-    if entry.kind == "autoencoder":
-        recon = to_pixels(test, autoencode(model, test, cpu))
-        record["test_psnr_db"] = round(reconstruction_error(test.images.float() / 255.0, recon)["psnr"], 3)
-        if entry.variant == "lossy":
-            ok = LOSSY_MIN_PSNR <= record["test_psnr_db"] < MIN_PSNR
-            what = f"test PSNR {record['test_psnr_db']:.2f} dB (lossy by design: needs {LOSSY_MIN_PSNR} to {MIN_PSNR})"
-        else:
-            ok, what = record["test_psnr_db"] >= MIN_PSNR, f"test PSNR {record['test_psnr_db']:.2f} dB (needs >= {MIN_PSNR})"
-    else:
-        logits = predict_logits(model, test, cpu)
-        record["test_top1"] = round(float((logits.argmax(1) == test.labels).float().mean()), 4)
-        ok, what = record["test_top1"] >= MIN_ACCURACY, f"test top-1 {record['test_top1']:.2%} (needs >= {MIN_ACCURACY:.0%})"
-    log(f"{entry.name}: {what}, {time.perf_counter() - started:.0f}s")
-    record["meets_bar"] = ok
-    if not ok and entry.kind == "classifier":  # the instrument of every finding: never below the bar
-        raise TrainingError(
-            f"{entry.name} is not converged: {what}; it was not added to the zoo. Change its recipe in s2snets/zoo"
-        )
-    if not ok:  # an autoencoder below the bar still beats training one in the demo; it is flagged, and said
-        log(f"{entry.name}: below the zoo's bar ({what}); stored with meets_bar = false")
-    path = zoo_dir / WEIGHTS_SUBDIR / f"{entry.name}.safetensors"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().contiguous().clone() for k, v in model.state_dict().items()}
-    atomic_write(path, lambda tmp: save_file(state, tmp, metadata={"zoo_entry": entry.name}))
-    record["file"] = f"{WEIGHTS_SUBDIR}/{path.name}"
-    record["sha256"] = sha256_file(path)
-    record["bytes"] = path.stat().st_size
-    _record(zoo_dir, entry.name, record)
-    return record
-
-
-def train_zoo(
-    names: Iterable[str] | None = None,
-    *,
-    build_dir: str | Path,
-    zoo_dir: str | Path = ZOO_DIR,
-    retrain: bool = False,
-    **kwargs: Any,
-) -> list[dict[str, Any]]:
-    """Train every zoo entry named (all by default) that the zoo does not hold yet (all of them with ``retrain``)."""
-    entries = [find_entry(n) for n in names] if names else zoo_entries()
-    todo = [e for e in entries if retrain or not has_weights(e, zoo_dir)]
-    return [train_entry(e, build_dir=build_dir, zoo_dir=zoo_dir, **kwargs) for e in todo]
-
-
-def verify_zoo(names: Iterable[str] | None = None, zoo_dir: str | Path = ZOO_DIR) -> list[dict[str, Any]]:
-    """Load each built entry (sha256 checked) and measure it on the full test split again.
-
-    Returns [{"name", "manifest", "measured", "ok"}]: ``ok`` when the measurement equals the manifest's to the
-    rounding it was stored with (top-1 to 1e-4, PSNR to 1e-3 dB, plus the CPU-to-CPU float noise of 2e-4 / 0.01 dB).
-    """
-    from s2snets.data import load_split
-    from s2snets.metrics.reconstruction import reconstruction_error
-    from s2snets.runtime import init_runtime
-    from s2snets.train import autoencode, predict_logits, to_pixels
-
-    built = read_manifest(zoo_dir)["entries"]
-    chosen = list(names) if names else [e.name for e in zoo_entries() if e.name in built]
-    test = load_split(ZOO_DATA, "test")
-    cpu = init_runtime("cpu", "off")
-    out = []
-    for name in chosen:
-        entry = find_entry(name)
-        model = load_zoo_model(entry, zoo_dir)
-        record = built[name]
-        if entry.kind == "autoencoder":
-            recon = to_pixels(test, autoencode(model, test, cpu))
-            measured = reconstruction_error(test.images.float() / 255.0, recon)["psnr"]
-            expected, tol = record["test_psnr_db"], 0.011
-        else:
-            logits = predict_logits(model, test, cpu)
-            measured = float((logits.argmax(1) == test.labels).float().mean())
-            expected, tol = record["test_top1"], 3e-4
-        out.append({"name": name, "manifest": expected, "measured": measured, "ok": abs(measured - expected) <= tol})
-    return out

@@ -18,17 +18,8 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
-from s2snets.data import (
-    ImageSet,
-    channel_stats,
-    class_order,
-    decode_image,
-    destandardize,
-    folder_samples,
-    image_files,
-    preprocessing,
-    standardize,
-)
+from s2snets.data.sets import ImageSet, channel_stats, destandardize, standardize
+from s2snets.data.sources import class_order, decode_image, folder_samples, image_files, preprocessing
 from s2snets.errors import DataError
 
 STATS_SAMPLE = 512  # images decoded to estimate a stream's mean/std when it has no fixed preprocessing

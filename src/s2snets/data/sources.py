@@ -1,28 +1,22 @@
-"""Labelled image sets held in memory as uint8, with their normalisation statistics.
-
-Every source (Fashion-MNIST IDX files, an image folder, a synthetic set) becomes one ``ImageSet``:
-``images`` uint8 ``(N, C, H, W)`` in [0, 255], ``labels`` int64 ``(N,)`` in [0, num_classes). Models see
-``normalize(batch)``: float32 ``(B, C, H, W)`` = (x / 255 - mean) / std, with mean/std per channel travelling with
-the set. Holding the set in memory keeps the training step free of I/O (Fashion-MNIST's 60k x 28 x 28 is 47 MB);
-image folders are resized on load, so this suits small and medium folders, not ImageNet.
+"""Where images come from: Fashion-MNIST's IDX files, an image folder (one listing and one image opener for every
+reader), a synthetic set for tests. Each source returns an ``ImageSet``.
 """
 
 from __future__ import annotations
 
-import functools
 import gzip
 import json
 import os
 import stat
 import struct
 import warnings
-from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import Tensor
 
+from s2snets.data.sets import ImageSet, channel_stats
 from s2snets.errors import DataError
 
 FASHION_MNIST_CLASSES = (
@@ -57,195 +51,6 @@ _IDX_DTYPES: dict[int, np.dtype] = {
 }
 
 
-@dataclass(frozen=True)
-class ImageSet:
-    """A labelled image set in memory. ``images``: uint8 (N, C, H, W); ``labels``: int64 (N,)."""
-
-    images: Tensor
-    labels: Tensor
-    class_names: tuple[str, ...]
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
-    name: str
-    skipped: tuple[str, ...] = ()  # unreadable files left out (image folders with on_corrupt="skip")
-
-    def __post_init__(self) -> None:
-        if self.images.dtype != torch.uint8 or self.images.ndim != 4:
-            raise DataError(f"{self.name}: images must be uint8 (N, C, H, W), got {self.images.dtype} {tuple(self.images.shape)}")
-        if self.labels.shape != (self.images.shape[0],):
-            raise DataError(f"{self.name}: {self.labels.shape[0]} labels for {self.images.shape[0]} images")
-        if len(self.labels) and (int(self.labels.min()) < 0 or int(self.labels.max()) >= len(self.class_names)):
-            raise DataError(f"{self.name}: a label lies outside 0..{len(self.class_names) - 1}")
-
-    def __len__(self) -> int:
-        return int(self.images.shape[0])
-
-    @property
-    def channels(self) -> int:
-        return int(self.images.shape[1])
-
-    @property
-    def size(self) -> int:
-        return int(self.images.shape[-1])
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.class_names)
-
-    def load(self) -> ImageSet:
-        """Already in memory (``FolderStream.load`` decodes a stream's images)."""
-        return self
-
-    def subset(self, indices: Tensor | slice) -> ImageSet:
-        return replace(self, images=self.images[indices], labels=self.labels[indices])
-
-    def head(self, n: int, seed: int = 0) -> ImageSet:
-        """The first ``n`` images after a seeded shuffle (all of them if n <= 0 or n >= N)."""
-        if n <= 0 or n >= len(self):
-            return self
-        order = torch.randperm(len(self), generator=torch.Generator().manual_seed(seed))[:n]
-        return self.subset(order.sort().values)
-
-    def normalize(self, batch: Tensor) -> Tensor:
-        """uint8 or [0, 1] float (B, C, H, W) -> float32 (B, C, H, W) standardised with this set's mean/std."""
-        return standardize(batch, self.mean, self.std)
-
-    def denormalize(self, x: Tensor) -> Tensor:
-        """Inverse of ``normalize``: float (B, C, H, W) -> float in [0, 1] units (not clipped)."""
-        return destandardize(x, self.mean, self.std)
-
-
-@dataclass(frozen=True)
-class TensorSet:
-    """A labelled set already in a model's input space, as a notebook holds one: ``images`` float (N, C, H, W),
-    ``labels`` int64 (N,). ``normalize`` is the identity (the models see the images as given); ``denormalize`` maps
-    them to pixel units, x * std + mean per channel (mean 0, std 1: the images are pixels in [0, 1])."""
-
-    images: Tensor
-    labels: Tensor
-    num_classes: int
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
-    name: str = "tensors"
-    skipped: tuple[str, ...] = ()
-
-    @property
-    def class_names(self) -> tuple[str, ...]:
-        return tuple(str(c) for c in range(self.num_classes))
-
-    def __len__(self) -> int:
-        return int(self.images.shape[0])
-
-    @property
-    def channels(self) -> int:
-        return int(self.images.shape[1])
-
-    @property
-    def size(self) -> int:
-        return int(self.images.shape[-1])
-
-    def load(self) -> TensorSet:
-        return self
-
-    def subset(self, indices: Tensor | slice) -> TensorSet:
-        return replace(self, images=self.images[indices], labels=self.labels[indices])
-
-    def head(self, n: int, seed: int = 0) -> TensorSet:
-        if n <= 0 or n >= len(self):
-            return self
-        order = torch.randperm(len(self), generator=torch.Generator().manual_seed(seed))[:n]
-        return self.subset(order.sort().values)
-
-    def normalize(self, batch: Tensor) -> Tensor:
-        return batch.float()
-
-    def denormalize(self, x: Tensor) -> Tensor:
-        return destandardize(x, self.mean, self.std)
-
-
-def as_tensor_set(data, *, mean=None, std=None, num_classes: int | None = None, name: str = "data") -> TensorSet:
-    """A ``TensorSet`` from what a notebook holds: a ``Dataset`` or ``DataLoader`` of (image, label), a pair
-    (images, labels) of tensors or numpy arrays, or a ``TensorSet``. Images (N, C, H, W) (or (N, H, W): one channel)
-    in the classifier's input space; ``mean``/``std``: the standardisation they carry (None: they are pixels in
-    [0, 1]). DataError naming what is wrong otherwise."""
-    if isinstance(data, TensorSet):
-        return data
-    images, labels = _collect(data)
-    if images.ndim == 3:
-        images = images[:, None]
-    if images.ndim != 4 or not images.is_floating_point() and images.dtype != torch.uint8:
-        raise DataError(f"{name}: images must be (N, C, H, W) (or (N, H, W)) numbers, got {images.dtype} {tuple(images.shape)}")
-    images = images.float() / 255.0 if images.dtype == torch.uint8 else images.float()
-    if labels.ndim != 1 or len(labels) != len(images) or labels.is_floating_point():
-        raise DataError(
-            f"{name}: labels must be N integer classes, got {labels.dtype} {tuple(labels.shape)} for {len(images)} images"
-        )
-    if len(images) == 0:
-        raise DataError(f"{name} is empty")
-    if not bool(torch.isfinite(images).all()):
-        raise DataError(f"{name}: images hold NaN or infinite values")
-    labels = labels.long()
-    if int(labels.min()) < 0:
-        raise DataError(f"{name}: labels must be class indices >= 0, got {int(labels.min())}")
-    k = num_classes or int(labels.max()) + 1
-    c = images.shape[1]
-    mean_, std_ = (tuple(float(v) for v in ((mean,) * c if isinstance(mean, int | float) else mean)) if mean is not None else (0.0,) * c,
-                   tuple(float(v) for v in ((std,) * c if isinstance(std, int | float) else std)) if std is not None else (1.0,) * c)  # fmt: skip
-    if len(mean_) != c or len(std_) != c:
-        raise DataError(f"{name}: mean/std must have one value per channel ({c}), got {len(mean_)} and {len(std_)}")
-    return TensorSet(images.contiguous(), labels, k, mean_, std_, name)
-
-
-def _collect(data) -> tuple[Tensor, Tensor]:
-    if isinstance(data, tuple | list) and len(data) == 2 and all(hasattr(d, "shape") for d in data):
-        return tuple(d if isinstance(d, Tensor) else torch.from_numpy(np.ascontiguousarray(d)) for d in data)  # type: ignore[return-value]
-    from torch.utils.data import DataLoader, Dataset, TensorDataset
-
-    if isinstance(data, TensorDataset) and len(data.tensors) >= 2:
-        return data.tensors[0], data.tensors[1]
-    if isinstance(data, DataLoader | Dataset) or hasattr(data, "__getitem__"):
-        loader = data if isinstance(data, DataLoader) else DataLoader(data, batch_size=256, shuffle=False)
-        xs, ys = [], []
-        for batch in loader:
-            if not isinstance(batch, list | tuple) or len(batch) < 2:
-                raise DataError("each item of the data must be (image, label); got a single value")
-            xs.append(torch.as_tensor(batch[0]))
-            ys.append(torch.as_tensor(batch[1]))
-        if not xs:
-            raise DataError("the data yielded no item")
-        return torch.cat(xs), torch.cat(ys)
-    raise DataError(f"data of type {type(data).__name__} is not a Dataset, a DataLoader or (images, labels); give one of those")
-
-
-def standardize(batch: Tensor, mean: tuple[float, ...], std: tuple[float, ...]) -> Tensor:
-    """uint8 or [0, 1] float (B, C, H, W) -> float32 (B, C, H, W), (x - mean) / std per channel, on batch's device."""
-    x = batch.float().div_(255.0) if batch.dtype == torch.uint8 else batch.float()
-    m, s = _channel_constants(tuple(mean), tuple(std), x.device)
-    return (x - m) / s
-
-
-def destandardize(x: Tensor, mean: tuple[float, ...], std: tuple[float, ...]) -> Tensor:
-    """Inverse of ``standardize``: float (B, C, H, W) -> float in [0, 1] units (not clipped), x's dtype."""
-    m, s = _channel_constants(tuple(mean), tuple(std), x.device)
-    return x * s.to(x.dtype) + m.to(x.dtype)
-
-
-@functools.lru_cache(maxsize=64)
-def _channel_constants(mean: tuple[float, ...], std: tuple[float, ...], device: torch.device) -> tuple[Tensor, Tensor]:
-    # Made once per device: a fresh torch.tensor(..., device="cuda") per batch is a blocking copy that waits for
-    # the GPU to finish the previous step.
-    return torch.tensor(mean, device=device).view(1, -1, 1, 1), torch.tensor(std, device=device).view(1, -1, 1, 1)
-
-
-def channel_stats(images: Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """Per-channel mean and std of uint8 (N, C, H, W) images in [0, 1] units."""
-    x = images.double().div(255.0)
-    mean = x.mean(dim=(0, 2, 3))
-    std = x.std(dim=(0, 2, 3)).clamp_min(1e-3)
-    return tuple(mean.tolist()), tuple(std.tolist())
-
-
-# ----------------------------------------------------------------------------------------------- IDX files
 def read_idx(path: str | Path) -> np.ndarray:
     """Read an IDX file (raw or gzip) and validate it completely.
 
@@ -279,20 +84,6 @@ def read_idx(path: str | Path) -> np.ndarray:
             + (" (file truncated)" if payload < expected else " (trailing bytes)")
         )
     return np.frombuffer(raw, dtype=dtype, offset=header).reshape(dims)
-
-
-def write_idx(path: str | Path, array: np.ndarray, compress: bool | None = None) -> None:
-    """Write ``array`` as an IDX file (gzip if the name ends in .gz). The inverse of ``read_idx``."""
-    path = Path(path)
-    codes = {np.dtype(v).newbyteorder(">").str: k for k, v in _IDX_DTYPES.items()}
-    codes[np.dtype(np.uint8).str] = 0x08
-    codes[np.dtype(np.int8).str] = 0x09
-    big = array.astype(array.dtype.newbyteorder(">")) if array.dtype.itemsize > 1 else array
-    code = codes[big.dtype.str]
-    blob = bytes([0, 0, code, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape) + big.tobytes()
-    if compress if compress is not None else path.suffix == ".gz":
-        blob = gzip.compress(blob)
-    path.write_bytes(blob)
 
 
 def _user_cache() -> Path:
@@ -365,7 +156,7 @@ def fashion_mnist(split: str = "train", root: str | Path | None = None, pad_to: 
 # ----------------------------------------------------------------------------------------------- image folders
 def imagenet_synsets() -> tuple[str, ...]:
     """The 1,000 ImageNet-1k WordNet IDs in torchvision's class-index order (package data)."""
-    text = (Path(__file__).parent / "resources" / "imagenet_synsets.txt").read_text()
+    text = (Path(__file__).parents[1] / "resources" / "imagenet_synsets.txt").read_text()
     return tuple(line.strip() for line in text.splitlines() if line.strip())
 
 
@@ -580,29 +371,3 @@ def synthetic(n: int = 512, size: int = 32, classes: int = 4, seed: int = 0, cha
     x = (img.clamp(0, 1) * 255).round().to(torch.uint8).unsqueeze(1).repeat(1, channels, 1, 1)
     mean, std = channel_stats(x)
     return ImageSet(x, labels, tuple(f"class{k}" for k in range(classes)), mean, std, f"synthetic/{seed}")
-
-
-def load_split(cfg, split: str, seed: int = 0):  # cfg: s2snets.config.DataConfig
-    """The split of the dataset a DataConfig names, limited as it says: an ``ImageSet`` in memory, or (a folder's
-    split with ``stream = "disk"``, or ``"auto"`` above ``memory_budget_gb``) a ``stream.FolderStream``."""
-    limit = cfg.train_limit if split == "train" else cfg.test_limit
-    if cfg.dataset == "folder" and cfg.root and cfg.stream != "memory":
-        from s2snets.stream import folder_bytes, folder_stream
-
-        folder = Path(cfg.root) / split
-        if cfg.stream == "disk" or folder_bytes(folder, cfg.size, cfg.channels) > cfg.memory_budget_gb * 2**30:
-            stream = folder_stream(folder, cfg.size, cfg.channels, cfg.class_index, cfg.preprocess, seed)
-            return stream.head(limit, seed=seed)
-    if cfg.dataset == "fashion-mnist":
-        data = fashion_mnist(split, cfg.root or None, pad_to=cfg.size)
-    elif cfg.dataset == "folder":
-        if not cfg.root:
-            raise DataError("data.root must name the image folder (with train/ and test/ inside) for dataset='folder'")
-        data = image_folder(
-            Path(cfg.root) / split, cfg.size, cfg.channels, cfg.on_corrupt, class_index=cfg.class_index, preprocess=cfg.preprocess
-        )
-    elif cfg.dataset == "synthetic":
-        data = synthetic(cfg.synthetic_n, cfg.size, 4, seed=seed + (0 if split == "train" else 1), channels=cfg.channels)
-    else:
-        raise DataError(f"unknown dataset '{cfg.dataset}'; use fashion-mnist, folder or synthetic")
-    return data.head(limit, seed=seed)

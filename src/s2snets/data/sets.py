@@ -1,0 +1,209 @@
+"""Labelled image sets held in memory, with their normalisation statistics.
+
+``ImageSet``: uint8 ``(N, C, H, W)`` in [0, 255], ``labels`` int64 ``(N,)``; models see ``normalize(batch)``, float32
+(x / 255 - mean) / std per channel, the mean/std travelling with the set. ``TensorSet``: a set already in a model's
+input space, as a notebook holds one. Holding a set in memory keeps the training step free of I/O (Fashion-MNIST's
+60k x 28 x 28 is 47 MB); a folder too large for memory is streamed (``data.stream``).
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, replace
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from s2snets.errors import DataError
+
+
+@dataclass(frozen=True)
+class ImageSet:
+    """A labelled image set in memory. ``images``: uint8 (N, C, H, W); ``labels``: int64 (N,)."""
+
+    images: Tensor
+    labels: Tensor
+    class_names: tuple[str, ...]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    name: str
+    skipped: tuple[str, ...] = ()  # unreadable files left out (image folders with on_corrupt="skip")
+
+    def __post_init__(self) -> None:
+        if self.images.dtype != torch.uint8 or self.images.ndim != 4:
+            raise DataError(f"{self.name}: images must be uint8 (N, C, H, W), got {self.images.dtype} {tuple(self.images.shape)}")
+        if self.labels.shape != (self.images.shape[0],):
+            raise DataError(f"{self.name}: {self.labels.shape[0]} labels for {self.images.shape[0]} images")
+        if len(self.labels) and (int(self.labels.min()) < 0 or int(self.labels.max()) >= len(self.class_names)):
+            raise DataError(f"{self.name}: a label lies outside 0..{len(self.class_names) - 1}")
+
+    def __len__(self) -> int:
+        return int(self.images.shape[0])
+
+    @property
+    def channels(self) -> int:
+        return int(self.images.shape[1])
+
+    @property
+    def size(self) -> int:
+        return int(self.images.shape[-1])
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def load(self) -> ImageSet:
+        """Already in memory (``FolderStream.load`` decodes a stream's images)."""
+        return self
+
+    def subset(self, indices: Tensor | slice) -> ImageSet:
+        return replace(self, images=self.images[indices], labels=self.labels[indices])
+
+    def head(self, n: int, seed: int = 0) -> ImageSet:
+        """The first ``n`` images after a seeded shuffle (all of them if n <= 0 or n >= N)."""
+        if n <= 0 or n >= len(self):
+            return self
+        order = torch.randperm(len(self), generator=torch.Generator().manual_seed(seed))[:n]
+        return self.subset(order.sort().values)
+
+    def normalize(self, batch: Tensor) -> Tensor:
+        """uint8 or [0, 1] float (B, C, H, W) -> float32 (B, C, H, W) standardised with this set's mean/std."""
+        return standardize(batch, self.mean, self.std)
+
+    def denormalize(self, x: Tensor) -> Tensor:
+        """Inverse of ``normalize``: float (B, C, H, W) -> float in [0, 1] units (not clipped)."""
+        return destandardize(x, self.mean, self.std)
+
+
+@dataclass(frozen=True)
+class TensorSet:
+    """A labelled set already in a model's input space, as a notebook holds one: ``images`` float (N, C, H, W),
+    ``labels`` int64 (N,). ``normalize`` is the identity (the models see the images as given); ``denormalize`` maps
+    them to pixel units, x * std + mean per channel (mean 0, std 1: the images are pixels in [0, 1])."""
+
+    images: Tensor
+    labels: Tensor
+    num_classes: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    name: str = "tensors"
+    skipped: tuple[str, ...] = ()
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        return tuple(str(c) for c in range(self.num_classes))
+
+    def __len__(self) -> int:
+        return int(self.images.shape[0])
+
+    @property
+    def channels(self) -> int:
+        return int(self.images.shape[1])
+
+    @property
+    def size(self) -> int:
+        return int(self.images.shape[-1])
+
+    def load(self) -> TensorSet:
+        return self
+
+    def subset(self, indices: Tensor | slice) -> TensorSet:
+        return replace(self, images=self.images[indices], labels=self.labels[indices])
+
+    def head(self, n: int, seed: int = 0) -> TensorSet:
+        if n <= 0 or n >= len(self):
+            return self
+        order = torch.randperm(len(self), generator=torch.Generator().manual_seed(seed))[:n]
+        return self.subset(order.sort().values)
+
+    def normalize(self, batch: Tensor) -> Tensor:
+        return batch.float()
+
+    def denormalize(self, x: Tensor) -> Tensor:
+        return destandardize(x, self.mean, self.std)
+
+
+def as_tensor_set(data, *, mean=None, std=None, num_classes: int | None = None, name: str = "data") -> TensorSet:
+    """A ``TensorSet`` from what a notebook holds: a ``Dataset`` or ``DataLoader`` of (image, label), a pair
+    (images, labels) of tensors or numpy arrays, or a ``TensorSet``. Images (N, C, H, W) (or (N, H, W): one channel)
+    in the classifier's input space; ``mean``/``std``: the standardisation they carry (None: they are pixels in
+    [0, 1]). DataError naming what is wrong otherwise."""
+    if isinstance(data, TensorSet):
+        return data
+    images, labels = _collect(data)
+    if images.ndim == 3:
+        images = images[:, None]
+    if images.ndim != 4 or not images.is_floating_point() and images.dtype != torch.uint8:
+        raise DataError(f"{name}: images must be (N, C, H, W) (or (N, H, W)) numbers, got {images.dtype} {tuple(images.shape)}")
+    images = images.float() / 255.0 if images.dtype == torch.uint8 else images.float()
+    if labels.ndim != 1 or len(labels) != len(images) or labels.is_floating_point():
+        raise DataError(
+            f"{name}: labels must be N integer classes, got {labels.dtype} {tuple(labels.shape)} for {len(images)} images"
+        )
+    if len(images) == 0:
+        raise DataError(f"{name} is empty")
+    if not bool(torch.isfinite(images).all()):
+        raise DataError(f"{name}: images hold NaN or infinite values")
+    labels = labels.long()
+    if int(labels.min()) < 0:
+        raise DataError(f"{name}: labels must be class indices >= 0, got {int(labels.min())}")
+    k = num_classes or int(labels.max()) + 1
+    c = images.shape[1]
+    mean_, std_ = (tuple(float(v) for v in ((mean,) * c if isinstance(mean, int | float) else mean)) if mean is not None else (0.0,) * c,
+                   tuple(float(v) for v in ((std,) * c if isinstance(std, int | float) else std)) if std is not None else (1.0,) * c)  # fmt: skip
+    if len(mean_) != c or len(std_) != c:
+        raise DataError(f"{name}: mean/std must have one value per channel ({c}), got {len(mean_)} and {len(std_)}")
+    return TensorSet(images.contiguous(), labels, k, mean_, std_, name)
+
+
+def _collect(data) -> tuple[Tensor, Tensor]:
+    if isinstance(data, tuple | list) and len(data) == 2 and all(hasattr(d, "shape") for d in data):
+        return tuple(d if isinstance(d, Tensor) else torch.from_numpy(np.ascontiguousarray(d)) for d in data)  # type: ignore[return-value]
+    from torch.utils.data import DataLoader, Dataset, TensorDataset
+
+    if isinstance(data, TensorDataset) and len(data.tensors) >= 2:
+        return data.tensors[0], data.tensors[1]
+    if isinstance(data, DataLoader | Dataset) or hasattr(data, "__getitem__"):
+        loader = data if isinstance(data, DataLoader) else DataLoader(data, batch_size=256, shuffle=False)
+        xs, ys = [], []
+        for batch in loader:
+            if not isinstance(batch, list | tuple) or len(batch) < 2:
+                raise DataError("each item of the data must be (image, label); got a single value")
+            xs.append(torch.as_tensor(batch[0]))
+            ys.append(torch.as_tensor(batch[1]))
+        if not xs:
+            raise DataError("the data yielded no item")
+        return torch.cat(xs), torch.cat(ys)
+    raise DataError(f"data of type {type(data).__name__} is not a Dataset, a DataLoader or (images, labels); give one of those")
+
+
+def standardize(batch: Tensor, mean: tuple[float, ...], std: tuple[float, ...]) -> Tensor:
+    """uint8 or [0, 1] float (B, C, H, W) -> float32 (B, C, H, W), (x - mean) / std per channel, on batch's device."""
+    x = batch.float().div_(255.0) if batch.dtype == torch.uint8 else batch.float()
+    m, s = _channel_constants(tuple(mean), tuple(std), x.device)
+    return (x - m) / s
+
+
+def destandardize(x: Tensor, mean: tuple[float, ...], std: tuple[float, ...]) -> Tensor:
+    """Inverse of ``standardize``: float (B, C, H, W) -> float in [0, 1] units (not clipped), x's dtype."""
+    m, s = _channel_constants(tuple(mean), tuple(std), x.device)
+    return x * s.to(x.dtype) + m.to(x.dtype)
+
+
+@functools.lru_cache(maxsize=64)
+def _channel_constants(mean: tuple[float, ...], std: tuple[float, ...], device: torch.device) -> tuple[Tensor, Tensor]:
+    # Made once per device: a fresh torch.tensor(..., device="cuda") per batch is a blocking copy that waits for
+    # the GPU to finish the previous step.
+    return torch.tensor(mean, device=device).view(1, -1, 1, 1), torch.tensor(std, device=device).view(1, -1, 1, 1)
+
+
+def channel_stats(images: Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean and std of uint8 (N, C, H, W) images in [0, 1] units."""
+    x = images.double().div(255.0)
+    mean = x.mean(dim=(0, 2, 3))
+    std = x.std(dim=(0, 2, 3)).clamp_min(1e-3)
+    return tuple(mean.tolist()), tuple(std.tolist())
+
+
+# ----------------------------------------------------------------------------------------------- IDX files
