@@ -256,6 +256,172 @@ def quarantine(path: Path) -> Path:
 
 
 # ----------------------------------------------------------------------------------------------- the engine
+def stage_plan(stage: Stage, data, cfg: StageConfig, runtime: Runtime) -> tuple[int, int]:
+    """(steps per epoch, total steps) of ``cfg`` on ``data``; ConfigError or DataError when they give no training."""
+    world, batch = runtime.world_size, cfg.batch_size
+    if batch < 1 or cfg.epochs < 0 or cfg.max_steps < 0 or not cfg.lr > 0 or cfg.checkpoint_every < 1:
+        raise ConfigError(
+            f"{stage.name}: needs batch_size >= 1, epochs >= 0, max_steps >= 0, lr > 0 and checkpoint_every >= 1; got "
+            f"batch_size={cfg.batch_size}, epochs={cfg.epochs}, max_steps={cfg.max_steps}, lr={cfg.lr}, "
+            f"checkpoint_every={cfg.checkpoint_every}"
+        )
+    if batch % world:
+        raise ConfigError(f"batch_size {batch} must be divisible by the number of processes ({world})")
+    steps_per_epoch = len(data) // batch
+    if steps_per_epoch == 0:
+        raise DataError(f"{data.name} has {len(data)} images, fewer than one batch of {batch}; lower batch_size")
+    total = cfg.max_steps or cfg.epochs * steps_per_epoch
+    if total < 1:  # never write an untrained model as a finished checkpoint
+        raise ConfigError(f"{stage.name}: epochs = {cfg.epochs} and max_steps = {cfg.max_steps} give no training step; set one of them >= 1")
+    return steps_per_epoch, total
+
+
+@dataclass
+class Progress:
+    """Where a stage stands: its step, its loss history, its seconds, and the loss summed since the last logged step
+    (carried through an interrupt, so that a resumed stage logs the history of an uninterrupted one)."""
+
+    step: int = 0
+    history: list = field(default_factory=list)
+    elapsed: float = 0.0
+    resumed_from: int = 0
+    running: float = 0.0
+    running_n: int = 0
+    last_checked: int = 0
+
+    def carried(self) -> list:
+        return [float(self.running), self.running_n, self.last_checked]
+
+    def log(self, stage: str, checkpoint: str, lr: float) -> float | None:
+        """Close the running mean into the history; TrainingError when it is not finite. Returns it (None: empty)."""
+        if self.running_n == 0:
+            return None
+        value = float(self.running) / self.running_n
+        if not math.isfinite(value):
+            raise TrainingError(
+                f"{stage}: the loss became {value} between steps {self.last_checked} and {self.step}; the last good "
+                f"checkpoint ({checkpoint}) is kept. Lower the learning rate (now {lr}) and re-run"
+            )
+        self.history.append((self.step, value))
+        self.running, self.running_n, self.last_checked = 0.0, 0, self.step
+        return value
+
+
+class Checkpointer:
+    """One stage's checkpoint: resume from it (a damaged one is quarantined and said), save to it (never weights
+    that are not finite; rank 0 writes, every rank checks its replica)."""
+
+    def __init__(self, path: Path, key: str, stage: Stage, cfg: StageConfig, seed: int, runtime: Runtime, log):
+        self.path, self.key, self.stage, self.cfg, self.seed, self.runtime, self.log = path, key, stage, cfg, seed, runtime, log
+
+    def resume(self, optimizer: torch.optim.Optimizer, total: int) -> tuple[Progress, bool]:
+        """(the progress to start from, whether the stage is already done); loads modules, optimizer and RNG."""
+        name, meta = self.stage.name, read_meta(self.path)
+        if meta is None and self.path.exists() and self.runtime.is_main:  # one rule for every damaged file
+            self.log(f"{name}: {self.path.name} is unreadable (truncated?); moved to {quarantine(self.path)} and the stage runs again")
+        tensors: dict[str, Tensor] = {}
+        if meta and meta.get("key") == self.key:
+            try:
+                tensors, meta = load_checkpoint(self.path, finite=True)
+            except CorruptCheckpoint as exc:  # recomputable: set it aside for inspection and train the stage again
+                moved = quarantine(self.path) if self.runtime.is_main else self.path  # every rank starts over
+                self.log(f"{name}: {exc}; moved to {moved} and the stage runs again")
+                meta = None
+        if not (meta and meta.get("key") == self.key):
+            if meta is not None:
+                self.log(f"{name}: the checkpoint holds another config; starting over")
+            return Progress(), False
+        for module_name, module in self.stage.modules.items():
+            load_module(module, tensors, f"model/{module_name}", str(self.path))
+        progress = Progress(history=[tuple(h) for h in meta.get("history", [])], elapsed=float(meta.get("seconds", 0.0)))
+        progress.step = progress.resumed_from = int(meta["step"])
+        if meta.get("done"):
+            self.log(f"{name}: finished earlier with the same config, skipped")
+            return progress, True
+        load_optimizer(optimizer, tensors, meta["optimizer"])
+        restore_rng(tensors)
+        progress.running, progress.running_n, progress.last_checked = meta.get("running") or [0.0, 0, progress.step]
+        self.log(f"{name}: resuming at step {progress.step} of {total}")
+        return progress, False
+
+    def save(self, optimizer: torch.optim.Optimizer, progress: Progress, done: bool, epoch: float, total: int, seconds: float) -> None:
+        # The loss is measured before an update, the weights saved after it: a finite loss does not prove the
+        # weights are. Diverged weights never replace the last good checkpoint (every rank checks its replica).
+        weights = {f"{name}/{k}": v for name, m in self.stage.modules.items() for k, v in m.state_dict().items()}
+        bad = first_non_finite(weights)
+        if bad is not None:
+            raise TrainingError(
+                f"{self.stage.name}: '{bad}' became NaN or infinite by step {progress.step}; the last good checkpoint "
+                f"({self.path.name}) is kept. Lower the learning rate (now {self.cfg.lr}) and re-run"
+            )
+        if self.runtime.is_main:
+            tensors = {f"model/{k}": v for k, v in weights.items()}
+            opt_tensors, opt_meta = optimizer_tensors(optimizer)
+            tensors.update(opt_tensors)
+            tensors.update(rng_tensors())
+            meta = {"key": self.key, "stage": self.stage.name, "step": progress.step, "epoch": epoch, "done": done,
+                    "total_steps": total, "history": progress.history, "seconds": seconds, "optimizer": opt_meta,
+                    "arch": self.stage.arch, "config": self.cfg.__dict__, "seed": self.seed,
+                    "runtime": self.runtime.describe(), "running": progress.carried()}  # fmt: skip
+            save_checkpoint(self.path, tensors, meta)
+        barrier(self.runtime)
+
+
+class Telemetry:
+    """What a person watching a stage sees (rank 0): a progress bar, or a line with rate and ETA every ``heartbeat``
+    seconds when there is none; per logged step a CSV row and optionally TensorBoard scalars."""
+
+    def __init__(self, name: str, total: int, step: int, *, show: bool, runtime: Runtime, metrics_csv, tensorboard,
+                 heartbeat: float, log, steps_per_epoch: int):  # fmt: skip
+        self.name, self.total, self.heartbeat, self.log, self.steps_per_epoch = name, total, heartbeat, log, steps_per_epoch
+        self.main = runtime.is_main
+        self.bar = tqdm(total=total, initial=step, desc=name, disable=not show or not self.main, unit="step", leave=False)
+        self.csv = _MetricsCSV(metrics_csv, step) if metrics_csv is not None and self.main else None
+        self.board = None
+        if tensorboard is not None and self.main:
+            from torch.utils.tensorboard import SummaryWriter  # the optional extra; the config checks it is installed
+
+            self.board = SummaryWriter(str(tensorboard), purge_step=step + 1 if step else None)
+        self.last_line, self.line_step = time.perf_counter(), step
+
+    def record(self, step: int, value: float, lr: float, seconds: float) -> None:
+        self.bar.set_postfix(loss=f"{value:.4f}")
+        if self.csv is not None:
+            self.csv.write(step, step / self.steps_per_epoch, value, lr, seconds)
+        if self.board is not None:
+            self.board.add_scalar(f"{self.name}/loss", value, step)
+            self.board.add_scalar(f"{self.name}/lr", lr, step)
+        now = time.perf_counter()
+        if self.bar.disable and self.main and now - self.last_line >= self.heartbeat:
+            rate = (step - self.line_step) / (now - self.last_line)
+            eta = (self.total - step) / rate if rate > 0 else float("inf")
+            self.log(f"{self.name}: step {step}/{self.total} ({step / self.total:.0%}), loss {value:.4f}, {rate:.1f} steps/s, ETA {eta / 60:.1f} min")
+            self.last_line, self.line_step = now, step
+
+    def close(self) -> None:
+        self.bar.close()
+        if self.board is not None:
+            self.board.close()
+
+
+def _to_device(stage: Stage, runtime: Runtime) -> None:
+    for m in (stage.loss, *stage.modules.values()):  # a fine-tuning stage's frozen classifier must be there too
+        m.to(runtime.device)
+        if runtime.channels_last:
+            m.to(memory_format=torch.channels_last)
+
+
+def _step_module(stage: Stage, runtime: Runtime) -> nn.Module:
+    """The loss module every step runs, wrapped after the checkpoint is loaded: DDP (which broadcasts rank 0's
+    parameters when it is built) and torch.compile."""
+    module: nn.Module = stage.loss
+    if runtime.distributed:
+        module = nn.parallel.DistributedDataParallel(stage.loss, device_ids=[runtime.device.index] if runtime.device.type == "cuda" else None)
+    if runtime.compile:  # in place: the state dict keeps its names, so checkpoints do not depend on it
+        module.compile()
+    return module
+
+
 def train_stage(
     stage: Stage,
     data: ImageSet,
@@ -281,201 +447,83 @@ def train_stage(
     ``metrics_csv`` receives one row per logged step (step, epoch, loss, lr, seconds); without a progress bar (output
     sent to a file) a progress line goes to ``log`` every ``heartbeat`` seconds. ``tensorboard``: a folder for
     TensorBoard scalars (loss, lr per logged step; tag = the stage's name). ``data`` is an ``ImageSet`` in memory or
-    a ``stream.FolderStream`` read by a DataLoader with ``workers`` processes, in the same order.
+    a ``data.FolderStream`` read by a DataLoader with ``workers`` processes, in the same order.
     """
-    checkpoint = Path(checkpoint)
-    world, rank = runtime.world_size, runtime.rank
-    global_batch = cfg.batch_size
-    if global_batch < 1 or cfg.epochs < 0 or cfg.max_steps < 0 or not cfg.lr > 0 or cfg.checkpoint_every < 1:
-        raise ConfigError(
-            f"{stage.name}: needs batch_size >= 1, epochs >= 0, max_steps >= 0, lr > 0 and checkpoint_every >= 1; got "
-            f"batch_size={cfg.batch_size}, epochs={cfg.epochs}, max_steps={cfg.max_steps}, lr={cfg.lr}, "
-            f"checkpoint_every={cfg.checkpoint_every}"
-        )
-    if global_batch % world:
-        raise ConfigError(f"batch_size {global_batch} must be divisible by the number of processes ({world})")
-    steps_per_epoch = len(data) // global_batch
-    if steps_per_epoch == 0:
-        raise DataError(f"{data.name} has {len(data)} images, fewer than one batch of {global_batch}; lower batch_size")
-    total = cfg.max_steps or cfg.epochs * steps_per_epoch
-    if total < 1:  # never write an untrained model as a finished checkpoint
-        raise ConfigError(
-            f"{stage.name}: epochs = {cfg.epochs} and max_steps = {cfg.max_steps} give no training step; set one of them >= 1"
-        )
-    # The loss module holds every model of the step (a fine-tuning stage's frozen classifier is in no checkpoint
-    # but must be on the device too).
-    for m in (stage.loss, *stage.modules.values()):
-        m.to(runtime.device)
-        if runtime.channels_last:
-            m.to(memory_format=torch.channels_last)
+    steps_per_epoch, total = stage_plan(stage, data, cfg, runtime)
+    _to_device(stage, runtime)
     optimizer = make_optimizer(stage.params, cfg)
-
-    step, history, elapsed, resumed_from, carried = 0, [], 0.0, 0, [0.0, 0, 0]
-    meta = read_meta(checkpoint)
-    tensors: dict[str, Tensor] = {}
-    if meta is None and checkpoint.exists() and runtime.is_main:  # one rule for every damaged file: set aside, said
-        log(
-            f"{stage.name}: {checkpoint.name} is unreadable (truncated?); moved to {quarantine(checkpoint)} and the stage runs again"
-        )
-    if meta and meta.get("key") == key:
-        try:
-            tensors, meta = load_checkpoint(checkpoint, finite=True)
-        except CorruptCheckpoint as exc:  # recomputable: set it aside for inspection and train the stage again
-            moved = quarantine(checkpoint) if runtime.is_main else checkpoint  # every rank starts over
-            log(f"{stage.name}: {exc}; moved to {moved} and the stage runs again")
-            meta = None
-    if meta and meta.get("key") == key:
-        for name, module in stage.modules.items():
-            load_module(module, tensors, f"model/{name}", str(checkpoint))
-        history, elapsed = [tuple(h) for h in meta.get("history", [])], float(meta.get("seconds", 0.0))
-        if meta.get("done"):
-            log(f"{stage.name}: finished earlier with the same config, skipped")
-            return StageResult(stage.name, int(meta["step"]), history, elapsed, skipped=True)
-        load_optimizer(optimizer, tensors, meta["optimizer"])
-        restore_rng(tensors)
-        step = resumed_from = int(meta["step"])
-        carried = meta.get("running") or [0.0, 0, step]  # an interrupted stage's loss since its last logged step
-        log(f"{stage.name}: resuming at step {step} of {total}")
-    elif meta is not None:
-        log(f"{stage.name}: the checkpoint holds another config; starting over")
-
-    def save(done: bool) -> None:
-        # The loss is measured before an update, the weights saved after it: a finite loss does not prove the
-        # weights are. Diverged weights never replace the last good checkpoint (every rank checks its replica).
-        weights = {f"{name}/{k}": v for name, m in stage.modules.items() for k, v in m.state_dict().items()}
-        bad = first_non_finite(weights)
-        if bad is not None:
-            bar.close()
-            raise TrainingError(
-                f"{stage.name}: '{bad}' became NaN or infinite by step {step}; the last good checkpoint "
-                f"({checkpoint.name}) is kept. Lower the learning rate (now {cfg.lr}) and re-run"
-            )
-        if runtime.is_main:
-            tensors = {f"model/{k}": v for k, v in weights.items()}
-            opt_tensors, opt_meta = optimizer_tensors(optimizer)
-            tensors.update(opt_tensors)
-            tensors.update(rng_tensors())
-            save_checkpoint(
-                checkpoint,
-                tensors,
-                {
-                    "key": key,
-                    "stage": stage.name,
-                    "step": step,
-                    "epoch": step / steps_per_epoch,
-                    "done": done,
-                    "total_steps": total,
-                    "history": history,
-                    "seconds": elapsed + time.perf_counter() - started,
-                    "optimizer": opt_meta,
-                    "arch": stage.arch,
-                    "config": cfg.__dict__,
-                    "seed": seed,
-                    "runtime": runtime.describe(),
-                    "running": [float(running), running_n, last_checked],
-                },
-            )
-        barrier(runtime)
-
-    loss_module: nn.Module = stage.loss
-    if runtime.distributed:
-        loss_module = nn.parallel.DistributedDataParallel(
-            stage.loss, device_ids=[runtime.device.index] if runtime.device.type == "cuda" else None
-        )
-    if runtime.compile:  # in place: the state dict keeps its names, so checkpoints do not depend on it
-        loss_module.compile()
+    saver = Checkpointer(Path(checkpoint), key, stage, cfg, seed, runtime, log)
+    state, done = saver.resume(optimizer, total)
+    if done:
+        return StageResult(stage.name, state.step, state.history, state.elapsed, skipped=True)
+    module = _step_module(stage, runtime)
     scaler = torch.amp.GradScaler("cuda", enabled=runtime.amp_dtype == torch.float16)
     stage.loss.train()
     started = time.perf_counter()
-    # The loss summed since the last logged step: carried through an interrupt, so that a resumed stage logs the
-    # same history as an uninterrupted one.
-    running = torch.tensor(float(carried[0]), device=runtime.device)
-    running_n, last_checked = int(carried[1]), int(carried[2]) if carried[1] else step
-    order_epoch = -1
-    source: Iterator[tuple[Tensor, Tensor]] = iter(())
-    lr = cfg.lr
-    bar = tqdm(total=total, initial=step, desc=stage.name, disable=not progress or not runtime.is_main, unit="step", leave=False)
-    csv = _MetricsCSV(metrics_csv, step) if metrics_csv is not None and runtime.is_main else None
-    board = None
-    if tensorboard is not None and runtime.is_main:
-        from torch.utils.tensorboard import SummaryWriter  # the optional extra; the config checks it is installed
+    running = torch.tensor(float(state.running), device=runtime.device)  # summed on the device, read when logged
+    watch = Telemetry(stage.name, total, state.step, show=progress, runtime=runtime, metrics_csv=metrics_csv,
+                      tensorboard=tensorboard, heartbeat=heartbeat, log=log, steps_per_epoch=steps_per_epoch)  # fmt: skip
+    order_epoch, source, lr = -1, iter(()), cfg.lr
 
-        board = SummaryWriter(str(tensorboard), purge_step=step + 1 if step else None)
-    last_line, line_step = time.perf_counter(), step
+    def log_loss() -> None:
+        nonlocal running
+        state.running = float(running)
+        value = state.log(stage.name, saver.path.name, cfg.lr)
+        running = torch.zeros((), device=runtime.device) if value is not None else running
+        if value is not None:
+            watch.record(state.step, value, lr, state.elapsed + time.perf_counter() - started)
 
-    def check_finite() -> None:
-        nonlocal running, running_n, last_checked, last_line, line_step
-        if running_n == 0:
-            return
-        value = float(running) / running_n
-        if not math.isfinite(value):
-            raise TrainingError(
-                f"{stage.name}: the loss became {value} between steps {last_checked} and {step}; the last good "
-                f"checkpoint ({checkpoint.name}) is kept. Lower the learning rate (now {cfg.lr}) and re-run"
-            )
-        history.append((step, value))
-        bar.set_postfix(loss=f"{value:.4f}")
-        running, running_n, last_checked = torch.zeros((), device=runtime.device), 0, step
-        now = time.perf_counter()
-        if csv is not None:
-            csv.write(step, step / steps_per_epoch, value, lr, elapsed + now - started)
-        if board is not None:
-            board.add_scalar(f"{stage.name}/loss", value, step)
-            board.add_scalar(f"{stage.name}/lr", lr, step)
-        if bar.disable and runtime.is_main and now - last_line >= heartbeat:
-            rate = (step - line_step) / (now - last_line)
-            eta = (total - step) / rate if rate > 0 else float("inf")
-            log(
-                f"{stage.name}: step {step}/{total} ({step / total:.0%}), loss {value:.4f}, {rate:.1f} steps/s, ETA {eta / 60:.1f} min"
-            )
-            last_line, line_step = now, step
+    def save(done: bool) -> None:
+        state.running = float(running)
+        try:
+            saver.save(optimizer, state, done, state.step / steps_per_epoch, total, state.elapsed + time.perf_counter() - started)
+        except TrainingError:
+            watch.close()
+            raise
 
     with _StopFlag() as stop:
-        while step < total:
-            epoch, within = divmod(step, steps_per_epoch)
+        while state.step < total:
+            epoch, within = divmod(state.step, steps_per_epoch)
             if epoch != order_epoch:  # this epoch's batches, from the step a resumed run stopped at
-                source = planned_batches(
-                    data, epoch_order(seed, epoch, len(data)), within, steps_per_epoch, global_batch, rank, world,
-                    workers=workers, pin_memory=runtime.device.type == "cuda",
-                )  # fmt: skip
+                source = planned_batches(data, epoch_order(seed, epoch, len(data)), within, steps_per_epoch, cfg.batch_size,
+                                         runtime.rank, runtime.world_size, workers=workers, pin_memory=runtime.device.type == "cuda")  # fmt: skip
                 order_epoch = epoch
             images, labels = next(source)
             x = data.normalize(runtime.to_device(images))  # uint8 travels (4x fewer bytes), normalised there
             y = labels.to(runtime.device, non_blocking=True)
-            lr = lr_at(step, total, cfg)
+            lr = lr_at(state.step, total, cfg)
             for group in optimizer.param_groups:
                 group["lr"] = lr
             with runtime.autocast():
-                loss = loss_module(x, y)
+                loss = module(x, y)
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.step(optimizer)
             scaler.update()
-            step += 1
+            state.step += 1
             running += loss.detach().float()
-            running_n += 1
-            bar.update(1)
+            state.running_n += 1
+            watch.bar.update(1)
             if on_step is not None:
-                on_step(step)
-            boundary = step % cfg.checkpoint_every == 0 or step % steps_per_epoch == 0 or step == total
-            if step % log_every == 0 or boundary:
-                check_finite()
-            if boundary and step < total:
+                on_step(state.step)
+            boundary = state.step % cfg.checkpoint_every == 0 or state.step % steps_per_epoch == 0 or state.step == total
+            if state.step % log_every == 0 or boundary:
+                log_loss()
+            if boundary and state.step < total:
                 save(done=False)
             if stop.raised:
                 if not math.isfinite(float(running)):
-                    check_finite()  # raises: a diverged loss is not saved as progress
+                    log_loss()  # raises: a diverged loss is not saved as progress
                 save(done=False)
-                bar.close()
-                raise Interrupted(f"{stage.name}: interrupted at step {step} of {total}; progress saved, re-run to resume")
-    check_finite()
-    bar.close()
+                watch.close()
+                raise Interrupted(f"{stage.name}: interrupted at step {state.step} of {total}; progress saved, re-run to resume")
+    log_loss()
+    watch.bar.close()
     save(done=True)
-    if board is not None:
-        board.close()
-    seconds = elapsed + time.perf_counter() - started
-    log(f"{stage.name}: {total - resumed_from} steps in {time.perf_counter() - started:.1f}s, final loss {history[-1][1]:.4f}")
-    return StageResult(stage.name, step, history, seconds, resumed_from=resumed_from)
+    watch.close()
+    seconds = state.elapsed + time.perf_counter() - started
+    log(f"{stage.name}: {total - state.resumed_from} steps in {time.perf_counter() - started:.1f}s, final loss {state.history[-1][1]:.4f}")
+    return StageResult(stage.name, state.step, state.history, seconds, resumed_from=state.resumed_from)
 
 
 # ----------------------------------------------------------------------------------------------- inference
