@@ -337,7 +337,7 @@ def bench_paper(device: str = "cpu", steps: int = 4, batch: int = 4, repeats: in
                 stamps[i + 1] = time.perf_counter()
         return stamps[steps] - stamps[warm]
 
-    out: dict = {"device": str(dev), "amp": runtime.describe()["amp"], "steps": steps, "batch": batch, "size": 224}
+    out: dict = {"device": str(dev), "amp": runtime.to_dict()["amp"], "steps": steps, "batch": batch, "size": 224}
     if dev.type == "cuda":
         out["gpu"] = torch.cuda.get_device_name(dev)
     images = (steps - warm) * batch  # steady state: the first steps (allocation, tuning, compiling) left out of both

@@ -69,9 +69,7 @@ def _imports(modules: dict[str, Path]) -> dict[str, set[tuple[str, bool]]]:
 
 def test_every_import_runs_down_or_across_never_up():
     modules = _modules()
-    upward = [
-        f"{src} -> {dst}" for src, targets in _imports(modules).items() for dst, _ in targets if _floor(dst) > _floor(src)
-    ]
+    upward = [f"{src} -> {dst}" for src, targets in _imports(modules).items() for dst, _ in targets if _floor(dst) > _floor(src)]
     assert not upward, upward
 
 

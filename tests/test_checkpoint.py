@@ -13,12 +13,16 @@ from s2snets.checkpoint import (
     load_module,
     load_optimizer,
     load_user_weights,
-    module_tensors,
     optimizer_tensors,
     save_checkpoint,
 )
 from s2snets.errors import CheckpointError
 from s2snets.models import build_classifier
+
+
+def _under(module, prefix):
+    """A module's state_dict under ``prefix/``, as a stage's checkpoint holds it."""
+    return {f"{prefix}/{k}": v for k, v in module.state_dict().items()}
 
 
 def test_round_trip_is_bit_exact(tmp_path):
@@ -42,7 +46,7 @@ def test_optimizer_state_round_trip_without_pickle(tmp_path):
         model(torch.randn(8, 4)).square().sum().backward()
         opt.step()
     t, m = optimizer_tensors(opt)
-    save_checkpoint(tmp_path / "o.safetensors", {**t, **module_tensors(model, "model")}, {"optimizer": m})
+    save_checkpoint(tmp_path / "o.safetensors", {**t, **_under(model, "model")}, {"optimizer": m})
     tensors, meta = load_checkpoint(tmp_path / "o.safetensors")
     model2 = nn.Linear(4, 3)
     load_module(model2, tensors, "model")
@@ -58,12 +62,12 @@ def test_optimizer_state_round_trip_without_pickle(tmp_path):
 
 def test_checkpoint_of_another_architecture_names_the_key(tmp_path):
     a, b = build_classifier("vgg_s", 10, 1), build_classifier("resnet_s", 10, 1)
-    save_checkpoint(tmp_path / "a.safetensors", module_tensors(a, "model/classifier"), {})
+    save_checkpoint(tmp_path / "a.safetensors", _under(a, "model/classifier"), {})
     tensors, _ = load_checkpoint(tmp_path / "a.safetensors")
     with pytest.raises(CheckpointError, match="key '.*' is missing"):
         load_module(b, tensors, "model/classifier", "a.safetensors")
     wide = build_classifier("alexnet_s", 10, 3)
-    save_checkpoint(tmp_path / "w.safetensors", module_tensors(wide, "m"), {})
+    save_checkpoint(tmp_path / "w.safetensors", _under(wide, "m"), {})
     with pytest.raises(CheckpointError, match=r"key 'features.0.weight' has shape \(32, 3, 7, 7\) in the file"):
         load_module(build_classifier("alexnet_s", 10, 1), load_checkpoint(tmp_path / "w.safetensors")[0], "m")
 

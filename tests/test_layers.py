@@ -1,8 +1,11 @@
+import pytest
 import torch
 import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from torch import nn
 
+from s2snets.errors import ModelError
 from s2snets.layers import (
     BlurPool,
     ResizeConv,
@@ -122,3 +125,35 @@ def test_registries_build_every_layer_and_keep_shapes():
         out.sum().backward()
     pooled, idx = F.max_pool2d(x, 2, 2, return_indices=True)
     assert torch.equal(make_upsample("unpool", 4)(pooled, indices=idx).amax((-2, -1)), pooled.amax((-2, -1)))
+
+
+def test_registries_take_a_name_or_a_class():
+    from s2snets.layers import make_downsample, make_upsample
+    from s2snets.layers.upsample import ResizeConv
+
+    by_name, by_class = make_upsample("resize_conv", 4), make_upsample(ResizeConv, 4)
+    assert type(by_name) is type(by_class) is ResizeConv
+
+    class Halve(nn.Module):  # a user's own downsampling layer, built as cls(in, out, stride, kernel)
+        def __init__(self, c_in, c_out, stride, kernel):
+            super().__init__()
+            self.stride = stride
+
+        def forward(self, x):
+            return x[..., :: self.stride, :: self.stride]
+
+    assert make_downsample(Halve, 3, stride=2)(torch.zeros(1, 3, 8, 8)).shape == (1, 3, 4, 4)
+    with pytest.raises(ModelError, match="nn.Module subclass"):
+        make_upsample(int, 4)
+    with pytest.raises(ModelError, match="pass an nn.Module class"):
+        make_downsample("nope", 4)
+
+
+def test_blur_pool_kernel_built_under_inference_mode_still_trains():
+    from s2snets.layers import blur_pool
+
+    with torch.inference_mode():
+        blur_pool(torch.zeros(1, 2, 8, 8, dtype=torch.float64), 5)  # the first call builds and caches the kernel
+    x = torch.randn(1, 2, 8, 8, dtype=torch.float64, requires_grad=True)
+    blur_pool(x, 5).sum().backward()  # the cached kernel is a normal tensor: saved for backward without error
+    assert x.grad is not None and torch.isfinite(x.grad).all()

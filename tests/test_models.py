@@ -7,7 +7,6 @@ from s2snets.errors import ModelError
 from s2snets.layers import UPSAMPLE
 from s2snets.models import CLASSIFIERS, build_classifier, build_segnet, downsampling_sites
 from s2snets.models.classifiers import DOWNSAMPLE_KINDS, MIN_INPUT, DownsampleSite
-from s2snets.models.segnet import from_vgg16
 
 
 def test_paper_encoder_matches_torchvision_vgg16_features():
@@ -21,7 +20,7 @@ def test_paper_encoder_matches_torchvision_vgg16_features():
 
 def test_from_vgg16_copies_the_conv_weights():
     ref = vgg16()
-    net = from_vgg16(ref.state_dict())
+    net = build_segnet("paper", 3, "unpool").load_vgg16(ref.state_dict())
     convs = [m for m in net.encoder.modules() if isinstance(m, nn.Conv2d)]
     assert torch.equal(convs[0].weight, ref.features[0].weight) and torch.equal(convs[-1].weight, ref.features[28].weight)
 

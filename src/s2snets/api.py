@@ -97,7 +97,7 @@ class S2SNetResult:
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         meta = {k: v for k, v in self.to_dict().items() if k != "patterns"}
-        meta["pattern_summaries"] = {k: p.summary() for k, p in self.patterns.items()}
+        meta["pattern_summaries"] = {k: p.to_dict(maps=False) for k, p in self.patterns.items()}
         atomic_write_text(folder / "summary.json", json.dumps(meta, indent=1) + "\n")
         tensors = {f"example/{k}": v.contiguous() for k, v in self.examples.items()}
         for k, p in self.patterns.items():

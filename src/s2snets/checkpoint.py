@@ -164,11 +164,6 @@ def read_meta(path: str | Path) -> dict[str, Any] | None:
 
 
 # ----------------------------------------------------------------------------------------------- modules
-def module_tensors(module: nn.Module, prefix: str) -> dict[str, Tensor]:
-    """A module's state_dict with every key under ``prefix/``."""
-    return {f"{prefix}/{k}": v for k, v in module.state_dict().items()}
-
-
 def load_module(module: nn.Module, tensors: dict[str, Tensor], prefix: str, source: str = "checkpoint") -> None:
     """Load ``prefix/*`` tensors into ``module`` strictly; CheckpointError names the first mismatched key."""
     own = module.state_dict()

@@ -248,7 +248,7 @@ def cmd_lint(args: argparse.Namespace) -> int:
     model = model.to(runtime.device)
     report = lint_model(model, torch.zeros(1, args.channels, size, size, device=runtime.device), args.model)
     if args.json:
-        print(json.dumps(report.as_dict(), indent=2))
+        print(json.dumps(report.to_dict(), indent=2))
         return 0
     print(report.table())
     return 0

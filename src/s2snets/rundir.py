@@ -138,6 +138,6 @@ class RunDir:
 def _jsonable(value: Any) -> Any:
     if hasattr(value, "tolist"):
         return value.tolist()
-    if hasattr(value, "as_dict"):
-        return value.as_dict()
+    if hasattr(value, "to_dict"):
+        return value.to_dict()
     return str(value)

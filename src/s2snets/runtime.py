@@ -42,7 +42,7 @@ class Runtime:
         x = x.to(self.device, non_blocking=True)
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last and x.ndim == 4 else x
 
-    def describe(self) -> dict:
+    def to_dict(self) -> dict:
         return {
             "device": str(self.device),
             "amp": str(self.amp_dtype).replace("torch.", "") if self.amp_dtype else "off",

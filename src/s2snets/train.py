@@ -39,7 +39,7 @@ from s2snets.checkpoint import (
     save_checkpoint,
 )
 from s2snets.config import StageConfig
-from s2snets.data import ImageSet, planned_batches
+from s2snets.data import ImageSet, in_order, planned_batches
 from s2snets.errors import ConfigError, DataError, Interrupted, TrainingError
 from s2snets.names import OPTIMIZERS, SCHEDULES
 from s2snets.runtime import Runtime, barrier
@@ -175,12 +175,10 @@ def epoch_order(seed: int, epoch: int, n: int) -> Tensor:
     return torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch))
 
 
-def batches(data: ImageSet, batch_size: int, runtime: Runtime, limit: int | None = None) -> Iterator[tuple[Tensor, Tensor]]:
-    """Evaluation batches in order: normalised float (B, C, H, W) on the device, labels (B,)."""
-    n = len(data) if limit is None else min(limit, len(data))
-    for start in range(0, n, batch_size):
-        x = data.images[start : start + batch_size]
-        yield data.normalize(runtime.to_device(x)), data.labels[start : start + batch_size].to(runtime.device)
+def _model_ready(data: ImageSet, batch_size: int, runtime: Runtime, limit: int | None) -> Iterator[Tensor]:
+    """``data``'s images in order (the first ``limit``), as normalised float (B, C, H, W) batches on the device."""
+    for images, _ in in_order(data, batch_size, limit=limit):
+        yield data.normalize(runtime.to_device(images))
 
 
 @dataclass
@@ -272,7 +270,9 @@ def stage_plan(stage: Stage, data, cfg: StageConfig, runtime: Runtime) -> tuple[
         raise DataError(f"{data.name} has {len(data)} images, fewer than one batch of {batch}; lower batch_size")
     total = cfg.max_steps or cfg.epochs * steps_per_epoch
     if total < 1:  # never write an untrained model as a finished checkpoint
-        raise ConfigError(f"{stage.name}: epochs = {cfg.epochs} and max_steps = {cfg.max_steps} give no training step; set one of them >= 1")
+        raise ConfigError(
+            f"{stage.name}: epochs = {cfg.epochs} and max_steps = {cfg.max_steps} give no training step; set one of them >= 1"
+        )
     return steps_per_epoch, total
 
 
@@ -318,7 +318,9 @@ class Checkpointer:
         """(the progress to start from, whether the stage is already done); loads modules, optimizer and RNG."""
         name, meta = self.stage.name, read_meta(self.path)
         if meta is None and self.path.exists() and self.runtime.is_main:  # one rule for every damaged file
-            self.log(f"{name}: {self.path.name} is unreadable (truncated?); moved to {quarantine(self.path)} and the stage runs again")
+            self.log(
+                f"{name}: {self.path.name} is unreadable (truncated?); moved to {quarantine(self.path)} and the stage runs again"
+            )
         tensors: dict[str, Tensor] = {}
         if meta and meta.get("key") == self.key:
             try:
@@ -344,7 +346,9 @@ class Checkpointer:
         self.log(f"{name}: resuming at step {progress.step} of {total}")
         return progress, False
 
-    def save(self, optimizer: torch.optim.Optimizer, progress: Progress, done: bool, epoch: float, total: int, seconds: float) -> None:
+    def save(
+        self, optimizer: torch.optim.Optimizer, progress: Progress, done: bool, epoch: float, total: int, seconds: float
+    ) -> None:
         # The loss is measured before an update, the weights saved after it: a finite loss does not prove the
         # weights are. Diverged weights never replace the last good checkpoint (every rank checks its replica).
         weights = {f"{name}/{k}": v for name, m in self.stage.modules.items() for k, v in m.state_dict().items()}
@@ -362,7 +366,7 @@ class Checkpointer:
             meta = {"key": self.key, "stage": self.stage.name, "step": progress.step, "epoch": epoch, "done": done,
                     "total_steps": total, "history": progress.history, "seconds": seconds, "optimizer": opt_meta,
                     "arch": self.stage.arch, "config": self.cfg.__dict__, "seed": self.seed,
-                    "runtime": self.runtime.describe(), "running": progress.carried()}  # fmt: skip
+                    "runtime": self.runtime.to_dict(), "running": progress.carried()}  # fmt: skip
             save_checkpoint(self.path, tensors, meta)
         barrier(self.runtime)
 
@@ -395,7 +399,9 @@ class Telemetry:
         if self.bar.disable and self.main and now - self.last_line >= self.heartbeat:
             rate = (step - self.line_step) / (now - self.last_line)
             eta = (self.total - step) / rate if rate > 0 else float("inf")
-            self.log(f"{self.name}: step {step}/{self.total} ({step / self.total:.0%}), loss {value:.4f}, {rate:.1f} steps/s, ETA {eta / 60:.1f} min")
+            self.log(
+                f"{self.name}: step {step}/{self.total} ({step / self.total:.0%}), loss {value:.4f}, {rate:.1f} steps/s, ETA {eta / 60:.1f} min"
+            )
             self.last_line, self.line_step = now, step
 
     def close(self) -> None:
@@ -416,10 +422,44 @@ def _step_module(stage: Stage, runtime: Runtime) -> nn.Module:
     parameters when it is built) and torch.compile."""
     module: nn.Module = stage.loss
     if runtime.distributed:
-        module = nn.parallel.DistributedDataParallel(stage.loss, device_ids=[runtime.device.index] if runtime.device.type == "cuda" else None)
+        module = nn.parallel.DistributedDataParallel(
+            stage.loss, device_ids=[runtime.device.index] if runtime.device.type == "cuda" else None
+        )
     if runtime.compile:  # in place: the state dict keeps its names, so checkpoints do not depend on it
         module.compile()
     return module
+
+
+class _EpochBatches:
+    """The batches of the epoch a step falls in, from that step on: a resumed run continues mid-epoch in order."""
+
+    def __init__(self, data: ImageSet, seed: int, steps_per_epoch: int, batch_size: int, runtime: Runtime, workers: int):
+        self.data, self.seed, self.steps_per_epoch, self.batch_size = data, seed, steps_per_epoch, batch_size
+        self.runtime, self.workers, self.epoch, self.source = runtime, workers, -1, iter(())
+
+    def at(self, step: int) -> tuple[Tensor, Tensor]:
+        epoch, within = divmod(step, self.steps_per_epoch)
+        if epoch != self.epoch:
+            rt = self.runtime
+            self.source = planned_batches(self.data, epoch_order(self.seed, epoch, len(self.data)), within, self.steps_per_epoch,
+                                          self.batch_size, rt.rank, rt.world_size, workers=self.workers,
+                                          pin_memory=rt.device.type == "cuda")  # fmt: skip
+            self.epoch = epoch
+        return next(self.source)
+
+
+def _optimise(module: nn.Module, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler, runtime: Runtime,
+              x: Tensor, y: Tensor, lr: float) -> Tensor:  # fmt: skip
+    """One optimiser step at learning rate ``lr``; returns the detached float32 loss (left on the device)."""
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    with runtime.autocast():
+        loss = module(x, y)
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    scaler.step(optimizer)
+    scaler.update()
+    return loss.detach().float()
 
 
 def train_stage(
@@ -463,7 +503,7 @@ def train_stage(
     running = torch.tensor(float(state.running), device=runtime.device)  # summed on the device, read when logged
     watch = Telemetry(stage.name, total, state.step, show=progress, runtime=runtime, metrics_csv=metrics_csv,
                       tensorboard=tensorboard, heartbeat=heartbeat, log=log, steps_per_epoch=steps_per_epoch)  # fmt: skip
-    order_epoch, source, lr = -1, iter(()), cfg.lr
+    batches, lr = _EpochBatches(data, seed, steps_per_epoch, cfg.batch_size, runtime, workers), cfg.lr
 
     def log_loss() -> None:
         nonlocal running
@@ -483,25 +523,13 @@ def train_stage(
 
     with _StopFlag() as stop:
         while state.step < total:
-            epoch, within = divmod(state.step, steps_per_epoch)
-            if epoch != order_epoch:  # this epoch's batches, from the step a resumed run stopped at
-                source = planned_batches(data, epoch_order(seed, epoch, len(data)), within, steps_per_epoch, cfg.batch_size,
-                                         runtime.rank, runtime.world_size, workers=workers, pin_memory=runtime.device.type == "cuda")  # fmt: skip
-                order_epoch = epoch
-            images, labels = next(source)
+            images, labels = batches.at(state.step)
             x = data.normalize(runtime.to_device(images))  # uint8 travels (4x fewer bytes), normalised there
             y = labels.to(runtime.device, non_blocking=True)
             lr = lr_at(state.step, total, cfg)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            with runtime.autocast():
-                loss = module(x, y)
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
+            loss = _optimise(module, optimizer, scaler, runtime, x, y, lr)
             state.step += 1
-            running += loss.detach().float()
+            running += loss
             state.running_n += 1
             watch.bar.update(1)
             if on_step is not None:
@@ -522,7 +550,9 @@ def train_stage(
     save(done=True)
     watch.close()
     seconds = state.elapsed + time.perf_counter() - started
-    log(f"{stage.name}: {total - state.resumed_from} steps in {time.perf_counter() - started:.1f}s, final loss {state.history[-1][1]:.4f}")
+    log(
+        f"{stage.name}: {total - state.resumed_from} steps in {time.perf_counter() - started:.1f}s, final loss {state.history[-1][1]:.4f}"
+    )
     return StageResult(stage.name, state.step, state.history, seconds, resumed_from=state.resumed_from)
 
 
@@ -540,7 +570,7 @@ def predict_logits(
     tensors (N, C, H, W) such as ``autoencode``'s outputs, computed once and fed to every classifier."""
     model.eval()
     if inputs is None:
-        source = (x for x, _ in batches(data, batch_size, runtime, limit))
+        source = _model_ready(data, batch_size, runtime, limit)
     else:
         source = (runtime.to_device(inputs[s : s + batch_size]) for s in range(0, len(inputs), batch_size))
     out = []
@@ -558,7 +588,7 @@ def autoencode(
     a classifier sees in the pipeline autoencoder -> classifier."""
     autoencoder.eval()
     out = []
-    for x, _ in batches(data, batch_size, runtime, limit):
+    for x in _model_ready(data, batch_size, runtime, limit):
         with runtime.autocast():
             out.append(autoencoder(x).float().cpu())
     return torch.cat(out)

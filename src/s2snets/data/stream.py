@@ -116,11 +116,13 @@ def planned_batches(
         yield images, labels
 
 
-def in_order(data, batch: int, workers: int = 2, pin_memory: bool = False) -> Iterator[tuple[Tensor, Tensor]]:
-    """Every image of an ImageSet or a FolderStream once, in order: (uint8 (b, C, H, W), labels (b,)) batches of
-    ``batch`` (the last one shorter), a stream read by ``workers`` processes."""
-    steps = -(-len(data) // batch)
-    return planned_batches(data, torch.arange(len(data)), 0, steps, batch, workers=workers, pin_memory=pin_memory)
+def in_order(
+    data, batch: int, workers: int = 2, pin_memory: bool = False, limit: int | None = None
+) -> Iterator[tuple[Tensor, Tensor]]:
+    """Every image of an ImageSet or a FolderStream once (the first ``limit`` when given), in order: (uint8
+    (b, C, H, W), labels (b,)) batches of ``batch`` (the last one shorter), a stream read by ``workers`` processes."""
+    n = len(data) if limit is None else min(limit, len(data))
+    return planned_batches(data, torch.arange(n), 0, -(-n // batch), batch, workers=workers, pin_memory=pin_memory)
 
 
 def folder_stream(

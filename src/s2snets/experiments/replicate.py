@@ -150,7 +150,7 @@ def evaluate(ctx: Context, classifiers: dict[str, Trained], plain: Trained, fine
     results = {
         "version": __version__,
         "config": to_dict(cfg),
-        "runtime": rt.describe(),
+        "runtime": rt.to_dict(),
         "dataset": {"train": ctx.train.name, "test": data.name, "train_images": len(ctx.train), "eval_images": len(data),
                     "classes": list(data.class_names), "channels": data.channels, "size": data.size,
                     "skipped_files": list(getattr(ctx.train, "skipped", ())) + list(getattr(ctx.test, "skipped", ()))},
@@ -160,10 +160,10 @@ def evaluate(ctx: Context, classifiers: dict[str, Trained], plain: Trained, fine
         "reconstruction": {"plain": errors["plain"], "finetuned": {a: errors[a] for a in names},
                            **({"lossy_plain": errors["lossy/plain"]} if lossy else {})},
         "nmi": {name: nmi_summary(ev, name, m) for name in ["original", "plain", *names]},
-        "pattern": {n: p.summary() for n, p in ev.patterns.items()},
+        "pattern": {n: p.to_dict(maps=False) for n, p in ev.patterns.items()},
         "pattern_by_family": pattern_by_family(ev.patterns, classifier_labels(cfg), min(periods, default=2)),
-        "gradient_probe": {b: p.summary() for b, p in probes.items()},
-        "lint": {n: r.as_dict() for n, r in lints.items()},
+        "gradient_probe": {b: p.to_dict(maps=False) for b, p in probes.items()},
+        "lint": {n: r.to_dict() for n, r in lints.items()},
         "transfer": transfer_summary(ev, names, classifier_labels(cfg), acc, m, cfg.seed),
     }  # fmt: skip
     results["quality"] = quality_gates(ctx, results)
@@ -214,7 +214,7 @@ def transfer_summary(ev: Evaluation, names: list[str], labels: list[tuple[str, s
     lattice = concept_lattice(relation, names)
     return {
         "names": names, "T": transfer.tolist(), "RRC": rrc_matrix.tolist(), "relation": relation.tolist(),
-        "threshold": m.rrc_threshold, "order": order.as_dict(),
+        "threshold": m.rrc_threshold, "order": order.to_dict(),
         "lattice": [{"extent": list(c.extent), "intent": list(c.intent), "upper": c.upper} for c in lattice],
         "bootstrap": order_bootstrap(ev, names, labels, m.rrc_threshold, m.bootstrap, seed),
     }  # fmt: skip

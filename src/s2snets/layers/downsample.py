@@ -7,6 +7,7 @@ padding.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -25,13 +26,21 @@ def binomial_kernel(size: int, dtype: torch.dtype = torch.float32) -> Tensor:
     return k2 / k2.sum()
 
 
+@functools.lru_cache(maxsize=64)
+def _kernel_on(size: int, dtype: torch.dtype, device: torch.device) -> Tensor:
+    """``binomial_kernel`` built once per (size, dtype, device): a blur pool in a training loop reuses it. Made outside
+    inference mode, so a kernel first built under ``torch.inference_mode`` can still be saved for a backward pass."""
+    with torch.inference_mode(False):
+        return binomial_kernel(size, dtype).to(device)
+
+
 def blur_pool(x: Tensor, filter_size: int = 3, stride: int = 2, pad_mode: str = "reflect") -> Tensor:
     """Blur each channel with a binomial filter, then keep every ``stride``-th sample.
 
     (B, C, H, W) -> (B, C, ceil(H / stride), ceil(W / stride)) for the "same" padding used here.
     """
     c, h, w = x.shape[-3:]
-    kernel = binomial_kernel(filter_size, x.dtype).to(x.device)
+    kernel = _kernel_on(filter_size, x.dtype, x.device)
     lo, hi = (filter_size - 1) // 2, filter_size // 2  # asymmetric for even sizes, as in antialiased-cnns
     if filter_size > 1:
         mode = pad_mode if min(h, w) > max(lo, hi) else "replicate"
@@ -56,15 +65,27 @@ class BlurPool(nn.Module):
 
 
 def make_downsample(
-    name: str, in_channels: int, out_channels: int | None = None, stride: int = 2, kernel: int | None = None
+    name: str | type[nn.Module],
+    in_channels: int,
+    out_channels: int | None = None,
+    stride: int = 2,
+    kernel: int | None = None,
 ) -> nn.Module:
-    """A downsampling layer by name. Pools keep the channel count; ``strided_conv`` maps in -> out channels.
+    """A downsampling layer by name, or from a class built as ``cls(in_channels, out_channels, stride, kernel)``.
 
-    ``kernel`` defaults to 3 for convolutions, ``stride`` for pools, 3 for the blur filter.
+    Pools keep the channel count; ``strided_conv`` maps in -> out channels. ``kernel`` defaults to 3 for
+    convolutions, ``stride`` for pools, 3 for the blur filter.
+
+    >>> make_downsample("blur_pool", 4)(torch.zeros(1, 4, 8, 8)).shape
+    torch.Size([1, 4, 4, 4])
     """
     out_channels = out_channels or in_channels
+    if isinstance(name, type):
+        if not issubclass(name, nn.Module):
+            raise ModelError(f"a downsampling class must be an nn.Module subclass, got {name.__name__}")
+        return name(in_channels, out_channels, stride, kernel)
     if name not in DOWNSAMPLE:
-        raise ModelError(f"unknown downsampling '{name}'; choose one of {', '.join(DOWNSAMPLE)}")
+        raise ModelError(f"unknown downsampling '{name}'; choose one of {', '.join(DOWNSAMPLE)} or pass an nn.Module class")
     if name != "strided_conv" and out_channels != in_channels:
         raise ModelError(f"'{name}' keeps the channel count; use strided_conv to change {in_channels} -> {out_channels}")
     return DOWNSAMPLE[name](in_channels, out_channels, stride, kernel)

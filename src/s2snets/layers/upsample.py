@@ -172,8 +172,21 @@ UPSAMPLE = {
 check_registry("upsample", UPSAMPLE)
 
 
-def make_upsample(name: str, channels: int, scale: int = 2, **kwargs) -> nn.Module:
-    """An upsampling layer by name (see ``UPSAMPLE``); ``kwargs`` go to its constructor."""
+def make_upsample(name: str | type[nn.Module], channels: int, scale: int = 2, **kwargs) -> nn.Module:
+    """An upsampling layer by name (see ``UPSAMPLE``) or from a class, built as ``cls(channels, scale, **kwargs)``.
+
+    A class of your own must keep the channel count and take ``forward(x, indices=None, output_size=None)``, as the
+    registered layers do (SegNet's decoder passes the pooling indices and the encoder's size).
+
+    >>> make_upsample("transposed", 8)(torch.zeros(1, 8, 4, 4)).shape
+    torch.Size([1, 8, 8, 8])
+    >>> make_upsample(ResizeConv, 8).__class__.__name__
+    'ResizeConv'
+    """
+    if isinstance(name, type):
+        if not issubclass(name, nn.Module):
+            raise ModelError(f"an upsampling class must be an nn.Module subclass, got {name.__name__}")
+        return name(channels, scale, **kwargs)
     if name not in UPSAMPLE:
-        raise ModelError(f"unknown upsampling '{name}'; choose one of {', '.join(UPSAMPLE)}")
+        raise ModelError(f"unknown upsampling '{name}'; choose one of {', '.join(UPSAMPLE)} or pass an nn.Module class")
     return UPSAMPLE[name](channels, scale, **kwargs)

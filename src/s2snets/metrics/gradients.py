@@ -34,18 +34,18 @@ class GradientSpectrum:
     modulation: dict[int, float] = field(default_factory=dict)  # max/min gradient power over the P x P phases
     modulation_floor: dict[int, float] = field(default_factory=dict)  # the same with the phases scrambled
 
-    def summary(self) -> dict:
-        return {
+    def to_dict(self, maps: bool = True) -> dict:
+        """JSON-able: the scores per period, and with ``maps`` the (H, W) maps as nested lists."""
+        scores = {
             "lattice_energy": {str(k): v for k, v in self.lattice.items()},
             "lattice_contrast": {str(k): v for k, v in self.contrast.items()},
             "phase_modulation": {str(k): v for k, v in self.modulation.items()},
             "phase_modulation_floor": {str(k): v for k, v in self.modulation_floor.items()},
         }
-
-    def to_dict(self) -> dict:
-        """JSON-able: the scores per period and the (H, W) maps as nested lists."""
+        if not maps:
+            return scores
         return {
-            **self.summary(),
+            **scores,
             "mean_power": self.mean_power.tolist(),
             "mean_abs_gradient": self.mean_abs_gradient.tolist(),
             "radial": self.radial.tolist(),

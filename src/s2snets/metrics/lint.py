@@ -122,7 +122,7 @@ class SamplingLayer:
             return "uneven overlap (fixed filter's phases differ)"
         return "even" + (" (fixed filter)" if g.weights is not None else "")
 
-    def as_dict(self) -> dict:
+    def to_dict(self) -> dict:
         gh, gw = self.geometry
         ratio = self.ratio
         return {
@@ -178,15 +178,15 @@ class MapSummary:
         return {p: float(lattice_energy(m, p)) for p in (2, 4, 8, 16, 32) if p <= size}
 
     def __repr__(self) -> str:
-        return f"MapSummary({len(self.rows)}x{len(self.cols)}, {self.describe()})"
+        return f"MapSummary({len(self.rows)}x{len(self.cols)}, {self})"
 
-    def describe(self) -> str:
+    def __str__(self) -> str:
         if self.even:
             return "even"
         (ph, sh), (pw, sw) = self.dominant
         return f"dominant period {ph}x{pw} (power share {sh:.0%} / {sw:.0%})"
 
-    def as_dict(self) -> dict:
+    def to_dict(self) -> dict:
         r = self.ratio
         (ph, sh), (pw, sw) = self.dominant
         return {
@@ -200,7 +200,7 @@ class MapSummary:
 
 @dataclass
 class LintReport:
-    """What ``lint`` found. ``str(report)`` is the readable table; ``as_dict()`` the JSON form."""
+    """What ``lint`` found. ``str(report)`` is the readable table; ``to_dict()`` the JSON form."""
 
     model: str
     input_size: tuple[int, int]
@@ -230,18 +230,15 @@ class LintReport:
         return sorted(periods)
 
     def to_dict(self) -> dict:
-        """JSON-able: every layer, the composed maps' summaries, the prediction (``as_dict`` is the same)."""
-        return self.as_dict()
-
-    def as_dict(self) -> dict:
+        """JSON-able: every layer, the composed maps' summaries, the prediction."""
         return {
             "model": self.model,
             "input_size": list(self.input_size),
             "method": self.method,
-            "layers": [layer.as_dict() for layer in self.layers],
+            "layers": [layer.to_dict() for layer in self.layers],
             "findings": [layer.name for layer in self.findings],
-            "input_gradient": self.input_gradient.as_dict() if self.input_gradient else None,
-            "forward_output": self.forward_output.as_dict() if self.forward_output else None,
+            "input_gradient": self.input_gradient.to_dict() if self.input_gradient else None,
+            "forward_output": self.forward_output.to_dict() if self.forward_output else None,
             "predicted_periods": self.predicted_periods,
             "complete": self.complete,
             "unanalysed": self.unanalysed,
@@ -249,7 +246,7 @@ class LintReport:
         }
 
     def __repr__(self) -> str:
-        grad = self.input_gradient.describe() if self.input_gradient else "n/a"
+        grad = str(self.input_gradient) if self.input_gradient else "n/a"
         return (
             f"LintReport({self.model!r}, {self.input_size[0]}x{self.input_size[1]}, {len(self.layers)} sampling layers, "
             f"{len(self.findings)} findings, input gradient {grad}, predicted periods {self.predicted_periods}"
@@ -277,7 +274,7 @@ class LintReport:
         for label, summary in (("input gradient", self.input_gradient), ("forward output", self.forward_output)):
             if summary is not None:
                 r = summary.ratio
-                lines.append(f"  {label}: {summary.describe()}, max/min {'inf' if r == math.inf else f'{r:.3f}'}")
+                lines.append(f"  {label}: {summary}, max/min {'inf' if r == math.inf else f'{r:.3f}'}")
         for item in self.unanalysed:
             lines.append(f"  not analysed: {item}")
         verdict = f"predicted artifact periods: {self.predicted_periods or 'none'}"

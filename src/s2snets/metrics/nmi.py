@@ -61,6 +61,8 @@ def _xlogx_table(n: int, device: torch.device) -> Tensor:
 
 
 _local = threading.local()
+
+
 @functools.cache
 def _compiled_available() -> bool:
     """numba is installed (checked without importing it: numba and LLVM load only when a CPU nMI is computed)."""
@@ -311,11 +313,6 @@ def nmi(
     value = torch.where(mi == 0, torch.zeros_like(mi), mi / norm.clamp_min(torch.finfo(torch.float64).eps))
     both_constant = flat_a & flat_b  # sklearn: two constant labellings are a perfect match
     return torch.where(both_constant, torch.ones_like(value), value)
-
-
-def intra_nmi(originals: Tensor, reconstructions: Tensor, levels: int = 256, average: str = "arithmetic") -> Tensor:
-    """nMI between each original and its reconstruction. (N, C, H, W) x2 -> float64 (N,)."""
-    return nmi(originals, reconstructions, levels, average)
 
 
 def sample_pairs(labels: Tensor, pairs: int, seed: int = 0, same_class: bool = True) -> Tensor:

@@ -44,17 +44,18 @@ class ConstantPattern:
             f"<table><tr><th>period</th><th>lattice energy</th></tr>{rows}</table>"
         )
 
-    def to_dict(self) -> dict:
-        """JSON-able: the summary and the (C, H, W) maps as nested lists (NaN where the originals are constant)."""
-        return {**self.summary(), "mean_difference": self.mean_difference.tolist(), "constancy": self.constancy.tolist()}
-
-    def summary(self) -> dict:
-        return {
+    def to_dict(self, maps: bool = True) -> dict:
+        """JSON-able: the scores, and with ``maps`` the (C, H, W) maps as nested lists (NaN where the originals are
+        constant)."""
+        scores = {
             "mean_constancy": self.mean_constancy,
             "constant_share": self.constant_share,
             "mean_abs_difference": float(self.mean_difference.abs().mean()),
             "lattice_energy": {str(k): v for k, v in self.lattice.items()},
         }
+        if not maps:
+            return scores
+        return {**scores, "mean_difference": self.mean_difference.tolist(), "constancy": self.constancy.tolist()}
 
 
 def constant_pattern(originals: Tensor, reconstructions: Tensor, periods: tuple[int, ...] = (2, 4, 8)) -> ConstantPattern:

@@ -71,12 +71,6 @@ def azimuthal_spectrum(images: Tensor) -> Tensor:
     return radial_profile(power_spectrum(images - images.mean((-2, -1), keepdim=True))).mean(dim=tuple(range(images.ndim - 2)))
 
 
-def spectral_error(generated: Tensor, reference: Tensor) -> Tensor:
-    """Per radial frequency: mean spectrum of ``generated`` / that of ``reference`` - 1. (N, C, H, W) x2 -> (R,)."""
-    g, r = azimuthal_spectrum(generated), azimuthal_spectrum(reference)
-    return g / r.clamp_min(torch.finfo(r.dtype).tiny) - 1
-
-
 def lattice_contrast(power: Tensor, period: int) -> float:
     """Peak contrast of an (averaged, unshifted) power spectrum (H, W) on the period-P lattice.
 

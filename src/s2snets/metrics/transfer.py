@@ -55,7 +55,7 @@ class OrderCheck:
     def is_total_preorder(self) -> bool:
         return self.reflexive and not self.incomparable and not self.intransitive
 
-    def as_dict(self) -> dict:
+    def to_dict(self) -> dict:
         return {
             "total_order": self.is_total_order,
             "total_preorder": self.is_total_preorder,

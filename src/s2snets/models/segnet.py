@@ -65,7 +65,7 @@ class SegNetDecoder(nn.Module):
         out_channels: int,
         widths: tuple[int, ...],
         convs_per_block: tuple[int, ...],
-        upsample: str,
+        upsample: str | type[nn.Module],
         batch_norm: bool = True,
         upsample_kwargs: dict | None = None,
     ):
@@ -96,7 +96,7 @@ class SegNet(nn.Module):
         in_channels: int = 3,
         widths: tuple[int, ...] = (64, 128, 256, 512, 512),
         convs_per_block: tuple[int, ...] = (2, 2, 3, 3, 3),
-        upsample: str = "unpool",
+        upsample: str | type[nn.Module] = "unpool",
         batch_norm: bool = True,
         upsample_kwargs: dict | None = None,
     ):
@@ -107,7 +107,7 @@ class SegNet(nn.Module):
             in_channels,
             tuple(widths),
             tuple(convs_per_block),
-            upsample,
+            getattr(upsample, "__name__", upsample),
         )
         self.encoder = SegNetEncoder(in_channels, self.widths, self.convs_per_block, batch_norm)
         self.decoder = SegNetDecoder(in_channels, self.widths, self.convs_per_block, upsample, batch_norm, upsample_kwargs)
@@ -169,8 +169,3 @@ def build_segnet(preset: str = "small", in_channels: int = 1, upsample: str = "u
     if preset not in SEGNET_PRESETS:
         raise ModelError(f"unknown SegNet preset '{preset}'; choose one of {', '.join(SEGNET_PRESETS)}")
     return SegNet(in_channels=in_channels, upsample=upsample, **SEGNET_PRESETS[preset], **kwargs)
-
-
-def from_vgg16(state_dict: dict[str, Tensor], upsample: str = "unpool") -> SegNet:
-    """The paper preset with its encoder initialised from a torchvision VGG16 (or VGG16-BN convs) state_dict."""
-    return build_segnet("paper", 3, upsample).load_vgg16(state_dict)

@@ -243,5 +243,3 @@ def zoo_fingerprint(zoo_dir: str | Path = ZOO_DIR) -> str:
 
 def has_weights(entry: ZooEntry, zoo_dir: str | Path = ZOO_DIR) -> bool:
     return entry.name in read_manifest(zoo_dir)["entries"]
-
-

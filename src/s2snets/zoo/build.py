@@ -80,7 +80,10 @@ def meets_bar(entry: ZooEntry, score: float) -> tuple[bool, str]:
     if entry.kind == "classifier":
         return score >= MIN_ACCURACY, f"test top-1 {score:.2%} (needs >= {MIN_ACCURACY:.0%})"
     if entry.variant == "lossy":
-        return LOSSY_MIN_PSNR <= score < MIN_PSNR, f"test PSNR {score:.2f} dB (lossy by design: needs {LOSSY_MIN_PSNR} to {MIN_PSNR})"
+        return (
+            LOSSY_MIN_PSNR <= score < MIN_PSNR,
+            f"test PSNR {score:.2f} dB (lossy by design: needs {LOSSY_MIN_PSNR} to {MIN_PSNR})",
+        )
     return score >= MIN_PSNR, f"test PSNR {score:.2f} dB (needs >= {MIN_PSNR})"
 
 
