@@ -123,26 +123,22 @@ def cmd_hypothesis(args: argparse.Namespace) -> int:
 
 
 def _pipeline(args: argparse.Namespace, config, hypothesis: bool) -> int:
-    from s2snets.experiments.claims import check_claims, claims_text
-    from s2snets.experiments.replicate import accuracy_table, replicate
+    from s2snets.experiments.claims import claims_text
+    from s2snets.experiments.hypothesis import verdict_text
+    from s2snets.experiments.pipeline import run_pipeline
+    from s2snets.experiments.replicate import accuracy_table
 
     runtime = _runtime(args, config)
     with _locked_run(args, config, runtime) as run:
-        results = replicate(config, run, runtime, progress=_progress(args))
-        outcome = None
-        if hypothesis:
-            from s2snets.experiments.hypothesis import hypothesis as run_hypothesis
-            from s2snets.experiments.hypothesis import verdict_text
-
-            outcome = run_hypothesis(config, run, runtime, progress=_progress(args), jobs=getattr(args, "jobs", None))
+        done = run_pipeline(
+            config, run, runtime, progress=_progress(args), hypothesis=hypothesis, jobs=getattr(args, "jobs", None)
+        )
         if runtime.is_main:
-            results["claims"] = check_claims(results, outcome)
-            run.write_json("results", results)
             print("\nTop-1 accuracy (eval split):")
-            print(accuracy_table(results))
-            if outcome is not None:
-                print("\n" + verdict_text(outcome))
-            print("\n" + claims_text(results["claims"]))
+            print(accuracy_table(done.results))
+            if done.hypothesis is not None:
+                print("\n" + verdict_text(done.hypothesis))
+            print("\n" + claims_text(done.results["claims"]))
             _write_report(args, run)
     return 0
 
@@ -229,148 +225,108 @@ def cmd_lint(args: argparse.Namespace) -> int:
     import torch
 
     from s2snets.metrics.lint import lint_model
-    from s2snets.models.classifiers import build_classifier, default_input_size
-    from s2snets.models.segnet import SEGNET_PRESETS, build_segnet
+    from s2snets.models.spec import model_from_spec
 
     runtime = _runtime(args)
-    if args.model.startswith("segnet"):
-        _, _, rest = args.model.partition(":")
-        preset, _, upsample = (rest or "small").partition(":")
-        if preset not in SEGNET_PRESETS:
-            raise ConfigError(
-                f"unknown SegNet preset '{preset}'; use segnet:PRESET[:UPSAMPLE], presets {', '.join(SEGNET_PRESETS)}"
-            )
-        model: torch.nn.Module = build_segnet(preset, args.channels, upsample or "unpool")
-        size = args.input_size or 32
-    else:
-        model = build_classifier(args.model, 10, args.channels, args.downsample)
-        size = args.input_size or default_input_size(args.model)
+    model, size = model_from_spec(args.model, in_channels=args.channels, downsample=args.downsample, input_size=args.input_size)
     model = model.to(runtime.device)
     report = lint_model(model, torch.zeros(1, args.channels, size, size, device=runtime.device), args.model)
-    if args.json:
-        print(json.dumps(report.to_dict(), indent=2))
-        return 0
-    print(report.table())
+    print(json.dumps(report.to_dict(), indent=2) if args.json else report.table())
     return 0
 
 
 def _read_image(path: str):
-    """An image file as a numpy array (grey or RGB), read with the checks of every reader (``data.open_image``)."""
+    """An image file as a tensor (grey or RGB), read with the checks of every reader (``data.open_image``)."""
     import numpy as np
+    import torch
 
     from s2snets.data import open_image
 
     with open_image(path) as img:
         try:
-            return np.asarray(img.convert("L") if img.mode not in ("L", "RGB") else img)
+            return torch.from_numpy(np.asarray(img.convert("L") if img.mode not in ("L", "RGB") else img).copy())
         except (OSError, SyntaxError, ValueError) as exc:
             raise DataError(f"cannot read image {path}: {exc}") from None
 
 
-def _results(run_dir: str) -> dict:
-    from s2snets.rundir import RunDir
+def cmd_measure_nmi(args: argparse.Namespace) -> int:
+    from s2snets.metrics.nmi import nmi
 
-    results = RunDir(run_dir, writable=False).read_json("results")
-    if not isinstance(results, dict):
-        raise DataError(f"{run_dir} has no readable metrics/results.json; run 'replicate' or 'demo' first")
-    return results
+    a, b = _read_image(args.image_a), _read_image(args.image_b)
+    if a.shape != b.shape:
+        raise DataError(f"images differ in size: {tuple(a.shape)} vs {tuple(b.shape)}")
+    print(f"{float(nmi(a.reshape(-1), b.reshape(-1), args.levels, args.average)):.6f}")
+    return 0
 
 
-def cmd_measure(args: argparse.Namespace) -> int:
+def cmd_measure_spectrum(args: argparse.Namespace) -> int:
+    from s2snets.metrics.spectrum import lattice_energy, noise_lattice_share
+
+    x = _read_image(args.image).float()
+    x = x.mean(-1) if x.ndim == 3 else x
+    too_large = [p for p in args.period if p > min(x.shape)]
+    if too_large:
+        raise ConfigError(f"--period {too_large[0]} is larger than the image ({x.shape[0]}x{x.shape[1]})")
+    for p in args.period:
+        share = noise_lattice_share(x.shape[-2], x.shape[-1], p)
+        print(f"period {p}: lattice energy {float(lattice_energy(x, p)):.4f} (white noise: {share:.4f})")
+    return 0
+
+
+def cmd_measure_overlap(args: argparse.Namespace) -> int:
+    from s2snets.metrics import overlap
+
+    try:
+        layers = overlap.parse_layers(args.layers, args.pass_)
+    except ValueError as exc:
+        raise ConfigError(f"--layers: {exc}") from None
+    count = overlap.transposed_overlap_1d if args.pass_ == "forward" else overlap.gradient_overlap_1d
+    try:
+        counts = count(layers, args.length)
+    except (ValueError, RuntimeError) as exc:
+        raise ConfigError(f"--layers {args.layers!r} with --length {args.length}: {exc}") from None
+    r = overlap.overlap_ratio(counts)
+    print(" ".join(f"{int(c)}" for c in counts.tolist()))
+    print(f"1-D max/min {r:.3f} (2-D {r * r:.3f}), period {overlap.overlap_period(counts)}")
+    return 0
+
+
+def cmd_measure_gradients(args: argparse.Namespace) -> int:
     import torch
 
-    if args.measure == "nmi":
-        from s2snets.metrics.nmi import nmi
+    from s2snets.data import load_images
+    from s2snets.metrics.gradients import gradient_probe, noise_probe
+    from s2snets.models.spec import model_from_spec
 
-        a, b = (torch.from_numpy(_read_image(p).copy()) for p in (args.image_a, args.image_b))
-        if a.shape != b.shape:
-            raise DataError(f"images differ in size: {tuple(a.shape)} vs {tuple(b.shape)}")
-        print(f"{float(nmi(a.reshape(-1), b.reshape(-1), args.levels, args.average)):.6f}")
-    elif args.measure == "spectrum":
-        from s2snets.metrics.spectrum import lattice_energy, noise_lattice_share
+    runtime = _runtime(args)
+    torch.manual_seed(args.seed)
+    model, size = model_from_spec(args.model, in_channels=args.channels, num_classes=args.classes,
+                                  downsample=args.downsample, weights=args.weights, input_size=args.input_size)  # fmt: skip
+    model = model.to(runtime.device)
+    if args.images:
+        data = load_images(args.images, "test", size=size, channels=args.channels).head(args.n, seed=args.seed)
+        probe = gradient_probe(model, data.normalize(data.images).to(runtime.device), data.labels.to(runtime.device))
+        what = f"{len(data)} images of {data.name}, cross-entropy"
+    else:
+        probe = noise_probe(model, args.channels, size, n=args.n, seed=args.seed)
+        what = f"{args.n} noise inputs, logit sum"
+    print(f"{args.model}: input gradients on {what} (seed {args.seed})")
+    for p, v in probe.lattice.items():
+        print(f"period {p}: gradient lattice energy {v:.4f}, lattice contrast {probe.contrast[p]:.2f}")
+    return 0
 
-        x = torch.from_numpy(_read_image(args.image).copy()).float()
-        x = x.mean(-1) if x.ndim == 3 else x
-        for p in args.period:
-            if p > min(x.shape):
-                raise ConfigError(f"--period {p} is larger than the image ({x.shape[0]}x{x.shape[1]})")
-            print(
-                f"period {p}: lattice energy {float(lattice_energy(x, p)):.4f} "
-                f"(white noise: {noise_lattice_share(x.shape[-2], x.shape[-1], p):.4f})"
-            )
-    elif args.measure == "overlap":
-        from s2snets.metrics.overlap import (
-            gradient_overlap_1d,
-            overlap_period,
-            overlap_ratio,
-            parse_layers,
-            transposed_overlap_1d,
-        )
 
-        try:
-            layers = parse_layers(args.layers, args.pass_)
-        except ValueError as exc:
-            raise ConfigError(f"--layers: {exc}") from None
-        try:
-            counts = (
-                transposed_overlap_1d(layers, args.length)
-                if args.pass_ == "forward"
-                else gradient_overlap_1d(layers, args.length)
-            )
-        except (ValueError, RuntimeError) as exc:
-            raise ConfigError(f"--layers {args.layers!r} with --length {args.length}: {exc}") from None
-        r = overlap_ratio(counts)
-        print(" ".join(f"{int(c)}" for c in counts.tolist()))
-        print(f"1-D max/min {r:.3f} (2-D {r * r:.3f}), period {overlap_period(counts)}")
-    elif args.measure == "gradients":
-        from s2snets.metrics.gradients import gradient_probe, noise_probe
-        from s2snets.models.classifiers import build_classifier, default_input_size
+def cmd_measure_transfer(args: argparse.Namespace) -> int:
+    from s2snets.experiments.replicate import transfer_table
+    from s2snets.rundir import RunDir
 
-        runtime = _runtime(args)
-        torch.manual_seed(args.seed)
-        size = args.input_size or default_input_size(args.model)
-        model = build_classifier(args.model, args.classes, args.channels, args.downsample, weights=args.weights, input_size=size)
-        model = model.to(runtime.device)
-        if args.images:
-            from s2snets.config import DataConfig
-            from s2snets.data import load_split
-
-            data = load_split(
-                DataConfig(
-                    dataset="fashion-mnist" if args.images == "fashion-mnist" else "folder",
-                    root="" if args.images == "fashion-mnist" else args.images,
-                    size=size,
-                    channels=args.channels,
-                ),
-                "test",
-            ).head(args.n, seed=args.seed)
-            x = data.normalize(data.images).to(runtime.device)
-            probe = gradient_probe(model, x, data.labels.to(runtime.device))
-            what = f"{len(data)} images of {data.name}, cross-entropy"
-        else:
-            probe = noise_probe(model, args.channels, size, n=args.n, seed=args.seed)
-            what = f"{args.n} noise inputs, logit sum"
-        print(f"{args.model}: input gradients on {what} (seed {args.seed})")
-        for p, v in probe.lattice.items():
-            print(f"period {p}: gradient lattice energy {v:.4f}, lattice contrast {probe.contrast[p]:.2f}")
-    elif args.measure == "transfer":
-        results = _results(args.run_dir)
-        try:
-            t = results["transfer"]
-            names = t["names"]
-            lines = ["RRC[A, B] = acc of B on A's reconstructions / acc of B on originals"]
-            lines.append(" " * 14 + "".join(f"{n[:11]:>12}" for n in names))
-            for n, row in zip(names, t["RRC"]):
-                lines.append(f"{n[:13]:<14}" + "".join(f"{v:>12.3f}" for v in row))
-            o = t["order"]
-            lines.append(
-                f"total order: {o['total_order']} (preorder: {o['total_preorder']}); ranking: {' > '.join(o['ranking'])}"
-            )
-        except (KeyError, TypeError, ValueError) as exc:
-            raise DataError(
-                f"{args.run_dir}/metrics/results.json has no transfer table of this version's shape ({exc!r})"
-            ) from None
-        print("\n".join(lines))
+    results = RunDir(args.run_dir, writable=False).read_json("results")
+    if not isinstance(results, dict):
+        raise DataError(f"{args.run_dir} has no readable metrics/results.json; run 'replicate' or 'demo' first")
+    try:
+        print(transfer_table(results))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise DataError(f"{args.run_dir}/metrics/results.json has no transfer table of this version's shape ({exc!r})") from None
     return 0
 
 
@@ -411,10 +367,10 @@ FACTORY_NOTE = (
 )
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from s2snets.names import DOWNSAMPLINGS, NMI_AVERAGES
+def _common_options() -> argparse.ArgumentParser:
+    """The global options, shared by every (sub)command: `s2snets --quiet demo` and `s2snets demo --quiet`."""
+    from s2snets.names import AMP_MODES
 
-    # Global options work before or after the subcommand: `s2snets --quiet demo` and `s2snets demo --quiet`.
     common = _Parser(add_help=False)
     common.add_argument("--quiet", action="store_true", default=argparse.SUPPRESS, help="no progress bars or stage messages")
     common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show full tracebacks and warnings")
@@ -426,7 +382,7 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument(
         "--amp",
         default=argparse.SUPPRESS,
-        choices=["auto", "off", "bf16", "fp16"],
+        choices=AMP_MODES,
         help="mixed precision (auto: bf16 on CUDA, off on CPU); default: the config's, else auto",
     )
     common.add_argument(
@@ -435,42 +391,57 @@ def build_parser() -> argparse.ArgumentParser:
         default=argparse.SUPPRESS,
         help="torch.compile each training step's model (worth it on CUDA for long stages; the first steps compile)",
     )
-    parser = _Parser(prog="s2snets", description=DESCRIPTION, parents=[common], formatter_class=_Formatter)
-    parser.add_argument("--version", action="version", version=f"s2snets {__version__}")
-    # No parser.set_defaults for the global options: it would set the default of the option objects every
-    # subcommand shares, and a subcommand's default would then overwrite `s2snets --device X COMMAND`. See main().
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    return common
+
+
+def _adder(common: argparse.ArgumentParser):
+    """add(subparsers, name, help, description): a subcommand with the global options and a help-formatted text."""
 
     def add(subparsers, name: str, help: str, description: str = "") -> argparse.ArgumentParser:
         return subparsers.add_parser(
             name, parents=[common], help=help, description=f"{help}.\n\n{description}".strip(), formatter_class=_Formatter
         )
 
-    def run_options(p: argparse.ArgumentParser, default_name: str) -> None:
-        p.add_argument("--runs", default="runs", help="folder that holds run directories")
-        p.add_argument("--name", default=None, help=f"run name, one folder name under --runs (default: {default_name})")
-        p.add_argument("--retrain", action="store_true", help="train classifiers and autoencoders instead of loading the zoo's")
-        p.add_argument(
-            "--set",
-            action="append",
-            default=[],
-            metavar="KEY=VALUE",
-            help="override one config key, TOML value (repeatable): --set finetune.lr=3e-4 --set hypothesis.seeds=[0,1,2,3,4]",
-        )
+    return add
 
+
+def _run_options(p: argparse.ArgumentParser, default_name: str) -> None:
+    p.add_argument("--runs", default="runs", help="folder that holds run directories")
+    p.add_argument("--name", default=None, help=f"run name, one folder name under --runs (default: {default_name})")
+    p.add_argument("--retrain", action="store_true", help="train classifiers and autoencoders instead of loading the zoo's")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override one config key, TOML value (repeatable): --set finetune.lr=3e-4 --set hypothesis.seeds=[0,1,2,3,4]",
+    )
+
+
+def _jobs_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--jobs",
+        type=_int_in(1, 256),
+        default=None,
+        metavar="N",
+        help="checkerboard fine-tunings at once, in N worker processes (default: hypothesis.jobs; 0 there = cores / job_threads)",
+    )
+
+
+def _pipeline_commands(sub, add) -> None:
     p = add(
         sub,
         "demo",
         "the whole pipeline on Fashion-MNIST, ending in runs/demo/report.html",
-        "Loads the zoo's converged classifiers and autoencoder, fine-tunes the decoder per classifier, measures "
-        "accuracy, nMI, constant patterns and transfer, runs the checkerboard experiment's paired interventions and "
-        "writes the claims table and the report. About 4-5 minutes on 2 CPU cores; stages resume after a kill.",
+        "Loads the zoo's converged classifiers and autoencoders, fine-tunes the decoder per classifier, measures "
+        "accuracy, nMI, constant patterns and transfer, runs the checkerboard experiment's paired interventions "
+        "beside its planted controls and writes the claims table and the report. Stages and fine-tunings resume "
+        "after a kill.",
     )
-    p.add_argument(
-        "--quick", action="store_true", help="a smoke run of the same pipeline (less data, fewer steps), about 2 minutes"
-    )
+    p.add_argument("--quick", action="store_true", help="a smoke run of the same pipeline (less data, fewer steps)")
     p.add_argument("--no-hypothesis", action="store_true", help="skip the checkerboard experiment's grid")
-    run_options(p, "demo, or demo-quick")
+    _jobs_option(p)
+    _run_options(p, "demo, or demo-quick")
     p.set_defaults(func=cmd_demo)
 
     p = add(
@@ -481,7 +452,7 @@ def build_parser() -> argparse.ArgumentParser:
         "classifier, and measures everything the paper reports. 's2snets config' prints every key. " + FACTORY_NOTE,
     )
     p.add_argument("--config", required=True, help="TOML file; every key is optional ('s2snets config' lists them)")
-    run_options(p, "the config's name")
+    _run_options(p, "the config's name")
     p.set_defaults(func=cmd_replicate)
 
     p = add(
@@ -495,22 +466,18 @@ def build_parser() -> argparse.ArgumentParser:
         "at once, --shard splits them between machines sharing the run directory.",
     )
     p.add_argument("--config", required=True, help="TOML file with a [hypothesis] table ('s2snets config' lists its keys)")
-    p.add_argument(
-        "--jobs",
-        type=_int_in(1, 256),
-        default=None,
-        metavar="N",
-        help="fine-tunings at once, in N worker processes (default: hypothesis.jobs; 0 there = cores / job_threads)",
-    )
+    _jobs_option(p)
     p.add_argument(
         "--shard",
         default=None,
         metavar="I/N",
         help="run only this machine's share of the jobs (0 <= I < N); a call that finds every job done merges",
     )
-    run_options(p, "the config's name")
+    _run_options(p, "the config's name")
     p.set_defaults(func=cmd_hypothesis)
 
+
+def _zoo_commands(sub, add) -> None:
     p = add(sub, "zoo", "the shipped converged classifiers and autoencoders: list, verify, (re)train")
     zsub = p.add_subparsers(dest="zoo_command", metavar="ACTION", required=True)
     z = add(zsub, "list", "every zoo entry with its test accuracy or PSNR and the command that re-creates it")
@@ -530,6 +497,10 @@ def build_parser() -> argparse.ArgumentParser:
     z.add_argument("--build-dir", default="runs/zoo-build", help="checkpoints while training")
     z.add_argument("--out", default=None, help="zoo folder to write (default: the package's own)")
     z.set_defaults(func=cmd_zoo_train)
+
+
+def _tool_commands(sub, add) -> None:
+    from s2snets.names import DOWNSAMPLINGS
 
     p = add(sub, "config", "print a complete TOML config (every key with its default and meaning) to edit and pass to --config")
     p.add_argument("--preset", choices=["default", "demo", "demo-quick"], default="default", help="which values to print")
@@ -557,6 +528,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_lint)
 
+
+def _measure_commands(sub, add) -> None:
+    from s2snets.names import DOWNSAMPLINGS, NMI_AVERAGES
+
     p = add(sub, "measure", "single measures on image files and models")
     msub = p.add_subparsers(dest="measure", metavar="MEASURE", required=True)
     m = add(msub, "nmi", "normalised mutual information between two images of the same size")
@@ -564,9 +539,11 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("image_b", help="image file")
     m.add_argument("--levels", type=_int_in(2, 65536), default=256, help="quantisation levels of the pixel values (2 to 65536)")
     m.add_argument("--average", default="arithmetic", choices=NMI_AVERAGES, help="normaliser of the mutual information")
+    m.set_defaults(func=cmd_measure_nmi)
     m = add(msub, "spectrum", "lattice energy (checkerboard score) of an image, against white noise's")
     m.add_argument("image", help="image file")
     m.add_argument("--period", type=_int_in(2, 4096), nargs="+", default=[2, 4, 8], help="lattice periods in pixels (2 to 4096)")
+    m.set_defaults(func=cmd_measure_spectrum)
     m = add(msub, "overlap", "1-D overlap counts of a layer stack, e.g. --layers '3,2;3,2'")
     m.add_argument("--layers", required=True, help="k,s[,p[,d]] per layer, separated by ';'")
     m.add_argument(
@@ -577,6 +554,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="forward: transposed convolutions; gradient: strided convolutions seen from the input",
     )
     m.add_argument("--length", type=_int_in(1, 100_000), default=16, help="input positions (at most 100000)")
+    m.set_defaults(func=cmd_measure_overlap)
     m = add(
         msub,
         "gradients",
@@ -600,9 +578,24 @@ def build_parser() -> argparse.ArgumentParser:
         "torchvision .pth (read with weights_only=True)",
     )
     m.add_argument("--images", default=None, help="'fashion-mnist' or a folder of class subfolders: probe real test images")
+    m.set_defaults(func=cmd_measure_gradients)
     m = add(msub, "transfer", "RRC matrix and total order of a finished run")
     m.add_argument("run_dir", help="a run directory with metrics/results.json")
-    p.set_defaults(func=cmd_measure)
+    m.set_defaults(func=cmd_measure_transfer)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = _common_options()
+    parser = _Parser(prog="s2snets", description=DESCRIPTION, parents=[common], formatter_class=_Formatter)
+    parser.add_argument("--version", action="version", version=f"s2snets {__version__}")
+    # No parser.set_defaults for the global options: it would set the default of the option objects every
+    # subcommand shares, and a subcommand's default would then overwrite `s2snets --device X COMMAND`. See main().
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    add = _adder(common)
+    _pipeline_commands(sub, add)
+    _zoo_commands(sub, add)
+    _tool_commands(sub, add)
+    _measure_commands(sub, add)
     return parser
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from s2snets.config import DataConfig
 from s2snets.data.sets import (
     ImageSet,
     TensorSet,
@@ -43,7 +44,7 @@ __all__ = [
     "DEBIAN_FASHION_MNIST", "FASHION_MNIST_CLASSES", "IMAGENET_MEAN", "IMAGENET_STD", "IMAGE_SUFFIXES", "MAX_IMAGE_PIXELS",
     "FolderStream", "ImageSet", "TensorSet", "as_tensor_set", "channel_stats", "class_folders", "class_order",
     "decode_image", "destandardize", "fashion_mnist", "fashion_mnist_files", "fashion_mnist_search_path", "folder_bytes",
-    "folder_samples", "folder_stream", "image_files", "image_folder", "imagenet_synsets", "in_order", "load_split",
+    "folder_samples", "folder_stream", "image_files", "image_folder", "imagenet_synsets", "in_order", "load_images", "load_split",
     "open_image", "planned_batches", "preprocessing", "read_idx", "standardize", "synthetic",
 ]  # fmt: skip
 
@@ -70,3 +71,11 @@ def load_split(cfg, split: str, seed: int = 0):  # cfg: s2snets.config.DataConfi
     else:
         raise DataError(f"unknown dataset '{cfg.dataset}'; use fashion-mnist, folder or synthetic")
     return data.head(limit, seed=seed)
+
+
+def load_images(source: str, split: str = "test", *, size: int = 28, channels: int = 1):
+    """A split of ``"fashion-mnist"`` (the embedded default) or of an image folder (``source``/``split``/CLASS/*):
+    the dataset a command-line ``--images`` option names, as an ``ImageSet`` of side ``size``."""
+    named = source == "fashion-mnist"
+    cfg = DataConfig(dataset="fashion-mnist" if named else "folder", root="" if named else source, size=size, channels=channels)
+    return load_split(cfg, split)

@@ -69,7 +69,9 @@ def _lossy_wanted(ctx: Context) -> bool:
 
 
 def replicate(config: RunConfig, run: RunDir, runtime: Runtime, progress: bool = True) -> dict:
-    """Run (or resume) every stage of the paper's pipeline and measure it. Returns the results dict."""
+    """Run (or resume) every stage of the paper's pipeline and measure it. Returns the results dict (without the
+    claims; ``pipeline.run_pipeline`` adds them and writes ``results.json``). The evaluation is skipped when the
+    run's ``results.json`` holds one of the same inputs."""
     validate(config)  # a config built in Python gets the same checks as one read from TOML, before any work
     with run.logging():
         return _replicate(config, run, runtime, progress)
@@ -116,8 +118,6 @@ def _replicate(config: RunConfig, run: RunDir, runtime: Runtime, progress: bool)
     results = evaluate(ctx, classifiers, plain, finetuned, lossy)
     results["key"] = key
     results["seconds_total"] = time.perf_counter() - started
-    if runtime.is_main:
-        run.write_json("results", results)
     return results
 
 
@@ -321,4 +321,15 @@ def accuracy_table(results: dict) -> str:
             lp, lf = 100 * a["lossy_plain"]["top1"], 100 * a["lossy_finetuned"]["top1"]
             line += f"{lp:>9.2f}%{lf:>9.2f}%{lp - o:>+7.2f}p{lf - lp:>+9.2f}p"
         lines.append(line)
+    return "\n".join(lines)
+
+
+def transfer_table(results: dict) -> str:
+    """The RRC matrix and its order as text, from a results dict (``measure transfer`` prints it)."""
+    t = results["transfer"]
+    names, o = t["names"], t["order"]
+    lines = ["RRC[A, B] = acc of B on A's reconstructions / acc of B on originals"]
+    lines.append(" " * 14 + "".join(f"{n[:11]:>12}" for n in names))
+    lines += [f"{n[:13]:<14}" + "".join(f"{v:>12.3f}" for v in row) for n, row in zip(names, t["RRC"])]
+    lines.append(f"total order: {o['total_order']} (preorder: {o['total_preorder']}); ranking: {' > '.join(o['ranking'])}")
     return "\n".join(lines)

@@ -2,6 +2,7 @@
 
 from s2snets.models.classifiers import CLASSIFIERS, build_classifier, downsampling_sites, replace_downsampling
 from s2snets.models.segnet import SEGNET_PRESETS, SegNet, build_segnet
+from s2snets.models.spec import model_from_spec
 
 __all__ = [
     "CLASSIFIERS",
@@ -10,5 +11,6 @@ __all__ = [
     "build_classifier",
     "build_segnet",
     "downsampling_sites",
+    "model_from_spec",
     "replace_downsampling",
 ]

@@ -1,0 +1,38 @@
+"""The whole pipeline of ``demo`` and ``replicate``: the paper's stages, the checkerboard experiment when asked, the
+claims checked against both, and ``metrics/results.json`` written once with all of it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from s2snets.config import RunConfig
+from s2snets.experiments.claims import check_claims
+from s2snets.experiments.hypothesis import hypothesis as run_hypothesis
+from s2snets.experiments.replicate import replicate
+from s2snets.rundir import RunDir
+from s2snets.runtime import Runtime
+
+
+@dataclass
+class PipelineOutcome:
+    results: dict  # metrics/results.json: accuracies, nMI, patterns, transfer, gates, claims
+    hypothesis: dict | None  # metrics/hypothesis.json, when the checkerboard experiment ran
+
+
+def run_pipeline(
+    config: RunConfig,
+    run: RunDir,
+    runtime: Runtime,
+    *,
+    progress: bool = True,
+    hypothesis: bool = False,
+    jobs: int | None = None,
+) -> PipelineOutcome:
+    """Run (or resume) every stage, then the checkerboard experiment if ``hypothesis``; check the claims against
+    both and write ``results.json`` once (a kill before that point re-runs only the evaluation on resume)."""
+    results = replicate(config, run, runtime, progress=progress)
+    outcome = run_hypothesis(config, run, runtime, progress=progress, jobs=jobs) if hypothesis else None
+    results["claims"] = check_claims(results, outcome)
+    if runtime.is_main:
+        run.write_json("results", results)
+    return PipelineOutcome(results, outcome)
