@@ -57,33 +57,61 @@ def _table(header: list[str], rows: list[list], pct_cols: frozenset[int] | set[i
 
 
 def _replicate_section(results: dict, figs: dict[str, Path]) -> str:
-    names = results["classifiers"]
-    acc = results["accuracy"]
+    parts = [_accuracy_part(results, figs), _pattern_part(results, figs), _transfer_part(results, figs)]
+    return "\n".join(parts + [_checkerboard_part(results, figs)])
+
+
+def _figures(figs: dict[str, Path], *keys: str) -> list[str]:
+    return [_img(figs[k], k) for k in keys if k in figs]
+
+
+def _gates_text(results: dict) -> str:
+    """Every model a finding rests on against its bar, as one line; the ones below their bar first and in bold."""
+    gates = [g for kind in ("classifiers", "autoencoder") for g in results.get("quality", {}).get(kind, [])]
+    if not gates:
+        return ""
+    below = [g for g in gates if not g["meets"]]
+    items = [f"<b>{html.escape(g['text'])}: below its bar</b>" for g in below]
+    items += [html.escape(g["text"]) for g in gates if g["meets"]]
+    head = (
+        f"{len(below)} of {len(gates)} models below their bar; claims resting on them are not testable here"
+        if below
+        else "every model meets its bar"
+    )
+    return f"<p class='muted'>Quality gates: {head}. " + "; ".join(items) + ".</p>"
+
+
+def _accuracy_part(results: dict, figs: dict[str, Path]) -> str:
+    names, acc = results["classifiers"], results["accuracy"]
+    lossy = all("lossy_plain" in acc[n] for n in names)
     parts = ["<h2>Accuracy: does the autoencoder cost accuracy, does fine-tuning restore it?</h2>"]
+    head = ["classifier", "original", "plain AE", "fine-tuned", "plain − original", "fine-tuned − original", "fine-tuned top-5"]
+    head += ["lossy AE", "lossy fine-tuned", "lossy − original", "restored"] if lossy else []
     rows = []
     for n in names:
         o, p, f = (acc[n][k]["top1"] for k in ("original", "plain", "finetuned"))
-        rows.append([n, o, p, f, f"{(p - o) * 100:+.2f} pt", f"{(f - o) * 100:+.2f} pt", acc[n]["finetuned"]["top5"]])
-    parts.append(
-        _table(
-            ["classifier", "original", "plain AE", "fine-tuned", "plain − original", "fine-tuned − original", "fine-tuned top-5"],
-            rows,
-            {1, 2, 3, 6},
-        )
-    )
+        row = [n, o, p, f, f"{(p - o) * 100:+.2f} pt", f"{(f - o) * 100:+.2f} pt", acc[n]["finetuned"]["top5"]]
+        if lossy:
+            lp, lf = acc[n]["lossy_plain"]["top1"], acc[n]["lossy_finetuned"]["top1"]
+            row += [lp, lf, f"{(lp - o) * 100:+.2f} pt", f"{(lf - lp) * 100:+.2f} pt"]
+        rows.append(row)
+    parts.append(_table(head, rows, {1, 2, 3, 6} | ({7, 8} if lossy else set())))
     d = results["dataset"]
     parts.append(
         f'<p class="muted">Evaluated on {d["eval_images"]} images of {html.escape(d["test"])}; trained on '
-        f"{d['train_images']} images of {html.escape(d['train'])}. Accuracy of the pipeline autoencoder → classifier.</p>"
+        f"{d['train_images']} images of {html.escape(d['train'])}. Accuracy of the pipeline autoencoder → classifier"
+        + (
+            "; the lossy autoencoder (trained briefly, as far from lossless as the paper's) is the paper's condition"
+            if lossy
+            else ""
+        )
+        + ".</p>"  # fmt: skip
     )
-    for key, title in (("accuracy", "accuracy"), ("reconstructions", "reconstructions")):
-        if key in figs:
-            parts.append(_img(figs[key], title))
-    classes = results["dataset"].get("classes") or [str(c) for c in range(len(acc[names[0]]["original"]["per_class"]))]
-    rows = [
-        [cls, *[acc[n][kind]["per_class"][c] for n in names for kind in ("original", "plain", "finetuned")]]
-        for c, cls in enumerate(classes)
-    ]
+    parts.append(_gates_text(results))
+    parts += _figures(figs, "accuracy", "reconstructions")
+    classes = d.get("classes") or [str(c) for c in range(len(acc[names[0]]["original"]["per_class"]))]
+    kinds = ("original", "plain", "finetuned")
+    rows = [[cls, *[acc[n][kind]["per_class"][c] for n in names for kind in kinds]] for c, cls in enumerate(classes)]
     head = ["class", *[f"{n}: {k}" for n in names for k in ("orig", "plain", "ft")]]
     parts.append(
         "<details><summary>Per-class top-1 accuracy (original, plain AE, fine-tuned)</summary>"
@@ -91,51 +119,31 @@ def _replicate_section(results: dict, figs: dict[str, Path]) -> str:
         + "</details>"
     )
     rec = results["reconstruction"]
-    rows = [["plain", rec["plain"]["mse"], rec["plain"]["psnr"]]] + [
-        [f"fine-tuned: {n}", rec["finetuned"][n]["mse"], rec["finetuned"][n]["psnr"]] for n in names
-    ]
+    rows = [["plain", rec["plain"]["mse"], rec["plain"]["psnr"]]]
+    rows += [[f"fine-tuned: {n}", rec["finetuned"][n]["mse"], rec["finetuned"][n]["psnr"]] for n in names]
     parts.append("<h3>Reconstruction error (pixels in [0, 1])</h3>" + _table(["autoencoder", "MSE", "PSNR (dB)"], rows))
+    return "\n".join(p for p in parts if p)
 
-    parts.append(f"<h2>Constant patterns and nMI {TERMS}</h2>")
-    keys = ["original", "plain", *names]
+
+def _pattern_part(results: dict, figs: dict[str, Path]) -> str:
+    periods = results["config"]["measure"]["periods"]
     rows = []
-    for k in keys:
-        nm = results["nmi"][k]
-        pat = results["pattern"].get(k, {})
-        rows.append(
-            [
-                k,
-                nm.get("intra"),
-                nm["inter_same_class"],
-                nm["inter_cross_class"],
-                pat.get("mean_constancy"),
-                pat.get("constant_share"),
-                *[pat.get("lattice_energy", {}).get(str(p)) for p in results["config"]["measure"]["periods"]],
-            ]
-        )
-    periods = [f"pattern LE p{p}" for p in results["config"]["measure"]["periods"]]
-    parts.append(
-        _table(
-            [
-                "images",
-                "intra nMI",
-                "inter nMI (same class)",
-                "inter nMI (cross class)",
-                "mean constancy",
-                "share constant (>0.5)",
-                *periods,
-            ],
-            rows,
-        )
-    )
-    for key in ("patterns", "nmi"):
-        if key in figs:
-            parts.append(_img(figs[key], key))
+    for k in ["original", "plain", *results["classifiers"]]:
+        nm, pat = results["nmi"][k], results["pattern"].get(k, {})
+        energy = pat.get("lattice_energy", {})
+        rows.append([k, nm.get("intra"), nm["inter_same_class"], nm["inter_cross_class"], pat.get("mean_constancy"),
+                     pat.get("constant_share"), *[energy.get(str(p)) for p in periods]])  # fmt: skip
+    head = ["images", "intra nMI", "inter nMI (same class)", "inter nMI (cross class)", "mean constancy",
+            "share constant (>0.5)", *[f"pattern LE p{p}" for p in periods]]  # fmt: skip
+    parts = [f"<h2>Constant patterns and nMI {TERMS}</h2>", _table(head, rows)]
+    return "\n".join(parts + _figures(figs, "patterns", "nmi"))
 
-    parts.append(f"<h2>Cross-classifier transfer, order and concept lattice {TERMS}</h2>")
+
+def _transfer_part(results: dict, figs: dict[str, Path]) -> str:
     t = results["transfer"]
     o = t["order"]
     verdict = "a total order" if o["total_order"] else ("a total preorder (ties)" if o["total_preorder"] else "not a total order")
+    parts = [f"<h2>Cross-classifier transfer, order and concept lattice {TERMS}</h2>"]
     parts.append(
         f"<p>The relation “A’s signal suffices for B” (RRC ≥ {t['threshold']}) is <b>{verdict}</b>. "
         f"Ranking by how many classifiers each signal suffices for (<a href='#glossary'>RRC</a>; '=' is a tie): "
@@ -153,44 +161,35 @@ def _replicate_section(results: dict, figs: dict[str, Path]) -> str:
         "<h3>T[A, B]: accuracy of B on the reconstructions of the decoder fine-tuned for A</h3>"
         + _table(["signal of A \\ classifier B", *t["names"]], rows, set(range(1, len(t["names"]) + 1)))
     )
-    if "transfer" in figs:
-        parts.append(_img(figs["transfer"], "transfer"))
+    parts += _figures(figs, "transfer")
     if len(t.get("lattice", [])) <= 1:
         parts.append(
             "<p>The formal concept lattice has a single concept: every signal suffices for every classifier at this "
             "threshold (the relation is complete), so there is no hierarchy to draw. A higher "
             "<code>measure.rrc_threshold</code> separates them.</p>"
         )
-    elif "lattice" in figs:
-        parts.append(_img(figs["lattice"], "lattice"))
+    else:
+        parts += _figures(figs, "lattice")
+    return "\n".join(parts)
 
-    parts.append(f"<h2>Checkerboards: lint, overlap maps and gradient probes {TERMS}</h2>")
+
+def _checkerboard_part(results: dict, figs: dict[str, Path]) -> str:
+    periods = results["config"]["measure"]["periods"]
     rows = []
     for n, lint in results["lint"].items():
-        g = lint["input_gradient"] or {}
-        rows.append(
-            [
-                n,
-                len(lint["findings"]),
-                ", ".join(lint["findings"][:6]) + ("…" if len(lint["findings"]) > 6 else ""),
-                _period_text(g.get("dominant_period")),  # what `s2snets lint` prints
-                g.get("ratio"),
-                ", ".join(map(str, lint["predicted_periods"])) or "none",
-            ]
-        )
+        g, found = lint["input_gradient"] or {}, lint["findings"]
+        rows.append([n, len(found), ", ".join(found[:6]) + ("…" if len(found) > 6 else ""),
+                     _period_text(g.get("dominant_period")),  # what `s2snets lint` prints
+                     g.get("ratio"), ", ".join(map(str, lint["predicted_periods"])) or "none"])  # fmt: skip
+    parts = [f"<h2>Checkerboards: lint, overlap maps and gradient probes {TERMS}</h2>"]
     parts.append(_table(["model", "findings", "layers", "input-gradient period", "max/min", "predicted periods"], rows))
-    rows = [
-        [n, *[results["gradient_probe"][n]["lattice_energy"].get(str(p)) for p in results["config"]["measure"]["periods"]]]
-        for n in names
-    ]
+    probe = results["gradient_probe"]
+    rows = [[n, *[probe[n]["lattice_energy"].get(str(p)) for p in periods]] for n in results["classifiers"]]
     parts.append(
         "<h3>Gradient probe: lattice energy of dL/dx on test images</h3>"
-        + _table(["classifier", *[f"period {p}" for p in results["config"]["measure"]["periods"]]], rows)
+        + _table(["classifier", *[f"period {p}" for p in periods]], rows)
     )
-    for key in ("overlap", "gradient_spectra", "training"):
-        if key in figs:
-            parts.append(_img(figs[key], key))
-    return "\n".join(parts)
+    return "\n".join(parts + _figures(figs, "overlap", "gradient_spectra", "training"))
 
 
 TERMS = "<a class='muted' style='font-size:.6em' href='#glossary'>(terms)</a>"

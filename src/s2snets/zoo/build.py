@@ -133,7 +133,26 @@ def train_entry(
     # A stage finished in an earlier sitting is not trained again: train_stage loads its weights into ``model``.
     model = model.to("cpu", memory_format=torch.contiguous_format).eval()
     cpu = init_runtime("cpu", "off")
-    record: dict[str, Any] = {
+    record = _provenance(entry, train, test, result, data_root)
+    score = score_entry(entry, model, test, cpu)
+    record[SCORE_KEY[entry.kind]] = round(score, 3 if entry.kind == "autoencoder" else 4)
+    ok, what = meets_bar(entry, record[SCORE_KEY[entry.kind]])
+    log(f"{entry.name}: {what}, {time.perf_counter() - started:.0f}s")
+    record["meets_bar"] = ok
+    if not ok and entry.kind == "classifier":  # the instrument of every finding: never below the bar
+        raise TrainingError(
+            f"{entry.name} is not converged: {what}; it was not added to the zoo. Change its recipe in s2snets/zoo"
+        )
+    if not ok:  # an autoencoder below the bar still beats training one in the demo; it is flagged, and said
+        log(f"{entry.name}: below the zoo's bar ({what}); stored with meets_bar = false")
+    record.update(_export_weights(zoo_dir, entry.name, model))
+    _record(zoo_dir, entry.name, record)
+    return record
+
+
+def _provenance(entry: ZooEntry, train, test, result, data_root: str | None) -> dict[str, Any]:
+    """What a manifest record says about how an entry was made: architecture, recipe, data, steps, torch."""
+    return {
         "kind": entry.kind,
         "arch": entry.arch,
         "downsample": entry.downsample if entry.kind == "classifier" else None,
@@ -154,26 +173,15 @@ def train_entry(
         "torch": torch.__version__,
         "command": entry.command,
     }
-    score = score_entry(entry, model, test, cpu)
-    record[SCORE_KEY[entry.kind]] = round(score, 3 if entry.kind == "autoencoder" else 4)
-    ok, what = meets_bar(entry, record[SCORE_KEY[entry.kind]])
-    log(f"{entry.name}: {what}, {time.perf_counter() - started:.0f}s")
-    record["meets_bar"] = ok
-    if not ok and entry.kind == "classifier":  # the instrument of every finding: never below the bar
-        raise TrainingError(
-            f"{entry.name} is not converged: {what}; it was not added to the zoo. Change its recipe in s2snets/zoo"
-        )
-    if not ok:  # an autoencoder below the bar still beats training one in the demo; it is flagged, and said
-        log(f"{entry.name}: below the zoo's bar ({what}); stored with meets_bar = false")
-    path = zoo_dir / WEIGHTS_SUBDIR / f"{entry.name}.safetensors"
+
+
+def _export_weights(zoo_dir: Path, name: str, model: torch.nn.Module) -> dict[str, Any]:
+    """Write the entry's weights (safetensors, atomically); its file, sha256 and size for the manifest."""
+    path = zoo_dir / WEIGHTS_SUBDIR / f"{name}.safetensors"
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().contiguous().clone() for k, v in model.state_dict().items()}
-    atomic_write(path, lambda tmp: save_file(state, tmp, metadata={"zoo_entry": entry.name}))
-    record["file"] = f"{WEIGHTS_SUBDIR}/{path.name}"
-    record["sha256"] = sha256_file(path)
-    record["bytes"] = path.stat().st_size
-    _record(zoo_dir, entry.name, record)
-    return record
+    atomic_write(path, lambda tmp: save_file(state, tmp, metadata={"zoo_entry": name}))
+    return {"file": f"{WEIGHTS_SUBDIR}/{path.name}", "sha256": sha256_file(path), "bytes": path.stat().st_size}
 
 
 def train_zoo(
