@@ -1,12 +1,16 @@
 import json
+from dataclasses import replace
 
+import numpy as np
 import pytest
 import torch
 from conftest import needs_fashion
 from safetensors.torch import save_file
 
 from s2snets import zoo
+from s2snets.data import load_split
 from s2snets.errors import CheckpointError, ModelError
+from s2snets.runtime import init_runtime
 
 
 def _fake_zoo(tmp_path, name="alexnet_s-native-s0"):
@@ -80,3 +84,37 @@ def test_shipped_zoo_reproduces_its_manifest_on_the_full_test_split():
     assert records, "the zoo is empty"
     bad = [r for r in records if not r["ok"]]
     assert not bad, bad
+
+
+class _TinyEntry(zoo.ZooEntry):
+    """A real zoo entry with a recipe of a few steps, so the build side runs end to end in seconds."""
+
+    @property
+    def recipe(self):
+        return replace(super().recipe, epochs=1, max_steps=3, warmup_steps=0, batch_size=16)
+
+
+def test_train_entry_exports_a_verified_record_and_keeps_an_unconverged_classifier_out(tmp_path):
+    from conftest import write_idx
+
+    from s2snets.errors import TrainingError
+    from s2snets.zoo import build
+
+    rng = np.random.default_rng(0)
+    (tmp_path / "data").mkdir()
+    for prefix, n in (("train", 48), ("t10k", 32)):
+        write_idx(tmp_path / "data" / f"{prefix}-images-idx3-ubyte", rng.integers(0, 256, (n, 28, 28), dtype=np.uint8))
+        write_idx(tmp_path / "data" / f"{prefix}-labels-idx1-ubyte", (np.arange(n) % 10).astype(np.uint8))
+    kwargs = {"build_dir": tmp_path / "build", "zoo_dir": tmp_path / "zoo", "data_root": str(tmp_path / "data")}
+    ae = _TinyEntry("autoencoder", "unpool")
+    record = build.train_entry(ae, **kwargs)
+    assert record["meets_bar"] is False and record["steps"] == 3 and record["data"]["train_images"] == 48
+    weights = tmp_path / "zoo" / record["file"]
+    assert record["sha256"] == zoo.sha256_file(weights) and record["bytes"] == weights.stat().st_size
+    assert zoo.read_manifest(tmp_path / "zoo")["entries"][ae.name]["sha256"] == record["sha256"]
+    loaded = zoo.load_zoo_model(ae, zoo_dir=tmp_path / "zoo")  # verifies the sha256 on the way in
+    test = load_split(replace(zoo.ZOO_DATA, root=str(tmp_path / "data")), "test")
+    assert build.score_entry(ae, loaded, test, init_runtime("cpu", "off")) == pytest.approx(record["test_psnr_db"], abs=1e-3)
+    with pytest.raises(TrainingError, match="not converged"):  # 3 steps on noise: far below the 90 % bar
+        build.train_entry(_TinyEntry("classifier", "alexnet_s"), **kwargs)
+    assert set(zoo.read_manifest(tmp_path / "zoo")["entries"]) == {ae.name}
