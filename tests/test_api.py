@@ -19,6 +19,7 @@ def test_docs_api_examples_run():
 def test_module_doctests_run():
     import s2snets.api
     import s2snets.attribution
+    import s2snets.experiments.schema
     import s2snets.layers.downsample
     import s2snets.layers.upsample
     import s2snets.metrics.gradients
@@ -37,6 +38,7 @@ def test_module_doctests_run():
         s2snets.metrics.reconstruction,
         s2snets.layers.upsample,
         s2snets.layers.downsample,
+        s2snets.experiments.schema,
     ):
         failures, tried = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
         assert tried >= 1 and failures == 0, module.__name__

@@ -118,7 +118,10 @@ def test_demo_quick_end_to_end(quick_demo):
         for kind in ("original", "plain", "finetuned"):
             assert 0 <= results["accuracy"][name][kind]["top1"] <= 1
     hyp = json.loads((run / "metrics" / "hypothesis.json").read_text())
+    from s2snets.experiments.schema import HypothesisResult, Results, problems
     from s2snets.experiments.verdict import VERDICTS
+
+    assert problems(results, Results) == [] and problems(hyp, HypothesisResult) == []  # what the readers rely on
 
     assert {c["upsample"] for c in hyp["cells"]} == {"unpool"} and hyp["cells"][0]["unit"] == "classifier"
     for cell in hyp["cells"]:

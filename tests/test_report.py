@@ -65,3 +65,17 @@ def test_report_renders_in_headless_chromium(quick_demo, tmp_path):
     assert found, proc.stderr[-2000:]
     result = json.loads(found.group(1).replace("&quot;", '"'))
     assert result["images"] >= 10 and result["broken"] == 0 and result["errors"] == []
+
+
+def test_a_results_file_of_another_shape_is_named_in_one_line(tmp_path):
+    from s2snets.errors import DataError
+    from s2snets.experiments.schema import Error, Results, problems
+    from s2snets.report.html import write_report
+
+    found = problems({"version": "0.1", "accuracy": {"a": {"original": 3}}}, Results)
+    assert found[:2] == ["config: missing", "runtime: missing"] and "accuracy.a.original: expected an object, got int" in found
+    assert problems({"mse": True, "psnr": 1}, Error) == ["mse: expected float, got bool"]  # JSON true is no number
+    (tmp_path / "metrics").mkdir()
+    (tmp_path / "metrics" / "results.json").write_text('{"version": "0.1", "accuracy": {"a": {"original": 3}}}')
+    with pytest.raises(DataError, match=r"results.json does not have the shape .*config: missing; .*and \d+ more"):
+        write_report(tmp_path)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
+from s2snets.experiments.schema import Claim, HypothesisResult, QualityGates, Results
 from s2snets.metrics.overlap import Geometry, overlap_2d, overlap_ratio, transposed_overlap_1d
 from s2snets.metrics.stats import mean_ci
 
@@ -33,7 +34,7 @@ def _status(ci: dict, threshold: float = 0.0, claimed: str = "above") -> str:
     return "holds" if low > 0 else "does not hold" if high < 0 else "inconclusive"
 
 
-def _claim(source: str, claim: str, measure: str, value, status: str, note: str = "") -> dict:
+def _claim(source: str, claim: str, measure: str, value, status: str, note: str = "") -> Claim:
     return {"source": source, "claim": claim, "measure": measure, "value": value, "status": status, "note": note}
 
 
@@ -41,7 +42,7 @@ def _points(values: list[float]) -> dict:
     return mean_ci([100 * v for v in values if v == v])
 
 
-def check_claims(results: dict | None, hyp: dict | None) -> list[dict]:
+def check_claims(results: Results | None, hyp: HypothesisResult | None) -> list[Claim]:
     """The table of claims: a list of {source, claim, measure, value, status, note}."""
     gates = (results or {}).get("quality", {})
     out = [*_accuracy_claims(results, gates), _pattern_claim(hyp, gates), _strided_claim(results, gates),
@@ -62,7 +63,7 @@ def _gated(gates: dict, rests_on: str) -> str | None:
 
 
 # ----------------------------------------------------------------------------------------------- the paper
-def _accuracy_claims(results: dict | None, gates: dict) -> list[dict]:
+def _accuracy_claims(results: Results | None, gates: QualityGates) -> list[dict]:
     cost_claim = "The plain autoencoder's reconstructions cost the classifier accuracy"
     back_claim = "Fine-tuning only the decoder through the classifier restores its accuracy"
     acc = (results or {}).get("accuracy")
@@ -106,7 +107,7 @@ def _restore_status(back: dict, gap: dict, cost: dict) -> str:
     return f"holds in part: restores {back['mean']:.1f} of {-cost['mean']:.1f} points"
 
 
-def _pattern_claim(hyp: dict | None, gates: dict) -> dict:
+def _pattern_claim(hyp: HypothesisResult | None, gates: QualityGates) -> dict:
     claim = "Fine-tuned reconstructions carry a checkerboard pattern constant across inputs"
     cells = (hyp or {}).get("cells")
     if not cells:
@@ -121,7 +122,7 @@ def _pattern_claim(hyp: dict | None, gates: dict) -> dict:
                   "holds when the lattice is above half an 8-bit grey level and r-fold the sham fine-tuning's")  # fmt: skip
 
 
-def _strided_claim(results: dict | None, gates: dict) -> dict:
+def _strided_claim(results: Results | None, gates: QualityGates) -> dict:
     claim = "The pattern is strongest for networks with strided layers (AlexNet, ResNet) and mild for VGG"
     families = (results or {}).get("pattern_by_family")
     if not families:
@@ -143,7 +144,7 @@ def _strided_claim(results: dict | None, gates: dict) -> dict:
                   "; ".join(f"{f}: {statuses[f]}" for f in strided))  # fmt: skip
 
 
-def _nmi_claim(hyp: dict | None, gates: dict) -> dict:
+def _nmi_claim(hyp: HypothesisResult | None, gates: QualityGates) -> dict:
     claim = "Inter-image nMI (same class) of fine-tuned reconstructions rises over the plain autoencoder's"
     runs = [r for r in (hyp or {}).get("runs", []) if "inter_nmi" in r]
     if not runs:
@@ -168,7 +169,7 @@ def _per_classifier(runs: list[dict], value: Callable[[dict], float]) -> list[fl
     return [sum(v) / len(v) for v in groups.values()]
 
 
-def _order_claim(results: dict | None, gates: dict) -> dict:
+def _order_claim(results: Results | None, gates: QualityGates) -> dict:
     claim = "Transfer between classifiers yields a total order, not explained by accuracy or size"
     transfer = (results or {}).get("transfer")
     if not transfer:
@@ -187,7 +188,7 @@ def _order_claim(results: dict | None, gates: dict) -> dict:
 
 
 # ----------------------------------------------------------------------------------------------- Odena and the forum
-def _odena_init(hyp: dict | None) -> dict:
+def _odena_init(hyp: HypothesisResult | None) -> dict:
     claim = "Transposed convolutions in the last layers put period-2/4 artifacts into a generator's output at initialisation; resize-convolution none"
     odena = (hyp or {}).get("odena")
     if not odena or "init_seeds" not in odena.get("0", {}):
@@ -202,7 +203,7 @@ def _odena_init(hyp: dict | None) -> dict:
                   "holds" if ok else "does not hold" if bad else "inconclusive", "intervals do not overlap" if ok else "")  # fmt: skip
 
 
-def _gradient_claim(hyp: dict | None) -> dict:
+def _gradient_claim(hyp: HypothesisResult | None) -> dict:
     claim = "Strided convolutions put checkerboards into the input gradient"
     cells = (hyp or {}).get("cells")
     if not cells:
@@ -222,7 +223,7 @@ def _gradient_claim(hyp: dict | None) -> dict:
                   f"{excess['n']} classifiers", excess, _status(excess, 0, "above"), note)  # fmt: skip
 
 
-def _forum(hyp: dict | None) -> dict:
+def _forum(hyp: HypothesisResult | None) -> dict:
     claim = "The constant patterns are checkerboard artifacts of the classifier's strided layers, seen through the backward pass"
     if not hyp or "answer" not in hyp:
         return _claim(

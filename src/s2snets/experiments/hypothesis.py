@@ -35,6 +35,7 @@ from s2snets.experiments.grid import Job, run_jobs
 from s2snets.experiments.interventions import arm_models, arm_shift
 from s2snets.experiments.odena import odena_probe
 from s2snets.experiments.replicate import load_context
+from s2snets.experiments.schema import HypothesisResult
 from s2snets.experiments.stages import Context, Trained, pretrain_autoencoder, train_classifier
 from s2snets.layers.gradient import band_stop_response
 from s2snets.metrics.gradients import input_gradients
@@ -296,7 +297,7 @@ def hypothesis(
     *,
     jobs: int | None = None,
     shard: tuple[int, int] | None = None,
-) -> dict:
+) -> HypothesisResult | dict:
     """Run (or resume) the experiment and its statistics; writes metrics/hypothesis.json when every job is done.
 
     ``jobs``: fine-tunings at once (None: the config's ``hypothesis.jobs``, 0 = cores / job_threads); ``shard``: this
@@ -316,7 +317,7 @@ def _check_controls(config: RunConfig, classifiers: list[GridClassifier]) -> Non
         )
 
 
-def _hypothesis(config, run, runtime, progress, jobs, shard) -> dict:
+def _hypothesis(config, run, runtime, progress, jobs, shard) -> HypothesisResult | dict:
     started = time.perf_counter()
     h = config.hypothesis
     classifiers = grid_classifiers(config)
@@ -530,7 +531,7 @@ def decision_text(decision: dict) -> str:
     return "; ".join(parts)
 
 
-def verdict_text(result: dict) -> str:
+def verdict_text(result: HypothesisResult) -> str:
     """The calibration table, the cells and the answer, as the CLI prints them."""
     if "incomplete" in result:
         i = result["incomplete"]

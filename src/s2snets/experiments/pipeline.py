@@ -9,14 +9,15 @@ from s2snets.config import RunConfig
 from s2snets.experiments.claims import check_claims
 from s2snets.experiments.hypothesis import hypothesis as run_hypothesis
 from s2snets.experiments.replicate import replicate
+from s2snets.experiments.schema import HypothesisResult, Results
 from s2snets.rundir import RunDir
 from s2snets.runtime import Runtime
 
 
 @dataclass
 class PipelineOutcome:
-    results: dict  # metrics/results.json: accuracies, nMI, patterns, transfer, gates, claims
-    hypothesis: dict | None  # metrics/hypothesis.json, when the checkerboard experiment ran
+    results: Results  # metrics/results.json: accuracies, nMI, patterns, transfer, gates, claims
+    hypothesis: HypothesisResult | None  # metrics/hypothesis.json, when the checkerboard experiment ran
 
 
 def run_pipeline(

@@ -20,6 +20,7 @@ from s2snets.config import RunConfig, config_hash, to_dict, validate
 from s2snets.data import load_split
 from s2snets.errors import DataError
 from s2snets.experiments.evaluation import Evaluation, evaluation_pass, inter_nmi_of
+from s2snets.experiments.schema import QualityGates, Results
 from s2snets.experiments.stages import (
     Context,
     Countdown,
@@ -68,7 +69,7 @@ def _lossy_wanted(ctx: Context) -> bool:
     )
 
 
-def replicate(config: RunConfig, run: RunDir, runtime: Runtime, progress: bool = True) -> dict:
+def replicate(config: RunConfig, run: RunDir, runtime: Runtime, progress: bool = True) -> Results:
     """Run (or resume) every stage of the paper's pipeline and measure it. Returns the results dict (without the
     claims; ``pipeline.run_pipeline`` adds them and writes ``results.json``). The evaluation is skipped when the
     run's ``results.json`` holds one of the same inputs."""
@@ -77,7 +78,7 @@ def replicate(config: RunConfig, run: RunDir, runtime: Runtime, progress: bool =
         return _replicate(config, run, runtime, progress)
 
 
-def _replicate(config: RunConfig, run: RunDir, runtime: Runtime, progress: bool) -> dict:
+def _replicate(config: RunConfig, run: RunDir, runtime: Runtime, progress: bool) -> Results:
     started = time.perf_counter()
     run.write_config(config)
     ctx = load_context(config, run, runtime, progress)
@@ -122,7 +123,7 @@ def _replicate(config: RunConfig, run: RunDir, runtime: Runtime, progress: bool)
 
 
 def evaluate(ctx: Context, classifiers: dict[str, Trained], plain: Trained, finetuned: dict[str, Trained],
-             lossy: Trained | None = None) -> dict:  # fmt: skip
+             lossy: Trained | None = None) -> Results:  # fmt: skip
     """Every measure of the paper from one streamed pass over the test images (``evaluation.evaluation_pass``)."""
     cfg, rt, m = ctx.config, ctx.runtime, ctx.config.measure
     data = ctx.test.head(m.eval_limit, seed=cfg.seed)
@@ -261,7 +262,7 @@ def pattern_by_family(patterns: dict, labels: list[tuple[str, str, int]], period
     return out
 
 
-def quality_gates(ctx: Context, results: dict) -> dict:
+def quality_gates(ctx: Context, results: dict) -> QualityGates:
     """Every model a finding rests on against its bar: classifiers on the originals, the plain autoencoder's PSNR."""
     m, k = ctx.config.measure, len(results["dataset"]["classes"])
     chance = 1 / k
@@ -307,7 +308,7 @@ def _cpu_copy(model: torch.nn.Module) -> torch.nn.Module:
     return copy.deepcopy(model).to("cpu", memory_format=torch.contiguous_format).eval()
 
 
-def accuracy_table(results: dict) -> str:
+def accuracy_table(results: Results) -> str:
     """The paper's table as text: top-1 (%) on originals, plain and fine-tuned reconstructions per classifier, and
     the lossy autoencoder's (the paper's condition) when the run has it; differences in points."""
     lossy = all("lossy_plain" in results["accuracy"][n] for n in results["classifiers"])
@@ -324,7 +325,7 @@ def accuracy_table(results: dict) -> str:
     return "\n".join(lines)
 
 
-def transfer_table(results: dict) -> str:
+def transfer_table(results: Results) -> str:
     """The RRC matrix and its order as text, from a results dict (``measure transfer`` prints it)."""
     t = results["transfer"]
     names, o = t["names"], t["order"]

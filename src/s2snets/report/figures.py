@@ -14,6 +14,7 @@ from matplotlib.figure import Figure
 from torch import Tensor
 
 from s2snets.checkpoint import load_checkpoint
+from s2snets.experiments.schema import HypothesisResult, Results
 from s2snets.metrics.lattice import lattice_neighbourhoods, neighbourhood_radius
 
 COLORS = {"original": "#4c72b0", "plain": "#dd8452", "finetuned": "#55a868"}
@@ -43,7 +44,7 @@ def reconstructions(arrays: dict, names: list[str]) -> Figure:
     return fig
 
 
-def patterns(arrays: dict, names: list[str], results: dict) -> Figure:
+def patterns(arrays: dict, names: list[str], results: Results) -> Figure:
     keys = ["plain", *names]
     fig, axes = _subplots(2, len(keys), figsize=(2.1 * len(keys), 4.4), squeeze=False)
     diffs = [arrays[f"pattern/{k}/mean_difference"].mean(0).numpy() for k in keys]
@@ -65,7 +66,7 @@ def patterns(arrays: dict, names: list[str], results: dict) -> Figure:
     return fig
 
 
-def accuracy_bars(results: dict) -> Figure:
+def accuracy_bars(results: Results) -> Figure:
     names = results["classifiers"]
     fig, ax = _subplots(figsize=(1.6 * len(names) + 2, 3.2))
     width = 0.26
@@ -83,7 +84,7 @@ def accuracy_bars(results: dict) -> Figure:
     return fig
 
 
-def nmi_bars(results: dict) -> Figure:
+def nmi_bars(results: Results) -> Figure:
     keys = ["original", "plain", *results["classifiers"]]
     fig, ax = _subplots(figsize=(1.2 * len(keys) + 2, 3.0))
     same = [results["nmi"][k]["inter_same_class"] for k in keys]
@@ -101,7 +102,7 @@ def nmi_bars(results: dict) -> Figure:
     return fig
 
 
-def gradient_spectra(arrays: dict, names: list[str], results: dict) -> Figure:
+def gradient_spectra(arrays: dict, names: list[str], results: Results) -> Figure:
     fig, axes = _subplots(2, len(names), figsize=(2.2 * len(names), 4.4), squeeze=False)
     for i, n in enumerate(names):
         power = torch.fft.fftshift(arrays[f"probe/{n}/mean_power"]).numpy()
@@ -119,7 +120,7 @@ def gradient_spectra(arrays: dict, names: list[str], results: dict) -> Figure:
     return fig
 
 
-def overlap_maps(arrays: dict, results: dict) -> Figure:
+def overlap_maps(arrays: dict, results: Results) -> Figure:
     keys = [k for k in results["lint"] if f"lint/{k}/input_gradient" in arrays]
     extra = "lint/autoencoder/forward_output" in arrays
     fig, axes = _subplots(1, len(keys) + extra, figsize=(2.2 * (len(keys) + extra), 2.6), squeeze=False)
@@ -143,7 +144,7 @@ def overlap_maps(arrays: dict, results: dict) -> Figure:
     return fig
 
 
-def transfer_heatmap(results: dict) -> Figure:
+def transfer_heatmap(results: Results) -> Figure:
     t = results["transfer"]
     names, m = t["names"], np.array(t["RRC"])
     fig, ax = _subplots(figsize=(1.1 * len(names) + 2.4, 1.0 * len(names) + 1.6))
@@ -162,7 +163,7 @@ def transfer_heatmap(results: dict) -> Figure:
     return fig
 
 
-def lattice_diagram(results: dict) -> Figure:
+def lattice_diagram(results: Results) -> Figure:
     concepts = results["transfer"]["lattice"]
     levels: dict[int, list[int]] = {}
     for i, c in enumerate(concepts):
@@ -188,7 +189,7 @@ def lattice_diagram(results: dict) -> Figure:
     return fig
 
 
-def training_curves(results: dict) -> Figure:
+def training_curves(results: Results) -> Figure:
     fig, ax = _subplots(figsize=(6.5, 3))
     for name, s in results["stages"].items():
         h = np.array(s["history"]) if s["history"] else None
@@ -259,14 +260,14 @@ def grid_diagnosis_figure(diagnosis, maps: Tensor, fixed: Tensor | None, index: 
 ARM_ORDER = ("control", "sham", "band_stop", "stride_smooth", "shift_y", "shift_x", "shift_period")
 
 
-def _groups(hyp: dict) -> list[tuple[str, str, str, dict]]:
+def _groups(hyp: HypothesisResult) -> list[tuple[str, str, str, dict]]:
     """(title, array prefix, decoder, decision) for the real cells and the planted controls."""
     out = [(f"{c['cell']} ({c['upsample']})", c["cell"], c["upsample"], c) for c in hyp["cells"]]
     out += [(f"control: {c['control']} ({c['decoder']})", c["control"], c["decoder"], c) for c in hyp.get("calibration", [])]
     return out
 
 
-def intervention_patterns(hyp: dict, arrays: dict) -> Figure:
+def intervention_patterns(hyp: HypothesisResult, arrays: dict) -> Figure:
     """Per real cell and planted control (rows), per arm (columns): the lattice part of the mean constant pattern
     (what ``band_amplitude`` measures), each row on one colour scale, so the arms' checkerboards compare directly."""
     groups = _groups(hyp)
@@ -307,7 +308,7 @@ RULE_QUANTITIES = (("pattern", "pattern\nx"), ("band-stop removes", "band-stop\n
                    ("follows the classifier", "frame\nf"), ("phase stable under shift_period", "stability\ns"))  # fmt: skip
 
 
-def intervention_effects(hyp: dict) -> Figure:
+def intervention_effects(hyp: HypothesisResult) -> Figure:
     """Per real cell and planted control: the numbers the rules read, with their 95 % intervals; shaded: the
     margins of the rules (+- ln r for b, 0 for x, f and s)."""
     groups = _groups(hyp)
@@ -335,7 +336,7 @@ def intervention_effects(hyp: dict) -> Figure:
     return fig
 
 
-def odena_plot(hyp: dict) -> Figure:
+def odena_plot(hyp: HypothesisResult) -> Figure:
     o = hyp["odena"]
     ns = sorted(o, key=int)
     fig, ax = _subplots(figsize=(5.5, 3))

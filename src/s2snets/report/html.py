@@ -16,6 +16,7 @@ from s2snets.checkpoint import atomic_write_text
 from s2snets.errors import DataError
 from s2snets.experiments.claims import format_value
 from s2snets.experiments.hypothesis import decision_text
+from s2snets.experiments.schema import HypothesisResult, Results, problems
 from s2snets.report.figures import draw_all
 
 CSS = """
@@ -56,7 +57,7 @@ def _table(header: list[str], rows: list[list], pct_cols: frozenset[int] | set[i
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
-def _replicate_section(results: dict, figs: dict[str, Path]) -> str:
+def _replicate_section(results: Results, figs: dict[str, Path]) -> str:
     parts = [_accuracy_part(results, figs), _pattern_part(results, figs), _transfer_part(results, figs)]
     return "\n".join(parts + [_checkerboard_part(results, figs)])
 
@@ -65,7 +66,7 @@ def _figures(figs: dict[str, Path], *keys: str) -> list[str]:
     return [_img(figs[k], k) for k in keys if k in figs]
 
 
-def _gates_text(results: dict) -> str:
+def _gates_text(results: Results) -> str:
     """Every model a finding rests on against its bar, as one line; the ones below their bar first and in bold."""
     gates = [g for kind in ("classifiers", "autoencoder") for g in results.get("quality", {}).get(kind, [])]
     if not gates:
@@ -81,7 +82,7 @@ def _gates_text(results: dict) -> str:
     return f"<p class='muted'>Quality gates: {head}. " + "; ".join(items) + ".</p>"
 
 
-def _accuracy_part(results: dict, figs: dict[str, Path]) -> str:
+def _accuracy_part(results: Results, figs: dict[str, Path]) -> str:
     names, acc = results["classifiers"], results["accuracy"]
     lossy = all("lossy_plain" in acc[n] for n in names)
     parts = ["<h2>Accuracy: does the autoencoder cost accuracy, does fine-tuning restore it?</h2>"]
@@ -125,7 +126,7 @@ def _accuracy_part(results: dict, figs: dict[str, Path]) -> str:
     return "\n".join(p for p in parts if p)
 
 
-def _pattern_part(results: dict, figs: dict[str, Path]) -> str:
+def _pattern_part(results: Results, figs: dict[str, Path]) -> str:
     periods = results["config"]["measure"]["periods"]
     rows = []
     for k in ["original", "plain", *results["classifiers"]]:
@@ -139,7 +140,7 @@ def _pattern_part(results: dict, figs: dict[str, Path]) -> str:
     return "\n".join(parts + _figures(figs, "patterns", "nmi"))
 
 
-def _transfer_part(results: dict, figs: dict[str, Path]) -> str:
+def _transfer_part(results: Results, figs: dict[str, Path]) -> str:
     t = results["transfer"]
     o = t["order"]
     verdict = "a total order" if o["total_order"] else ("a total preorder (ties)" if o["total_preorder"] else "not a total order")
@@ -173,7 +174,7 @@ def _transfer_part(results: dict, figs: dict[str, Path]) -> str:
     return "\n".join(parts)
 
 
-def _checkerboard_part(results: dict, figs: dict[str, Path]) -> str:
+def _checkerboard_part(results: Results, figs: dict[str, Path]) -> str:
     periods = results["config"]["measure"]["periods"]
     rows = []
     for n, lint in results["lint"].items():
@@ -246,7 +247,7 @@ def _hyp_numbers(decision: dict) -> str:
     return decision_text(decision)
 
 
-def _hypothesis_section(hyp: dict, figs: dict[str, Path]) -> str:
+def _hypothesis_section(hyp: HypothesisResult, figs: dict[str, Path]) -> str:
     parts = ["<h2 id='question'>The open question: are the constant patterns the classifier’s gradient checkerboards?</h2>"]
     calibrated = bool(hyp.get("calibration")) and all(c["recovered"] for c in hyp["calibration"])
     for u, a in hyp["answer"].items():
@@ -322,6 +323,15 @@ def write_report(run_root: str | Path) -> Path:
         ) from None
 
 
+def _check_shape(path: Path, value: dict | None, schema) -> None:
+    """DataError naming the first keys where a metrics file departs from the schema this version writes."""
+    found = problems(value, schema) if value is not None else []
+    if found:
+        more = f" and {len(found) - 3} more" if len(found) > 3 else ""
+        raise DataError(f"{path} does not have the shape this version writes ({'; '.join(found[:3])}{more}); "
+                        "re-run the command that made it")  # fmt: skip
+
+
 def _write_report(run_root: Path) -> Path:
     root = Path(run_root)
     results_path, hyp_path = root / "metrics" / "results.json", root / "metrics" / "hypothesis.json"
@@ -332,6 +342,8 @@ def _write_report(run_root: Path) -> Path:
         hyp = json.loads(hyp_path.read_text()) if hyp_path.is_file() else None
     except json.JSONDecodeError as exc:
         raise DataError(f"a metrics file in {root} is not valid JSON ({exc}); re-run the stage") from None
+    _check_shape(results_path, results, Results)
+    _check_shape(hyp_path, hyp if hyp and "cells" in hyp else None, HypothesisResult)
     figs = draw_all(root)
     name = (results or {}).get("config", {}).get("name", root.name)
     body = [
