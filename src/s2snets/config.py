@@ -452,8 +452,12 @@ def from_dict(cls: type, values: dict[str, Any], where: str = "") -> Any:
     return cls(**kwargs)
 
 
-def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> RunConfig:
-    """Read a TOML run configuration, apply ``--set`` overrides and validate the whole of it.
+_validate = validate  # load_config's keyword of the same name hides the function inside it
+
+
+def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = (), *, validate: bool = True) -> RunConfig:
+    """Read a TOML run configuration, apply ``--set`` overrides and validate the whole of it (``validate=False``: a
+    caller that changes keys first, as the CLI does, validates once after).
 
     Raises ConfigError on a missing file, bad TOML, an unknown key, a wrong type, a value outside its registry or
     range, or a rule between keys that does not hold."""
@@ -471,7 +475,7 @@ def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
     config = from_dict(RunConfig, values)
     for assignment in overrides:
         config = set_key(config, assignment)
-    return validate(config)
+    return _validate(config) if validate else config
 
 
 def to_dict(config: Any) -> dict[str, Any]:

@@ -304,7 +304,7 @@ def hypothesis(
     machine's share (i, N). Returns the result, or {"incomplete": ...} when other shards still have jobs to run."""
     validate(config)
     with run.logging():
-        return _hypothesis(config, run, runtime, progress, jobs, shard)
+        return run_experiment(config, run, runtime, progress, jobs, shard)
 
 
 def _check_controls(config: RunConfig, classifiers: list[GridClassifier]) -> None:
@@ -317,7 +317,8 @@ def _check_controls(config: RunConfig, classifiers: list[GridClassifier]) -> Non
         )
 
 
-def _hypothesis(config, run, runtime, progress, jobs, shard) -> HypothesisResult | dict:
+def run_experiment(config, run, runtime, progress, jobs, shard) -> HypothesisResult | dict:
+    """``hypothesis``'s work on a config already validated, inside the run's logging."""
     started = time.perf_counter()
     h = config.hypothesis
     classifiers = grid_classifiers(config)

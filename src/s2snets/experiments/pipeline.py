@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from s2snets.config import RunConfig
+from s2snets.config import RunConfig, validate
 from s2snets.experiments.claims import check_claims
-from s2snets.experiments.hypothesis import hypothesis as run_hypothesis
-from s2snets.experiments.replicate import replicate
+from s2snets.experiments.hypothesis import run_experiment
+from s2snets.experiments.replicate import run_stages
 from s2snets.experiments.schema import HypothesisResult, Results
 from s2snets.rundir import RunDir
 from s2snets.runtime import Runtime
@@ -31,8 +31,10 @@ def run_pipeline(
 ) -> PipelineOutcome:
     """Run (or resume) every stage, then the checkerboard experiment if ``hypothesis``; check the claims against
     both and write ``results.json`` once (a kill before that point re-runs only the evaluation on resume)."""
-    results = replicate(config, run, runtime, progress=progress)
-    outcome = run_hypothesis(config, run, runtime, progress=progress, jobs=jobs) if hypothesis else None
+    validate(config)  # once, before any work: the steps below take it as checked
+    with run.logging():
+        results = run_stages(config, run, runtime, progress)
+        outcome = run_experiment(config, run, runtime, progress, jobs, None) if hypothesis else None
     results["claims"] = check_claims(results, outcome)
     if runtime.is_main:
         run.write_json("results", results)

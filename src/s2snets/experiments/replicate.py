@@ -25,7 +25,7 @@ from s2snets.experiments.stages import (
     Context,
     Countdown,
     Trained,
-    finetune_decoder,
+    finetune_through,
     plan_text,
     pretrain_autoencoder,
     train_classifier,
@@ -61,12 +61,9 @@ def classifier_labels(config: RunConfig) -> list[tuple[str, str, int]]:
     return [(name if len(seeds) == 1 else f"{name}-s{s}", name, s) for name in config.classifiers for s in seeds]
 
 
-def _lossy_wanted(ctx: Context) -> bool:
+def _lossy_wanted(ctx: Context, upsample: str) -> bool:
     """The lossy condition runs when the config asks for it, or the zoo has a lossy autoencoder for this run."""
-    return (
-        bool(ctx.config.autoencoder.lossy_steps)
-        or zoo_entry_for(ctx, "autoencoder", ctx.config.autoencoder.upsample, variant="lossy") is not None
-    )
+    return bool(ctx.config.autoencoder.lossy_steps) or zoo_entry_for(ctx, "autoencoder", upsample, variant="lossy") is not None
 
 
 def replicate(config: RunConfig, run: RunDir, runtime: Runtime, progress: bool = True) -> Results:
@@ -75,10 +72,11 @@ def replicate(config: RunConfig, run: RunDir, runtime: Runtime, progress: bool =
     run's ``results.json`` holds one of the same inputs."""
     validate(config)  # a config built in Python gets the same checks as one read from TOML, before any work
     with run.logging():
-        return _replicate(config, run, runtime, progress)
+        return run_stages(config, run, runtime, progress)
 
 
-def _replicate(config: RunConfig, run: RunDir, runtime: Runtime, progress: bool) -> Results:
+def run_stages(config: RunConfig, run: RunDir, runtime: Runtime, progress: bool) -> Results:
+    """``replicate``'s work on a config already validated, inside the run's logging."""
     started = time.perf_counter()
     run.write_config(config)
     ctx = load_context(config, run, runtime, progress)
@@ -93,14 +91,13 @@ def _replicate(config: RunConfig, run: RunDir, runtime: Runtime, progress: bool)
         )
         for label, name, seed in classifier_labels(config)
     }
-    plain = pretrain_autoencoder(ctx)
-    lossy = pretrain_autoencoder(ctx, lossy=True) if _lossy_wanted(ctx) else None
+    upsample = config.autoencoder.upsample  # read once, passed down
+    plain = pretrain_autoencoder(ctx, upsample)
+    lossy = pretrain_autoencoder(ctx, upsample, lossy=True) if _lossy_wanted(ctx, upsample) else None
     decoders = [("", plain)] + ([("lossy/", lossy)] if lossy else [])
     finetuned, countdown = {}, Countdown(len(classifiers) * len(decoders))
     for (prefix, ae), (name, clf) in itertools.product(decoders, classifiers.items()):
-        finetuned[prefix + name] = finetune_decoder(
-            ctx, ae, clf, config.autoencoder.upsample, tag=f"{prefix.replace('/', '-')}{name}"
-        )
+        finetuned[prefix + name] = finetune_through(ctx, ae, clf, upsample, tag=f"{prefix.replace('/', '-')}{name}")
         ctx.say(f"fine-tuned the {'lossy ' if prefix else ''}decoder through {name} {countdown.tick()}")
     key = config_hash(
         "evaluate",

@@ -97,7 +97,7 @@ class Trained:
     result: StageResult
 
 
-def _fit(ctx: Context, stage, stage_cfg: StageConfig, seed: int, name: str, key: str) -> StageResult:
+def _run_stage(ctx: Context, stage, stage_cfg: StageConfig, seed: int, name: str, key: str) -> StageResult:
     steps = stage_steps(ctx, stage_cfg)
     if 0 < steps < 20:
         ctx.say(f"{name}: only {steps} training steps; a result this short is a smoke test, not a finding")
@@ -163,7 +163,7 @@ def train_classifier(
     model = build_classifier(name, ctx.train.num_classes, ctx.train.channels, downsample, input_size=ctx.train.size)
     key = config_hash("classifier", name, downsample, stage_cfg, seed, ctx.data_key)
     stage_name = f"classifier-{name}{tag}"
-    return Trained(model, key, _fit(ctx, classifier_stage(stage_name, model), stage_cfg, seed, stage_name, key))
+    return Trained(model, key, _run_stage(ctx, classifier_stage(stage_name, model), stage_cfg, seed, stage_name, key))
 
 
 def build_autoencoder(ctx: Context, upsample: str) -> nn.Module:
@@ -173,10 +173,9 @@ def build_autoencoder(ctx: Context, upsample: str) -> nn.Module:
     return build_segnet(ctx.config.autoencoder.preset, ctx.train.channels, upsample)
 
 
-def pretrain_autoencoder(ctx: Context, upsample: str | None = None, seed: int | None = None, lossy: bool = False) -> Trained:
+def pretrain_autoencoder(ctx: Context, upsample: str, seed: int | None = None, lossy: bool = False) -> Trained:
     """The pretrained autoencoder: from the zoo when it has this upsampling for this data, else trained (MSE).
     ``lossy``: the paper's condition, pretrained only ``autoencoder.lossy_steps`` steps (the zoo's lossy entry)."""
-    upsample = upsample or ctx.config.autoencoder.upsample
     entry = zoo_entry_for(ctx, "autoencoder", upsample, seed=seed or 0, variant="lossy" if lossy else "")
     seed = ctx.config.seed if seed is None else seed
     if entry is not None:
@@ -196,10 +195,10 @@ def pretrain_autoencoder(ctx: Context, upsample: str | None = None, seed: int | 
         "autoencoder", ctx.config.autoencoder.preset, upsample, recipe, seed, ctx.data_key, *([init] if init else [])
     )
     name = f"autoencoder-{upsample}" + ("-lossy" if lossy else "") + (f"-s{seed}" if seed != ctx.config.seed else "")
-    return Trained(model, key, _fit(ctx, autoencoder_stage(name, model), recipe, seed, name, key))
+    return Trained(model, key, _run_stage(ctx, autoencoder_stage(name, model), recipe, seed, name, key))
 
 
-def finetune_decoder(
+def finetune_through(
     ctx: Context,
     plain: Trained,
     classifier: Trained,
@@ -215,5 +214,5 @@ def finetune_decoder(
     model.load_state_dict(plain.model.state_dict())
     key = config_hash("finetune", plain.key, classifier.key, stage_cfg, seed)
     name = f"finetune-{upsample}-{tag or classifier.result.name.removeprefix('classifier-')}"
-    result = _fit(ctx, finetune_stage(name, model, classifier.model), stage_cfg, seed, name, key)
+    result = _run_stage(ctx, finetune_stage(name, model, classifier.model), stage_cfg, seed, name, key)
     return Trained(model, key, result)

@@ -53,7 +53,7 @@ class TransposedUpsample(nn.Module):
 
     def forward(self, x: Tensor, indices: Tensor | None = None, output_size: list[int] | None = None) -> Tensor:
         # Exactly s x, then cropped or edge-padded to output_size (odd sizes after pooling need one more row).
-        return _fit(self.conv(x), output_size)
+        return _crop_or_pad(self.conv(x), output_size)
 
 
 # ----------------------------------------------------------------------------------------------- resize-conv
@@ -77,7 +77,7 @@ class ResizeConv(nn.Module):
 
     def forward(self, x: Tensor, indices: Tensor | None = None, output_size: list[int] | None = None) -> Tensor:
         out = resize_conv(x, self.conv.weight, self.conv.bias, self.scale, self.mode, self.pad_mode)
-        return _fit(out, output_size)
+        return _crop_or_pad(out, output_size)
 
 
 # ----------------------------------------------------------------------------------------------- sub-pixel
@@ -115,7 +115,7 @@ class SubPixel(nn.Module):
         out = F.pixel_shuffle(self.conv(x), self.scale)
         if self.blur:  # Aitken et al.: replicate-pad by one, 2x2 average, stride 1
             out = F.avg_pool2d(F.pad(out, (1, 0, 1, 0), mode="replicate"), 2, stride=1)
-        return _fit(out, output_size)
+        return _crop_or_pad(out, output_size)
 
 
 # ----------------------------------------------------------------------------------------------- zero-order hold
@@ -151,7 +151,7 @@ class ZeroOrderHold(nn.Module):
         return zero_order_hold(self.up(x, output_size=output_size), self.scale, self.order)
 
 
-def _fit(x: Tensor, output_size: list[int] | None) -> Tensor:
+def _crop_or_pad(x: Tensor, output_size: list[int] | None) -> Tensor:
     """Crop or pad the last two dims to ``output_size`` (odd sizes after pooling)."""
     if output_size is None:
         return x
