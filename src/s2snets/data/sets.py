@@ -18,8 +18,41 @@ from torch import Tensor
 from s2snets.errors import DataError
 
 
+class _InMemory:
+    """What every set held in memory shares: its length and shape, and the subsets of it the pipeline takes.
+    (Mixed into the frozen dataclasses below, which hold ``images`` (N, C, H, W) and ``labels`` (N,).)"""
+
+    images: Tensor
+    labels: Tensor
+
+    def __len__(self) -> int:
+        return int(self.images.shape[0])
+
+    @property
+    def channels(self) -> int:
+        return int(self.images.shape[1])
+
+    @property
+    def size(self) -> int:
+        return int(self.images.shape[-1])
+
+    def load(self):
+        """Already in memory (``FolderStream.load`` decodes a stream's images)."""
+        return self
+
+    def subset(self, indices: Tensor | slice):
+        return replace(self, images=self.images[indices], labels=self.labels[indices])
+
+    def head(self, n: int, seed: int = 0):
+        """The first ``n`` images after a seeded shuffle (all of them if n <= 0 or n >= N)."""
+        if n <= 0 or n >= len(self):
+            return self
+        order = torch.randperm(len(self), generator=torch.Generator().manual_seed(seed))[:n]
+        return self.subset(order.sort().values)
+
+
 @dataclass(frozen=True)
-class ImageSet:
+class ImageSet(_InMemory):
     """A labelled image set in memory. ``images``: uint8 (N, C, H, W); ``labels``: int64 (N,)."""
 
     images: Tensor
@@ -38,34 +71,9 @@ class ImageSet:
         if len(self.labels) and (int(self.labels.min()) < 0 or int(self.labels.max()) >= len(self.class_names)):
             raise DataError(f"{self.name}: a label lies outside 0..{len(self.class_names) - 1}")
 
-    def __len__(self) -> int:
-        return int(self.images.shape[0])
-
-    @property
-    def channels(self) -> int:
-        return int(self.images.shape[1])
-
-    @property
-    def size(self) -> int:
-        return int(self.images.shape[-1])
-
     @property
     def num_classes(self) -> int:
         return len(self.class_names)
-
-    def load(self) -> ImageSet:
-        """Already in memory (``FolderStream.load`` decodes a stream's images)."""
-        return self
-
-    def subset(self, indices: Tensor | slice) -> ImageSet:
-        return replace(self, images=self.images[indices], labels=self.labels[indices])
-
-    def head(self, n: int, seed: int = 0) -> ImageSet:
-        """The first ``n`` images after a seeded shuffle (all of them if n <= 0 or n >= N)."""
-        if n <= 0 or n >= len(self):
-            return self
-        order = torch.randperm(len(self), generator=torch.Generator().manual_seed(seed))[:n]
-        return self.subset(order.sort().values)
 
     def normalize(self, batch: Tensor) -> Tensor:
         """uint8 or [0, 1] float (B, C, H, W) -> float32 (B, C, H, W) standardised with this set's mean/std."""
@@ -77,7 +85,7 @@ class ImageSet:
 
 
 @dataclass(frozen=True)
-class TensorSet:
+class TensorSet(_InMemory):
     """A labelled set already in a model's input space, as a notebook holds one: ``images`` float (N, C, H, W),
     ``labels`` int64 (N,). ``normalize`` is the identity (the models see the images as given); ``denormalize`` maps
     them to pixel units, x * std + mean per channel (mean 0, std 1: the images are pixels in [0, 1])."""
@@ -93,29 +101,6 @@ class TensorSet:
     @property
     def class_names(self) -> tuple[str, ...]:
         return tuple(str(c) for c in range(self.num_classes))
-
-    def __len__(self) -> int:
-        return int(self.images.shape[0])
-
-    @property
-    def channels(self) -> int:
-        return int(self.images.shape[1])
-
-    @property
-    def size(self) -> int:
-        return int(self.images.shape[-1])
-
-    def load(self) -> TensorSet:
-        return self
-
-    def subset(self, indices: Tensor | slice) -> TensorSet:
-        return replace(self, images=self.images[indices], labels=self.labels[indices])
-
-    def head(self, n: int, seed: int = 0) -> TensorSet:
-        if n <= 0 or n >= len(self):
-            return self
-        order = torch.randperm(len(self), generator=torch.Generator().manual_seed(seed))[:n]
-        return self.subset(order.sort().values)
 
     def normalize(self, batch: Tensor) -> Tensor:
         return batch.float()
