@@ -116,7 +116,10 @@ def cmd_hypothesis(args: argparse.Namespace) -> int:
     runtime = _runtime(args, config)
     with _locked_run(args, config, runtime, shared=shard is not None) as run:
         result = hypothesis(config, run, runtime, progress=_progress(args), jobs=args.jobs, shard=shard)
-        if runtime.is_main:
+        if "incomplete" in result:  # this shard's share is done; another shard's call (or one without --shard) merges
+            left = result["incomplete"]
+            print(f"this shard's jobs are done; {left['missing']} of {left['jobs']} are left to other shards")
+        elif runtime.is_main:
             print(verdict_text(result))
             _write_report(args, run)
     return 0

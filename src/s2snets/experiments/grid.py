@@ -30,7 +30,7 @@ from typing import Any
 
 from s2snets.checkpoint import atomic_write_text
 from s2snets.config import config_hash
-from s2snets.errors import Interrupted, S2SNetsError, TrainingError
+from s2snets.errors import Interrupted, TrainingError
 
 log = logging.getLogger("s2snets")
 GRID_DIR = "grid"
@@ -160,17 +160,26 @@ def _run_pool(todo, execute, initializer, payload, workers, threads, finished) -
             key, record = future.result()
             finished(pending[future], record)
     except futures.process.BrokenProcessPool:
+        _stop(pool)
         raise TrainingError(
             f"a worker process died after {time.perf_counter() - started:.0f}s (killed, or out of memory); the "
             "finished jobs are saved: re-run the command to resume"
         ) from None
     except KeyboardInterrupt:
+        _stop(pool)
         raise Interrupted("interrupted; the finished jobs are saved, re-run the command to resume") from None
-    except S2SNetsError:
+    except BaseException:
+        _stop(pool)
         raise
-    finally:
-        processes = list((getattr(pool, "_processes", None) or {}).values())  # the executor forgets them at shutdown
-        pool.shutdown(wait=False, cancel_futures=True)
-        for process in processes:
-            if process.is_alive():  # a stopped run leaves no worker behind (they would go on fine-tuning)
-                process.terminate()
+    pool.shutdown(wait=True)  # every job is done: the workers exit and their queues close (no leaked semaphores)
+
+
+def _stop(pool: futures.ProcessPoolExecutor) -> None:
+    """Stop a pool now: cancel what has not started and end the workers (they would go on fine-tuning)."""
+    processes = list((getattr(pool, "_processes", None) or {}).values())  # the executor forgets them at shutdown
+    pool.shutdown(wait=False, cancel_futures=True)
+    for process in processes:
+        if process.is_alive():
+            process.terminate()
+    for process in processes:
+        process.join(timeout=10)

@@ -6,8 +6,7 @@ name the same keys; ``problems(value, Schema)`` lists where a file read back fro
 older version's results, a hand-edited file) so a reader can say so in one line instead of failing on a key.
 """
 
-from __future__ import annotations
-
+# No ``from __future__ import annotations`` here: TypedDict reads NotRequired[...] from evaluated annotations only.
 import types
 import typing
 from typing import Any, NotRequired, TypedDict
