@@ -130,3 +130,63 @@ def test_intra_inter_and_pairs():
     # gathered a few pairs at a time: the same values as all pairs at once
     direct = nmi(x[pairs[:, 0]], x[pairs[:, 1]], 8)
     assert torch.equal(inter_nmi(x, labels, 50, seed=1, levels=8, chunk=7), direct)
+
+
+def test_float_pixels_give_the_levels_of_quantize_in_every_dtype():
+    import numpy as np
+
+    from s2snets.metrics.joint_counts import _quantize_row
+
+    g = torch.Generator().manual_seed(11)
+    x = torch.rand(6, 3000, generator=g, dtype=torch.float64)
+    for levels in (2, 7, 256, 1000):
+        halfway = [0.0, 1.0, 0.5, 0.25, 0.75, 0.5 / (levels - 1), 1.5 / (levels - 1), 2.5 / (levels - 1)]
+        x[0, :8] = torch.tensor(halfway).clamp(max=1.0)  # where rounding half to even decides
+        for dtype in (torch.float64, torch.float32, torch.bfloat16, torch.float16):
+            xs = x.to(dtype)
+            # the reference: float64 arithmetic, round half to even, on the value the dtype holds
+            expected = (xs.double() * (levels - 1)).round().long()
+            read = (xs if dtype in (torch.float32, torch.float64) else xs.float()).numpy()  # what the loops read
+            q = np.empty(3000, np.int32)
+            for r in range(6):
+                assert _quantize_row(read, r, float(levels - 1), q)  # every pixel in [0, 1]
+                assert torch.equal(torch.from_numpy(q).long(), expected[r]), (levels, dtype, r)
+            assert torch.equal(quantize(xs, levels), expected), (levels, dtype)
+    a, b = x[:, :1024].reshape(6, 1, 32, 32), x.flip(0)[:, :1024].reshape(6, 1, 32, 32)
+    as_uint8 = nmi((a * 255).round().to(torch.uint8), (b * 255).round().to(torch.uint8))
+    assert torch.equal(nmi(a, b), as_uint8) and torch.equal(nmi(a.float(), b.float()), as_uint8)
+
+
+def test_one_pair_per_call_equals_the_batch_and_the_tensor_backend():
+    g = torch.Generator().manual_seed(12)
+    a = torch.randint(0, 256, (9, 3, 20, 20), generator=g, dtype=torch.uint8)
+    b = (a.int() + torch.randint(0, 40, a.shape, generator=g, dtype=torch.int32)).clamp(0, 255).to(torch.uint8)
+    b[1], a[2], b[2] = a[1], 5, 5  # identical, both constant
+    for average in ("arithmetic", "geometric", "min", "max"):
+        batch = nmi(a, b, average=average)
+        single = torch.stack([nmi(a[i].reshape(-1), b[i].reshape(-1), average=average) for i in range(9)])
+        assert torch.equal(batch, single)
+        assert torch.allclose(batch, nmi(a, b, average=average, backend="torch"), atol=1e-13, rtol=0)
+    assert float(batch[1]) == 1.0 and float(batch[2]) == 1.0
+
+
+def test_the_compiled_finish_is_the_tensor_finish_bit_for_bit():
+    import math
+
+    import numpy as np
+
+    from s2snets.metrics import joint_counts
+    from s2snets.metrics.nmi import AVERAGES, _compiled_terms, _finish
+
+    g = torch.Generator().manual_seed(13)
+    x = torch.randint(0, 256, (40, 1024), generator=g, dtype=torch.uint8)
+    y = torch.randint(0, 256, (40, 1024), generator=g, dtype=torch.uint8)
+    y[:4], x[5], y[6] = x[:4], 9, 9
+    terms, flat = _compiled_terms(x, y, 256, True, None)
+    for i, average in enumerate(AVERAGES):
+        out = np.empty(40)
+        joint_counts.finish(terms, flat, 1024, math.log(1024), i, out)
+        reference = _finish(
+            torch.from_numpy(terms), torch.from_numpy(flat[:, 0].copy()), torch.from_numpy(flat[:, 1].copy()), 1024, average
+        )
+        assert torch.equal(torch.from_numpy(out), reference), average

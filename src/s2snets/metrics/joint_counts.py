@@ -166,6 +166,63 @@ def _sorted(a, b, levels, lut, out, flat, keys):  # pragma: no cover - compiled
         out[r, 1] = _run_terms(keys, lut)
 
 
+@_compile
+def _quantize_row(x, r, scale, q):  # pragma: no cover - compiled
+    """Row r of float pixels -> levels round(x * scale) in q (half to even, as torch.round), the float64 arithmetic
+    of ``nmi.quantize``. True when every pixel lay in [0, 1]; otherwise (NaN included) q holds garbage and must not
+    be counted. Not clipped, so the loop vectorises: 15 us for a 224 x 224 x 3 float32 image."""
+    ok = True
+    row = x[r]
+    for i in range(row.shape[0]):
+        v = np.float64(row[i])
+        ok &= (v >= 0.0) & (v <= 1.0)
+        q[i] = np.rint(v * scale)
+    return ok
+
+
+@_compile
+def _float_terms(xa, xb, scale, levels, lut, out, flat, kind, table, col, marginals, keys, qa, qb):  # pragma: no cover
+    """Rows of float pixels: each row quantised into the reused (1, N) buffers qa, qb, then counted while they are in
+    cache (no full-size integer copy of the images). False, at the first pixel outside [0, 1], counting nothing more."""
+    for r in range(xa.shape[0]):
+        if not (_quantize_row(xa, r, scale, qa[0]) & _quantize_row(xb, r, scale, qb[0])):
+            return False
+        if kind == 0:
+            _dense(qa, qb, levels, lut, out[r : r + 1], flat[r : r + 1], table, col)
+        elif kind == 1:
+            _sparse(qa, qb, levels, lut, out[r : r + 1], flat[r : r + 1], table, marginals)
+        else:
+            _sorted(qa, qb, levels, lut, out[r : r + 1], flat[r : r + 1], keys)
+    return True
+
+
+@_compile
+def finish(terms, flat, n, log_n, average, out):  # pragma: no cover - compiled
+    """nMI per row from its entropy terms (see ``nmi``): float64, scikit-learn's edge cases, the same operations in
+    the same order as ``nmi._finish`` (``log_n`` = math.log(n), from Python, so both use one logarithm). ``average``:
+    0 arithmetic, 1 geometric, 2 min, 3 max. Compiled: on one small pair it replaces a dozen tensor operations."""
+    eps = np.finfo(np.float64).eps
+    for r in range(terms.shape[0]):
+        h_a = log_n - terms[r, 0] / n
+        h_b = log_n - terms[r, 1] / n
+        mi = max(h_a + h_b - (log_n - terms[r, 2] / n), 0.0)
+        if flat[r, 0] or flat[r, 1]:
+            mi = 0.0
+        if average == 0:
+            norm = (h_a + h_b) / 2
+        elif average == 1:
+            norm = np.sqrt(h_a * h_b)
+        elif average == 2:
+            norm = min(h_a, h_b)
+        else:
+            norm = max(h_a, h_b)
+        value = 0.0 if mi == 0 else mi / max(norm, eps)
+        out[r] = 1.0 if flat[r, 0] and flat[r, 1] else value
+
+
+KINDS = ("dense", "sparse", "sorted")
+
+
 class Workspace:
     """One thread's buffers, reused across calls (kept all-zero between rows by the kernels)."""
 
@@ -176,17 +233,26 @@ class Workspace:
         self.col = np.zeros(levels if kind == "dense" else 0, np.int64)
         self.marginals = np.zeros((2, levels) if kind == "sparse" else (2, 0), np.int32)
         self.keys = np.empty(n if kind == "sorted" else 0, np.int64)
+        level_type = np.uint8 if levels <= 256 else np.int32
+        self.qa, self.qb = np.empty((1, n), level_type), np.empty((1, n), level_type)  # one quantised row of floats
 
 
 def count_terms(
     a: np.ndarray, b: np.ndarray, levels: int, lut: np.ndarray, ws: Workspace, out: np.ndarray, flat: np.ndarray
 ) -> None:
-    """Fill ``out`` (R, 3) float64 and ``flat`` (R, 2) bool for rows of a, b (R, N) uint8 or int64 (see module doc).
+    """Fill ``out`` (R, 3) float64 and ``flat`` (R, 2) bool for rows of a, b (R, N): integer levels (uint8, int32,
+    int64), or float32/float64 pixels in [0, 1], quantised row by row (ValueError if any lies outside).
 
     ``lut``: float64 k log k for k = 0..N. Releases the GIL: threads may run it on disjoint rows with their own
     workspace.
     """
     kind = ws.key[2]
+    if a.dtype.kind == "f":
+        ok = _float_terms(a, b, float(levels - 1), levels, lut, out, flat, KINDS.index(kind), ws.table, ws.col,
+                          ws.marginals, ws.keys, ws.qa, ws.qb)  # fmt: skip
+        if not ok:
+            raise ValueError("float pixels outside [0, 1]")
+        return
     if kind == "dense":
         _dense(a, b, levels, lut, out, flat, ws.table, ws.col)
     elif kind == "sparse":

@@ -49,14 +49,15 @@ def quantize(x: Tensor, levels: int = 256) -> Tensor:
     return q
 
 
-def _xlogx_table(n: int, device: torch.device) -> Tensor:
-    """k log k for k = 0..n, float64: every entropy term is a sum of these over counts."""
+def _xlogx_table(n: int, device: torch.device, numpy: bool = False) -> Tensor:
+    """k log k for k = 0..n, float64: every entropy term is a sum of these over counts (``numpy``: as an array on
+    the CPU, for the compiled loops)."""
     cache = _cache()
-    key = ("lut", n, str(device))
+    key = ("lut", n, str(device), numpy)
     if key not in cache:
         k = torch.arange(n + 1, dtype=torch.float64, device=device)
         cache.clear() if len(cache) > 8 else None
-        cache[key] = torch.xlogy(k, k)
+        cache[key] = torch.xlogy(k, k).numpy() if numpy else torch.xlogy(k, k)
     return cache[key]
 
 
@@ -205,20 +206,28 @@ def _compiled_rows(xa: np.ndarray, xb: np.ndarray, levels: int, lut: np.ndarray,
     joint_counts.count_terms(xa, xb, levels, lut, ws, terms, flat)
 
 
-def _compiled_terms(qa: Tensor, qb: Tensor, levels: int, raw: bool, chunk: int | None) -> tuple[Tensor, Tensor, Tensor]:
-    """Entropy terms (P, 3) and constancy flags (P,), (P,) from the compiled loops, rows spread over threads."""
+def _compiled_input(x: Tensor, levels: int, raw: bool) -> np.ndarray:
+    """Rows (R, N) as the numpy array the compiled loops read: uint8 levels as they are; float32/float64 pixels as
+    they are (quantised row by row inside the loops: no float64 or int64 copy, which cost 15-30x the count itself);
+    bfloat16/float16 in float32 (exact); other integer levels through ``quantize``."""
+    if raw:
+        return x.contiguous().numpy()
+    if not x.is_floating_point():
+        return quantize(x, levels).contiguous().numpy()
+    return (x if x.dtype in (torch.float32, torch.float64) else x.float()).contiguous().numpy()
+
+
+def _compiled_terms(qa: Tensor, qb: Tensor, levels: int, raw: bool, chunk: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """Entropy terms (P, 3) and constancy flags (P, 2) from the compiled loops, rows spread over threads."""
     pairs, n = qa.shape
-    lut = _xlogx_table(n, qa.device).numpy()
+    lut = _xlogx_table(n, qa.device, numpy=True)
     terms = np.zeros((pairs, 3), np.float64)
     flat = np.zeros((pairs, 2), np.bool_)
     # Only a quantised or non-contiguous chunk is copied: at most ~32 MB of int64 per image set at a time.
     chunk = chunk or max(1, (1 << 22) // n)
     threads = max(1, min(torch.get_num_threads(), pairs))
     for start in range(0, pairs, chunk):
-        xa, xb = qa[start : start + chunk], qb[start : start + chunk]
-        if not raw:
-            xa, xb = quantize(xa, levels), quantize(xb, levels)
-        na, nb = xa.contiguous().numpy(), xb.contiguous().numpy()
+        na, nb = _compiled_input(qa[start : start + chunk], levels, raw), _compiled_input(qb[start : start + chunk], levels, raw)
         t, f = terms[start : start + chunk], flat[start : start + chunk]
         rows = len(na)
         if threads == 1 or rows == 1:
@@ -231,7 +240,7 @@ def _compiled_terms(qa: Tensor, qb: Tensor, levels: int, raw: bool, chunk: int |
         ]
         for job in jobs:
             job.result()
-    return torch.from_numpy(terms), torch.from_numpy(flat[:, 0].copy()), torch.from_numpy(flat[:, 1].copy())
+    return terms, flat
 
 
 def _as_tensor(x, name: str) -> Tensor:
@@ -263,6 +272,13 @@ def nmi(
     1.0
     """
     a, b = _as_tensor(a, "a"), _as_tensor(b, "b")
+    _check_arguments(a, b, levels, average, chunk, backend)
+    if a.ndim <= 2:  # one image (H, W) or one flat vector: a single pair
+        return _nmi_rows(a.reshape(1, -1), b.reshape(1, -1), levels, average, chunk, backend)[0]
+    return _nmi_rows(a.reshape(a.shape[0], -1), b.reshape(b.shape[0], -1), levels, average, chunk, backend)
+
+
+def _check_arguments(a: Tensor, b: Tensor, levels: int, average: str, chunk: int | None, backend: str) -> None:
     if a.shape != b.shape:
         raise ValueError(f"a and b must have the same shape, got {tuple(a.shape)} and {tuple(b.shape)}")
     if a.device != b.device:
@@ -280,22 +296,45 @@ def nmi(
     if chunk is not None and chunk < 1:
         raise ValueError(f"chunk must be >= 1, got {chunk}")
     for name, t in (("a", a), ("b", b)):
+        if not t.is_floating_point() and t.dtype != torch.uint8:
+            raise ValueError(f"{name} has dtype {t.dtype}; nmi expects uint8 or float in [0, 1]")
+
+
+def _check_pixel_range(a: Tensor, b: Tensor) -> None:
+    """Float pixels outside [0, 1] (or NaN) are an error, never clipped. (The compiled loops check while they
+    quantise, in the same pass; this names the range when they find one.)"""
+    for name, t in (("a", a), ("b", b)):
         if t.is_floating_point():
-            lo, hi = float(t.min()), float(t.max())
+            lo, hi = (float(v) for v in torch.aminmax(t.detach()))
             if not (lo >= 0.0 and hi <= 1.0):  # also catches NaN
                 raise ValueError(
                     f"{name} holds float pixels in [{lo:g}, {hi:g}]; nmi expects [0, 1] (divide 0...255 images by 255) or uint8"
                 )
-        elif t.dtype != torch.uint8:
-            raise ValueError(f"{name} has dtype {t.dtype}; nmi expects uint8 or float in [0, 1]")
-    if a.ndim <= 2:  # one image (H, W) or one flat vector: a single pair
-        return nmi(a.reshape(1, 1, -1), b.reshape(1, 1, -1), levels, average, chunk, backend)[0]
-    raw = a.dtype == torch.uint8 and b.dtype == torch.uint8 and levels == 256  # already levels: no conversion
-    qa = a.detach().reshape(a.shape[0], -1)
-    qb = b.detach().reshape(b.shape[0], -1)
-    n = qa.shape[1]
-    compiled = backend == "numba" or (backend == "auto" and qa.device.type == "cpu" and _compiled_available())
-    terms, flat_a, flat_b = (_compiled_terms if compiled else _torch_terms)(qa, qb, levels, raw, chunk)
+
+
+def _nmi_rows(qa: Tensor, qb: Tensor, levels: int, average: str, chunk: int | None, backend: str) -> Tensor:
+    """nMI of each row pair of (P, N) pixels, arguments checked: float64 (P,) on their device."""
+    raw = qa.dtype == torch.uint8 and qb.dtype == torch.uint8 and levels == 256  # already levels: no conversion
+    qa, qb, n = qa.detach(), qb.detach(), qa.shape[1]
+    if backend == "numba" or (backend == "auto" and qa.device.type == "cpu" and _compiled_available()):
+        from s2snets.metrics import joint_counts
+
+        try:
+            terms, flat = _compiled_terms(qa, qb, levels, raw, chunk)
+        except ValueError:
+            _check_pixel_range(qa, qb)  # raises the message that names the range
+            raise
+        out = np.empty(len(terms), np.float64)
+        joint_counts.finish(terms, flat, n, math.log(n), AVERAGES.index(average), out)
+        return torch.from_numpy(out)
+    _check_pixel_range(qa, qb)
+    terms, flat_a, flat_b = _torch_terms(qa, qb, levels, raw, chunk)
+    return _finish(terms, flat_a, flat_b, n, average)
+
+
+def _finish(terms: Tensor, flat_a: Tensor, flat_b: Tensor, n: int, average: str) -> Tensor:
+    """nMI from the entropy terms (P, 3) and constancy flags, float64 (P,); ``joint_counts.finish`` is its compiled
+    twin (the same operations in the same order)."""
     s_a, s_b, s_ab = terms[:, 0], terms[:, 1], terms[:, 2]
     constant = flat_a | flat_b
     log_n = math.log(n)
