@@ -167,6 +167,17 @@ def _sorted(a, b, levels, lut, out, flat, keys):  # pragma: no cover - compiled
 
 
 @_compile
+def _level_terms(a, b, levels, lut, out, flat, kind, table, col, marginals, keys):  # pragma: no cover - compiled
+    if kind == 0:
+        _dense(a, b, levels, lut, out, flat, table, col)
+    elif kind == 1:
+        _sparse(a, b, levels, lut, out, flat, table, marginals)
+    else:
+        _sorted(a, b, levels, lut, out, flat, keys)
+    return True
+
+
+@_compile
 def _quantize_row(x, r, scale, q):  # pragma: no cover - compiled
     """Row r of float pixels -> levels round(x * scale) in q (half to even, as torch.round), the float64 arithmetic
     of ``nmi.quantize``. True when every pixel lay in [0, 1]; otherwise (NaN included) q holds garbage and must not
@@ -187,12 +198,7 @@ def _float_terms(xa, xb, scale, levels, lut, out, flat, kind, table, col, margin
     for r in range(xa.shape[0]):
         if not (_quantize_row(xa, r, scale, qa[0]) & _quantize_row(xb, r, scale, qb[0])):
             return False
-        if kind == 0:
-            _dense(qa, qb, levels, lut, out[r : r + 1], flat[r : r + 1], table, col)
-        elif kind == 1:
-            _sparse(qa, qb, levels, lut, out[r : r + 1], flat[r : r + 1], table, marginals)
-        else:
-            _sorted(qa, qb, levels, lut, out[r : r + 1], flat[r : r + 1], keys)
+        _level_terms(qa, qb, levels, lut, out[r : r + 1], flat[r : r + 1], kind, table, col, marginals, keys)
     return True
 
 
@@ -218,6 +224,25 @@ def finish(terms, flat, n, log_n, average, out):  # pragma: no cover - compiled
             norm = max(h_a, h_b)
         value = 0.0 if mi == 0 else mi / max(norm, eps)
         out[r] = 1.0 if flat[r, 0] and flat[r, 1] else value
+
+
+@_compile
+def nmi_of_levels(a, b, levels, lut, kind, table, col, marginals, keys, qa, qb, log_n, average, out):  # pragma: no cover
+    """Count and finish integer levels in one compiled call: one dispatch from Python for a small call."""
+    terms, flat = np.zeros((a.shape[0], 3), np.float64), np.zeros((a.shape[0], 2), np.bool_)
+    _level_terms(a, b, levels, lut, terms, flat, kind, table, col, marginals, keys)
+    finish(terms, flat, a.shape[1], log_n, average, out)
+    return True
+
+
+@_compile
+def nmi_of_floats(a, b, levels, lut, kind, table, col, marginals, keys, qa, qb, log_n, average, out):  # pragma: no cover
+    """The same for float pixels; False (nothing finished) at a pixel outside [0, 1]."""
+    terms, flat = np.zeros((a.shape[0], 3), np.float64), np.zeros((a.shape[0], 2), np.bool_)
+    if not _float_terms(a, b, float(levels - 1), levels, lut, terms, flat, kind, table, col, marginals, keys, qa, qb):
+        return False
+    finish(terms, flat, a.shape[1], log_n, average, out)
+    return True
 
 
 KINDS = ("dense", "sparse", "sorted")
@@ -246,16 +271,20 @@ def count_terms(
     ``lut``: float64 k log k for k = 0..N. Releases the GIL: threads may run it on disjoint rows with their own
     workspace.
     """
-    kind = ws.key[2]
+    kind = KINDS.index(ws.key[2])
     if a.dtype.kind == "f":
-        ok = _float_terms(a, b, float(levels - 1), levels, lut, out, flat, KINDS.index(kind), ws.table, ws.col,
-                          ws.marginals, ws.keys, ws.qa, ws.qb)  # fmt: skip
-        if not ok:
+        if not _float_terms(a, b, float(levels - 1), levels, lut, out, flat, kind, ws.table, ws.col, ws.marginals, ws.keys,
+                            ws.qa, ws.qb):  # fmt: skip
             raise ValueError("float pixels outside [0, 1]")
         return
-    if kind == "dense":
-        _dense(a, b, levels, lut, out, flat, ws.table, ws.col)
-    elif kind == "sparse":
-        _sparse(a, b, levels, lut, out, flat, ws.table, ws.marginals)
-    else:
-        _sorted(a, b, levels, lut, out, flat, ws.keys)
+    _level_terms(a, b, levels, lut, out, flat, kind, ws.table, ws.col, ws.marginals, ws.keys)
+
+
+def nmi_in_one_call(a: np.ndarray, b: np.ndarray, levels: int, lut: np.ndarray, ws: Workspace, log_n: float,
+                    average: int, out: np.ndarray) -> None:  # fmt: skip
+    """nMI of rows of a, b (R, N) into ``out`` (R,), counted and finished in one compiled call (see ``finish``);
+    for calls too small to spread over threads. ValueError at a float pixel outside [0, 1]."""
+    kind = KINDS.index(ws.key[2])
+    run = nmi_of_floats if a.dtype.kind == "f" else nmi_of_levels
+    if not run(a, b, levels, lut, kind, ws.table, ws.col, ws.marginals, ws.keys, ws.qa, ws.qb, log_n, average, out):
+        raise ValueError("float pixels outside [0, 1]")

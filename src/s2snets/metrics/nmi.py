@@ -194,16 +194,41 @@ def _executor(threads: int) -> ThreadPoolExecutor:
     return _pool[1]
 
 
+def _compiled_workspace(n: int, levels: int):
+    """This thread's buffers for the compiled loops (one per thread: bounded memory)."""
+    from s2snets.metrics import joint_counts
+
+    cache = _cache()
+    ws = cache.get("joint_counts")
+    if ws is None or ws.key[:2] != (n, levels):
+        ws = cache["joint_counts"] = joint_counts.Workspace(n, levels, layout(n, levels))
+    return ws
+
+
 def _compiled_rows(xa: np.ndarray, xb: np.ndarray, levels: int, lut: np.ndarray, terms: np.ndarray, flat: np.ndarray) -> None:
     """One thread's share: the rows of xa, xb counted into terms and flat with this thread's workspace."""
     from s2snets.metrics import joint_counts
 
-    kind = layout(xa.shape[1], levels)
-    cache = _cache()
-    ws = cache.get("joint_counts")
-    if ws is None or ws.key != (xa.shape[1], levels, kind):
-        ws = cache["joint_counts"] = joint_counts.Workspace(xa.shape[1], levels, kind)  # one per thread: bounded
-    joint_counts.count_terms(xa, xb, levels, lut, ws, terms, flat)
+    joint_counts.count_terms(xa, xb, levels, lut, _compiled_workspace(xa.shape[1], levels), terms, flat)
+
+
+def _compiled_nmi(qa: Tensor, qb: Tensor, levels: int, raw: bool, chunk: int | None, average: str) -> Tensor:
+    """nMI from the compiled loops. A call that fits one chunk on one thread (one pair per call, as scikit-learn
+    users call it) is counted and finished in one compiled call: its fixed cost is one dispatch, not a dozen."""
+    from s2snets.metrics import joint_counts
+
+    pairs, n = qa.shape
+    log_n, code = math.log(n), AVERAGES.index(average)
+    if pairs * n <= (chunk or 1 << 22) and (pairs == 1 or torch.get_num_threads() == 1):
+        out = np.empty(pairs, np.float64)
+        na, nb = _compiled_input(qa, levels, raw), _compiled_input(qb, levels, raw)
+        joint_counts.nmi_in_one_call(na, nb, levels, _xlogx_table(n, qa.device, numpy=True), _compiled_workspace(n, levels),
+                                     log_n, code, out)  # fmt: skip
+        return torch.from_numpy(out)
+    terms, flat = _compiled_terms(qa, qb, levels, raw, chunk)
+    out = np.empty(len(terms), np.float64)
+    joint_counts.finish(terms, flat, n, log_n, code, out)
+    return torch.from_numpy(out)
 
 
 def _compiled_input(x: Tensor, levels: int, raw: bool) -> np.ndarray:
@@ -274,6 +299,9 @@ def nmi(
     a, b = _as_tensor(a, "a"), _as_tensor(b, "b")
     _check_arguments(a, b, levels, average, chunk, backend)
     if a.ndim <= 2:  # one image (H, W) or one flat vector: a single pair
+        fast = _one_pair_on_cpu(a, b, levels, average, backend)
+        if fast is not None:
+            return fast
         return _nmi_rows(a.reshape(1, -1), b.reshape(1, -1), levels, average, chunk, backend)[0]
     return _nmi_rows(a.reshape(a.shape[0], -1), b.reshape(b.shape[0], -1), levels, average, chunk, backend)
 
@@ -300,6 +328,35 @@ def _check_arguments(a: Tensor, b: Tensor, levels: int, average: str, chunk: int
             raise ValueError(f"{name} has dtype {t.dtype}; nmi expects uint8 or float in [0, 1]")
 
 
+_DIRECT = (torch.uint8, torch.float32, torch.float64)  # dtypes the compiled loops read as they are
+
+
+def _one_pair_on_cpu(a: Tensor, b: Tensor, levels: int, average: str, backend: str) -> Tensor | None:
+    """One pair of CPU images (uint8, float32, float64) straight into one compiled call, as numpy views: the
+    per-call path scikit-learn users take, without the batch machinery's tensor reshapes and chunking. None when it
+    does not apply (the general path then runs)."""
+    if backend == "torch" or a.device.type != "cpu" or not _compiled_available():
+        return None
+    if a.dtype not in _DIRECT or b.dtype not in _DIRECT or a.requires_grad or b.requires_grad:
+        return None
+    if not (a.is_contiguous() and b.is_contiguous()) or (levels != 256 and not a.is_floating_point()):
+        return None
+    if a.is_floating_point() != b.is_floating_point():
+        return None
+    from s2snets.metrics import joint_counts
+
+    na, nb = a.numpy().reshape(1, -1), b.numpy().reshape(1, -1)
+    n = na.shape[1]
+    out = np.empty(1, np.float64)
+    try:
+        joint_counts.nmi_in_one_call(na, nb, levels, _xlogx_table(n, a.device, numpy=True), _compiled_workspace(n, levels),
+                                     math.log(n), AVERAGES.index(average), out)  # fmt: skip
+    except ValueError:
+        _check_pixel_range(a, b)
+        raise
+    return torch.from_numpy(out.reshape(()))
+
+
 def _check_pixel_range(a: Tensor, b: Tensor) -> None:
     """Float pixels outside [0, 1] (or NaN) are an error, never clipped. (The compiled loops check while they
     quantise, in the same pass; this names the range when they find one.)"""
@@ -317,16 +374,11 @@ def _nmi_rows(qa: Tensor, qb: Tensor, levels: int, average: str, chunk: int | No
     raw = qa.dtype == torch.uint8 and qb.dtype == torch.uint8 and levels == 256  # already levels: no conversion
     qa, qb, n = qa.detach(), qb.detach(), qa.shape[1]
     if backend == "numba" or (backend == "auto" and qa.device.type == "cpu" and _compiled_available()):
-        from s2snets.metrics import joint_counts
-
         try:
-            terms, flat = _compiled_terms(qa, qb, levels, raw, chunk)
+            return _compiled_nmi(qa, qb, levels, raw, chunk, average)
         except ValueError:
             _check_pixel_range(qa, qb)  # raises the message that names the range
             raise
-        out = np.empty(len(terms), np.float64)
-        joint_counts.finish(terms, flat, n, math.log(n), AVERAGES.index(average), out)
-        return torch.from_numpy(out)
     _check_pixel_range(qa, qb)
     terms, flat_a, flat_b = _torch_terms(qa, qb, levels, raw, chunk)
     return _finish(terms, flat_a, flat_b, n, average)
