@@ -267,3 +267,17 @@ def test_compile_runs_the_same_steps_and_keeps_checkpoint_names(tmp_path, monkey
     for k, v in weights[False].items():
         if k.startswith("model/"):
             torch.testing.assert_close(weights[True][k], v, rtol=1e-4, atol=1e-5)
+
+
+def test_inference_batches_are_cache_sized_on_cpu_and_do_not_change_outputs():
+    from s2snets.train import autoencode, predict_logits
+
+    cpu = init_runtime("cpu", "off")
+    assert cpu.inference_batch((1, 32, 32)) == 64  # 64 K pixel values
+    assert cpu.inference_batch((3, 224, 224)) == 1  # one large image at a time, never 0
+    assert cpu.inference_batch((1, 4, 4)) == 512  # capped
+    data = synthetic(n=150, size=16, classes=3, seed=1)
+    ae, clf = build_segnet("tiny", in_channels=1).eval(), build_classifier("alexnet_s", num_classes=3, in_channels=1)
+    raw = autoencode(ae, data, cpu)  # batches of 256 cut at 150: one; then in batches of 7
+    torch.testing.assert_close(autoencode(ae, data, cpu, batch_size=7), raw, rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(predict_logits(clf, data, cpu, batch_size=7), predict_logits(clf, data, cpu), rtol=1e-6, atol=1e-6)

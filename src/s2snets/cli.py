@@ -177,9 +177,10 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_zoo_list(args: argparse.Namespace) -> int:
     from s2snets import zoo
 
-    built = zoo.read_manifest()["entries"]
-    print(f"{'entry':<28}{'kind':<13}{'test score':>26}  {'sha256':<14}re-create with")
-    for entry in zoo.zoo_entries():
+    built, entries = zoo.read_manifest()["entries"], zoo.zoo_entries()
+    width = max(len(e.name) for e in entries) + 2  # the longest name sets the first column
+    print(f"{'entry':<{width}}{'kind':<13}{'test score':>26}  {'sha256':<14}re-create with")
+    for entry in entries:
         record = built.get(entry.name)
         if record is None:
             score, digest = "not built", ""
@@ -187,7 +188,7 @@ def cmd_zoo_list(args: argparse.Namespace) -> int:
             score = f"{record['test_top1']:.2%} top-1" if "test_top1" in record else f"{record['test_psnr_db']:.2f} dB"
             score += "" if record.get("meets_bar", True) else " (below bar)"
             digest = record["sha256"][:12]
-        print(f"{entry.name:<28}{entry.kind:<13}{score:>26}  {digest:<14}{entry.command}")
+        print(f"{entry.name:<{width}}{entry.kind:<13}{score:>26}  {digest:<14}{entry.command}")
     return 0
 
 

@@ -562,13 +562,15 @@ def predict_logits(
     model: nn.Module,
     data: ImageSet,
     runtime: Runtime,
-    batch_size: int = 512,
+    batch_size: int | None = None,
     inputs: Tensor | None = None,
     limit: int | None = None,
 ) -> Tensor:
     """Logits (N, K) of ``model``, float32 on CPU, on ``data``'s images, or on ``inputs``: model-ready (normalised)
-    tensors (N, C, H, W) such as ``autoencode``'s outputs, computed once and fed to every classifier."""
+    tensors (N, C, H, W) such as ``autoencode``'s outputs, computed once and fed to every classifier.
+    ``batch_size``: None picks ``runtime.inference_batch`` (per-image outputs do not depend on it)."""
     model.eval()
+    batch_size = batch_size or runtime.inference_batch((data.channels, data.size, data.size))
     if inputs is None:
         source = _model_ready(data, batch_size, runtime, limit)
     else:
@@ -582,11 +584,12 @@ def predict_logits(
 
 @torch.no_grad()
 def autoencode(
-    autoencoder: nn.Module, data: ImageSet, runtime: Runtime, batch_size: int = 512, limit: int | None = None
+    autoencoder: nn.Module, data: ImageSet, runtime: Runtime, batch_size: int | None = None, limit: int | None = None
 ) -> Tensor:
     """The autoencoder's raw outputs: normalised image space, not clipped, float32 (N, C, H, W) on CPU. This is what
-    a classifier sees in the pipeline autoencoder -> classifier."""
+    a classifier sees in the pipeline autoencoder -> classifier. ``batch_size`` as in ``predict_logits``."""
     autoencoder.eval()
+    batch_size = batch_size or runtime.inference_batch((data.channels, data.size, data.size))
     out = []
     for x in _model_ready(data, batch_size, runtime, limit):
         with runtime.autocast():
