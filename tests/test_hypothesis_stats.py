@@ -129,3 +129,15 @@ def test_the_answer_is_withheld_unless_every_control_was_recovered():
     assert answer(cells, None)["unpool"]["status"] == "not calibrated"
     assert control_recovered("classifier-born", {"verdict": "classifier-born", "geometry": {"answer": "undetermined"}})
     assert not control_recovered("decoder-born", {"verdict": "classifier-born"})
+
+
+def test_the_forums_claim_is_not_testable_and_its_verdict_withheld_when_a_control_failed():
+    from s2snets.experiments.claims import _forum
+
+    cells = [{"upsample": "unpool", "decision": {"verdict": "classifier-born"}}]
+    failed = [{"control": "decoder", "truth": "decoder-born", "verdict": "inconclusive", "recovered": False}]
+    row = _forum({"answer": answer(cells, failed)})
+    assert row["status"] == "not testable here: the instrument was not calibrated in this run"
+    assert row["value"] == "withheld (classifier-born)" and "decoder (truth decoder-born" in row["note"]
+    calibrated = _forum({"answer": answer(cells, [{**failed[0], "recovered": True}])})
+    assert calibrated["status"] == "holds" and calibrated["value"] == ["classifier-born"]

@@ -236,11 +236,11 @@ def _forum(hyp: HypothesisResult | None) -> dict:
     answers = hyp["answer"]
     u = "unpool" if "unpool" in answers else next(iter(answers))
     a = answers[u]
-    status = (
-        a["status"] if a["status"] != "not calibrated" else "not testable here: the instrument was not calibrated in this run"
-    )
+    calibrated = a["status"] != "not calibrated"
+    status = a["status"] if calibrated else "not testable here: the instrument was not calibrated in this run"
+    value = a["verdicts"] if calibrated else f"withheld ({', '.join(a['verdicts'])})"  # the cells' verdicts are not the answer
     others = "; ".join(f"{k}: {v['text']}" for k, v in answers.items() if k != u)
-    return _claim("forum", claim, f"verdict rules on the calibrated intervention grid, decoder {u}", a["verdicts"], status,
+    return _claim("forum", claim, f"verdict rules on the calibrated intervention grid, decoder {u}", value, status,
                   a["text"] + (f" (other decoders: {others})" if others else ""))  # fmt: skip
 
 

@@ -70,6 +70,20 @@ def _compiled_available() -> bool:
     return importlib.util.find_spec("numba") is not None
 
 
+_joint_counts = None
+
+
+def _kernels():
+    """The compiled loops (``joint_counts``), imported on first use: numba and LLVM load only when a CPU nMI is
+    computed; later calls pay one global read, not an import statement's look-up."""
+    global _joint_counts
+    if _joint_counts is None:
+        from s2snets.metrics import joint_counts
+
+        _joint_counts = joint_counts
+    return _joint_counts
+
+
 def _cache() -> dict:
     """Per-thread cache of look-up tables and workspaces: a call on one pair must not pay for a 1-MB table."""
     if not hasattr(_local, "cache"):
@@ -196,8 +210,7 @@ def _executor(threads: int) -> ThreadPoolExecutor:
 
 def _compiled_workspace(n: int, levels: int):
     """This thread's buffers for the compiled loops (one per thread: bounded memory)."""
-    from s2snets.metrics import joint_counts
-
+    joint_counts = _kernels()
     cache = _cache()
     ws = cache.get("joint_counts")
     if ws is None or ws.key[:2] != (n, levels):
@@ -207,16 +220,14 @@ def _compiled_workspace(n: int, levels: int):
 
 def _compiled_rows(xa: np.ndarray, xb: np.ndarray, levels: int, lut: np.ndarray, terms: np.ndarray, flat: np.ndarray) -> None:
     """One thread's share: the rows of xa, xb counted into terms and flat with this thread's workspace."""
-    from s2snets.metrics import joint_counts
-
+    joint_counts = _kernels()
     joint_counts.count_terms(xa, xb, levels, lut, _compiled_workspace(xa.shape[1], levels), terms, flat)
 
 
 def _compiled_nmi(qa: Tensor, qb: Tensor, levels: int, raw: bool, chunk: int | None, average: str) -> Tensor:
     """nMI from the compiled loops. A call that fits one chunk on one thread (one pair per call, as scikit-learn
     users call it) is counted and finished in one compiled call: its fixed cost is one dispatch, not a dozen."""
-    from s2snets.metrics import joint_counts
-
+    joint_counts = _kernels()
     pairs, n = qa.shape
     log_n, code = math.log(n), AVERAGES.index(average)
     if pairs * n <= (chunk or 1 << 22) and (pairs == 1 or torch.get_num_threads() == 1):
@@ -331,26 +342,35 @@ def _check_arguments(a: Tensor, b: Tensor, levels: int, average: str, chunk: int
 _DIRECT = (torch.uint8, torch.float32, torch.float64)  # dtypes the compiled loops read as they are
 
 
-def _one_pair_on_cpu(a: Tensor, b: Tensor, levels: int, average: str, backend: str) -> Tensor | None:
-    """One pair of CPU images (uint8, float32, float64) straight into one compiled call, as numpy views: the
-    per-call path scikit-learn users take, without the batch machinery's tensor reshapes and chunking. None when it
-    does not apply (the general path then runs)."""
-    if backend == "torch" or a.device.type != "cpu" or not _compiled_available():
-        return None
-    if a.dtype not in _DIRECT or b.dtype not in _DIRECT or a.requires_grad or b.requires_grad:
-        return None
-    if not (a.is_contiguous() and b.is_contiguous()) or (levels != 256 and not a.is_floating_point()):
-        return None
-    if a.is_floating_point() != b.is_floating_point():
-        return None
-    from s2snets.metrics import joint_counts
+def _one_call_setup(n: int, levels: int) -> tuple:
+    """(k log k table, workspace, log n) of one compiled call on pairs of n pixels, cached per thread under one key:
+    a per-call path pays one dictionary look-up for them, not three."""
+    cache = _cache()
+    setup = cache.get(("one_call", n, levels))
+    if setup is None:
+        setup = (_xlogx_table(n, torch.device("cpu"), numpy=True), _compiled_workspace(n, levels), math.log(n))
+        cache[("one_call", n, levels)] = setup
+    return setup
 
-    na, nb = a.numpy().reshape(1, -1), b.numpy().reshape(1, -1)
-    n = na.shape[1]
+
+def _one_pair_on_cpu(a: Tensor, b: Tensor, levels: int, average: str, backend: str) -> Tensor | None:
+    """One pair of CPU images of one dtype (uint8, float32, float64) straight into one compiled call, as numpy
+    views: the per-call path scikit-learn users take, without the batch machinery's tensor reshapes and chunking.
+    None when it does not apply (the general path then runs). Every check here is a cheap attribute read: at 32 x 32
+    the counting itself takes about 7 us."""
+    dtype = a.dtype
+    if backend == "torch" or dtype is not b.dtype or dtype not in _DIRECT or a.device.type != "cpu":
+        return None
+    if a.requires_grad or b.requires_grad or not (a.is_contiguous() and b.is_contiguous()) or not _compiled_available():
+        return None
+    if levels != 256 and dtype is torch.uint8:
+        return None
+    joint_counts = _kernels()
+    na, nb = a.numpy().reshape(1, -1), b.numpy().reshape(1, -1)  # numpy's reshape: a third of torch's view
+    lut, ws, log_n = _one_call_setup(na.shape[1], levels)
     out = np.empty(1, np.float64)
     try:
-        joint_counts.nmi_in_one_call(na, nb, levels, _xlogx_table(n, a.device, numpy=True), _compiled_workspace(n, levels),
-                                     math.log(n), AVERAGES.index(average), out)  # fmt: skip
+        joint_counts.nmi_in_one_call(na, nb, levels, lut, ws, log_n, AVERAGES.index(average), out)
     except ValueError:
         _check_pixel_range(a, b)
         raise

@@ -271,13 +271,13 @@ def intervention_patterns(hyp: HypothesisResult, arrays: dict) -> Figure:
     """Per real cell and planted control (rows), per arm (columns): the lattice part of the mean constant pattern
     (what ``band_amplitude`` measures), each row on one colour scale, so the arms' checkerboards compare directly."""
     groups = _groups(hyp)
-    fig, axes = _subplots(
-        len(groups), len(ARM_ORDER), figsize=(1.55 * len(ARM_ORDER) + 1.6, 1.75 * len(groups) + 0.9), squeeze=False
-    )
+    ran = [a for a in ARM_ORDER if any(k.endswith(f"/{a}") for k in arrays if k.startswith("pattern/"))]  # no empty columns
+    arms = ran or list(ARM_ORDER)
+    fig, axes = _subplots(len(groups), len(arms), figsize=(1.55 * len(arms) + 1.6, 1.75 * len(groups) + 0.9), squeeze=False)
     for row, (title, prefix, decoder, group) in enumerate(groups):
         period = group["period"]
         maps = []
-        for arm in ARM_ORDER:
+        for arm in arms:
             key = f"pattern/{'sham' if arm == 'sham' else prefix}/{decoder}/{arm}"
             pattern = arrays.get(key)
             if pattern is None:
@@ -287,7 +287,7 @@ def intervention_patterns(hyp: HypothesisResult, arrays: dict) -> Figure:
             mask = lattice_neighbourhoods(h, w, period, neighbourhood_radius(min(h, w), period))
             maps.append(torch.fft.ifft2(torch.fft.fft2(pattern.double()) * mask).real.float().numpy())
         lim = max((float(np.abs(m).max()) for m in maps if m is not None), default=1.0) or 1.0
-        for col, (arm, m) in enumerate(zip(ARM_ORDER, maps)):
+        for col, (arm, m) in enumerate(zip(arms, maps)):
             ax = axes[row, col]
             ax.set_xticks([])
             ax.set_yticks([])
