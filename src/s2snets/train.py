@@ -435,7 +435,8 @@ class _EpochBatches:
 
     def __init__(self, data: ImageSet, seed: int, steps_per_epoch: int, batch_size: int, runtime: Runtime, workers: int):
         self.data, self.seed, self.steps_per_epoch, self.batch_size = data, seed, steps_per_epoch, batch_size
-        self.runtime, self.workers, self.epoch, self.source = runtime, workers, -1, iter(())
+        self.runtime, self.workers, self.epoch = runtime, workers, -1
+        self.source: Iterator[tuple[Tensor, Tensor]] = iter(())
 
     def at(self, step: int) -> tuple[Tensor, Tensor]:
         epoch, within = divmod(step, self.steps_per_epoch)

@@ -41,7 +41,7 @@ class _InMemory:
         return self
 
     def subset(self, indices: Tensor | slice):
-        return replace(self, images=self.images[indices], labels=self.labels[indices])
+        return replace(self, images=self.images[indices], labels=self.labels[indices])  # type: ignore[type-var]  # mixed into dataclasses only
 
     def head(self, n: int, seed: int = 0):
         """The first ``n`` images after a seeded shuffle (all of them if n <= 0 or n >= N)."""

@@ -63,7 +63,7 @@ def _gated(gates: dict, rests_on: str) -> str | None:
 
 
 # ----------------------------------------------------------------------------------------------- the paper
-def _accuracy_claims(results: Results | None, gates: QualityGates) -> list[dict]:
+def _accuracy_claims(results: Results | None, gates: QualityGates) -> list[Claim]:
     cost_claim = "The plain autoencoder's reconstructions cost the classifier accuracy"
     back_claim = "Fine-tuning only the decoder through the classifier restores its accuracy"
     acc = (results or {}).get("accuracy")
@@ -74,9 +74,10 @@ def _accuracy_claims(results: Results | None, gates: QualityGates) -> list[dict]
     lossy = all("lossy_plain" in acc[n] for n in names)
     key = "lossy_" if lossy else ""
     where = f"{len(names)} classifiers, " + ("the lossy autoencoder (the paper's condition)" if lossy else "the zoo autoencoder")
-    cost = _points([acc[n][f"{key}plain"]["top1"] - acc[n]["original"]["top1"] for n in names])
-    back = _points([acc[n][f"{key}finetuned"]["top1"] - acc[n][f"{key}plain"]["top1"] for n in names])
-    gap = _points([acc[n][f"{key}finetuned"]["top1"] - acc[n]["original"]["top1"] for n in names])
+    top1 = {n: {condition: a["top1"] for condition, a in acc[n].items()} for n in names}  # condition -> top-1
+    cost = _points([top1[n][f"{key}plain"] - top1[n]["original"] for n in names])
+    back = _points([top1[n][f"{key}finetuned"] - top1[n][f"{key}plain"] for n in names])
+    gap = _points([top1[n][f"{key}finetuned"] - top1[n]["original"] for n in names])
     side = ""
     if lossy:
         near = _points([acc[n]["plain"]["top1"] - acc[n]["original"]["top1"] for n in names])
@@ -107,7 +108,7 @@ def _restore_status(back: dict, gap: dict, cost: dict) -> str:
     return f"holds in part: restores {back['mean']:.1f} of {-cost['mean']:.1f} points"
 
 
-def _pattern_claim(hyp: HypothesisResult | None, gates: QualityGates) -> dict:
+def _pattern_claim(hyp: HypothesisResult | None, gates: QualityGates) -> Claim:
     claim = "Fine-tuned reconstructions carry a checkerboard pattern constant across inputs"
     cells = (hyp or {}).get("cells")
     if not cells:
@@ -122,7 +123,7 @@ def _pattern_claim(hyp: HypothesisResult | None, gates: QualityGates) -> dict:
                   "holds when the lattice is above half an 8-bit grey level and r-fold the sham fine-tuning's")  # fmt: skip
 
 
-def _strided_claim(results: Results | None, gates: QualityGates) -> dict:
+def _strided_claim(results: Results | None, gates: QualityGates) -> Claim:
     claim = "The pattern is strongest for networks with strided layers (AlexNet, ResNet) and mild for VGG"
     families = (results or {}).get("pattern_by_family")
     if not families:
@@ -144,7 +145,7 @@ def _strided_claim(results: Results | None, gates: QualityGates) -> dict:
                   "; ".join(f"{f}: {statuses[f]}" for f in strided))  # fmt: skip
 
 
-def _nmi_claim(hyp: HypothesisResult | None, gates: QualityGates) -> dict:
+def _nmi_claim(hyp: HypothesisResult | None, gates: QualityGates) -> Claim:
     claim = "Inter-image nMI (same class) of fine-tuned reconstructions rises over the plain autoencoder's"
     runs = [r for r in (hyp or {}).get("runs", []) if "inter_nmi" in r]
     if not runs:
@@ -169,7 +170,7 @@ def _per_classifier(runs: list[dict], value: Callable[[dict], float]) -> list[fl
     return [sum(v) / len(v) for v in groups.values()]
 
 
-def _order_claim(results: Results | None, gates: QualityGates) -> dict:
+def _order_claim(results: Results | None, gates: QualityGates) -> Claim:
     claim = "Transfer between classifiers yields a total order, not explained by accuracy or size"
     transfer = (results or {}).get("transfer")
     if not transfer:
@@ -188,7 +189,7 @@ def _order_claim(results: Results | None, gates: QualityGates) -> dict:
 
 
 # ----------------------------------------------------------------------------------------------- Odena and the forum
-def _odena_init(hyp: HypothesisResult | None) -> dict:
+def _odena_init(hyp: HypothesisResult | None) -> Claim:
     claim = "Transposed convolutions in the last layers put period-2/4 artifacts into a generator's output at initialisation; resize-convolution none"
     odena = (hyp or {}).get("odena")
     if not odena or "init_seeds" not in odena.get("0", {}):
@@ -203,7 +204,7 @@ def _odena_init(hyp: HypothesisResult | None) -> dict:
                   "holds" if ok else "does not hold" if bad else "inconclusive", "intervals do not overlap" if ok else "")  # fmt: skip
 
 
-def _gradient_claim(hyp: HypothesisResult | None) -> dict:
+def _gradient_claim(hyp: HypothesisResult | None) -> Claim:
     claim = "Strided convolutions put checkerboards into the input gradient"
     cells = (hyp or {}).get("cells")
     if not cells:
@@ -223,7 +224,7 @@ def _gradient_claim(hyp: HypothesisResult | None) -> dict:
                   f"{excess['n']} classifiers", excess, _status(excess, 0, "above"), note)  # fmt: skip
 
 
-def _forum(hyp: HypothesisResult | None) -> dict:
+def _forum(hyp: HypothesisResult | None) -> Claim:
     claim = "The constant patterns are checkerboard artifacts of the classifier's strided layers, seen through the backward pass"
     if not hyp or "answer" not in hyp:
         return _claim(

@@ -116,7 +116,7 @@ class GridContext:
         self.stages: Context = load_context(config, run, runtime, progress=False)
         self.eval = self.stages.test.head(config.measure.eval_limit, seed=config.seed).load()
         self.probe = self.eval.head(config.measure.probe_images, seed=config.seed)
-        self._classifiers: dict[tuple, nn.Module] = {}
+        self._classifiers: dict[tuple, Trained] = {}
         self._autoencoders: dict[tuple, Trained] = {}
         self._plain: dict[tuple, Tensor] = {}
 
@@ -175,7 +175,8 @@ def probe_classifier(ctx: GridContext, spec: dict) -> dict:
     g = torch.cat([input_gradients(classifier, x[s : s + 128], y[s : s + 128]) for s in range(0, len(x), 128)]).double()
     g = g - g.mean((-2, -1), keepdim=True)
     power = power_spectrum(g).sum(1)  # (N, H, W), channels summed
-    band = 1 - band_stop_response(*g.shape[-2:], period, power.device).double()
+    h, w = g.shape[-2:]
+    band = 1 - band_stop_response(h, w, period, power.device).double()
     share = [float((p * band).sum() / p.sum()) if float(p.sum()) > 0 else 0.0 for p in power]
     sensitivity = phase_sensitivity(classifier, x, period, seed=ctx.config.seed)
     shares = mean_ci(share)
@@ -538,21 +539,21 @@ def verdict_text(result: HypothesisResult) -> str:
         i = result["incomplete"]
         return f"The checkerboard question: {i['missing']} of {i['jobs']} jobs still to run (other shards)."
     lines = ["Calibration (planted controls, answer known by construction):"]
-    for c in result["calibration"]:
-        mark = "recovered" if c["recovered"] else "NOT recovered"
-        lines.append(f"  {c['control']:<15} truth {c['truth']:<18} verdict {c['verdict']:<18} {mark} "
-                     f"(n = {c['decision']['n']} {c['unit']}s) -- {decision_text(c['decision'])}")  # fmt: skip
+    for row in result["calibration"]:
+        mark = "recovered" if row["recovered"] else "NOT recovered"
+        lines.append(f"  {row['control']:<15} truth {row['truth']:<18} verdict {row['verdict']:<18} {mark} "
+                     f"(n = {row['decision']['n']} {row['unit']}s) -- {decision_text(row['decision'])}")  # fmt: skip
     lines.append("The checkerboard question (are constant patterns the classifier's gradient checkerboards?):")
     for u, a in result["answer"].items():
         lines.append(f"  decoder {u}: {a['text']}")
-    for c in result.get("comparisons", []):
-        lines.append(f"  between classifiers, {c['cell']} - {c['against']} ({c['upsample']}): pattern {_ci_text(c['pattern'])}, "
-                     f"band-stop effect {_ci_text(c['gradient'])}")  # fmt: skip
-    calibrated = all(c["recovered"] for c in result["calibration"]) and result["calibration"]
-    for c in result["cells"]:
-        d = c["decision"]
+    for comp in result.get("comparisons", []):
+        lines.append(f"  between classifiers, {comp['cell']} - {comp['against']} ({comp['upsample']}): pattern "
+                     f"{_ci_text(comp['pattern'])}, band-stop effect {_ci_text(comp['gradient'])}")  # fmt: skip
+    calibrated = all(row["recovered"] for row in result["calibration"]) and result["calibration"]
+    for cell in result["cells"]:
+        d = cell["decision"]
         shown = d["verdict"] if calibrated else f"(withheld: {d['verdict']})"
-        lines.append(f"    {c['cell']}/{c['upsample']} (P={c['period']}, n = {d['n']} {c['unit']}s): {shown} "
+        lines.append(f"    {cell['cell']}/{cell['upsample']} (P={cell['period']}, n = {d['n']} {cell['unit']}s): {shown} "
                      f"({d['rule']}) -- {decision_text(d)}")  # fmt: skip
         for text in d["undecided"]:
             lines.append(f"      undecided: {text}")

@@ -23,6 +23,7 @@ the fine-tuning partly repairs; the repair is an edge, not a lattice, and the la
 from __future__ import annotations
 
 import copy
+from typing import cast
 
 import torch
 from torch import Tensor, nn
@@ -47,7 +48,7 @@ class GridShifted(nn.Module):
 
     @property
     def decoder(self) -> nn.Module:
-        return self.autoencoder.decoder
+        return cast(nn.Module, self.autoencoder.decoder)
 
     def freeze_encoder(self) -> GridShifted:
         self.autoencoder.freeze_encoder()

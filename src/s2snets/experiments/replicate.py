@@ -11,6 +11,7 @@ import itertools
 import logging
 import math
 import time
+from typing import cast
 
 import torch
 from torch import Tensor
@@ -172,7 +173,7 @@ def evaluate(ctx: Context, classifiers: dict[str, Trained], plain: Trained, fine
         save_checkpoint(
             ctx.run.metrics("arrays").with_suffix(".safetensors"), _arrays(ev, names, probes, lints), {"kind": "replicate-arrays"}
         )
-    return results
+    return cast(Results, results)  # the keys of schema.Results (readers check files with schema.problems)
 
 
 def _stage_summary(t: Trained) -> dict:
@@ -274,7 +275,7 @@ def quality_gates(ctx: Context, results: dict) -> QualityGates:
     value = results["reconstruction"]["plain"]["psnr"]
     gates["autoencoder"].append({"name": "plain", "psnr": value, "bar": m.min_psnr, "meets": value >= m.min_psnr,
                                  "text": f"the plain autoencoder reaches {value:.1f} dB (bar {m.min_psnr:g} dB)"})  # fmt: skip
-    return gates
+    return cast(QualityGates, gates)
 
 
 ZOO_CLASSIFIER_BAR = 0.88  # the zoo's 90 % on the full test split, less the spread of a 2,000-image subset

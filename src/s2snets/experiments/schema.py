@@ -131,18 +131,23 @@ class Decision(TypedDict):
     undecided: list[str]
 
 
-class Cell(TypedDict):
+class Decided(TypedDict):
+    """What the rules decided for a group of classifiers: a real cell's or a planted control's."""
+
     decision: Decision
     period: int
     unit: str  # "classifier", or "fine-tuning replicate" for a one-classifier cell
     classifiers: list[str]
     probes: list[dict[str, Any]]
     units: dict[str, list[float]]
+
+
+class Cell(Decided):
     cell: str
     upsample: str
 
 
-class CalibrationRow(TypedDict):
+class CalibrationRow(Decided):
     control: str
     truth: str
     strided_truth: str | None
@@ -150,7 +155,16 @@ class CalibrationRow(TypedDict):
     decoder: str
     verdict: str
     recovered: bool
-    decision: Decision
+
+
+class Comparison(TypedDict):
+    """A family's other downsampling against its native cell, per decoder (Welch intervals)."""
+
+    cell: str
+    against: str
+    upsample: str
+    pattern: dict[str, Any]
+    gradient: dict[str, Any]
 
 
 class Answer(TypedDict):
@@ -163,7 +177,7 @@ class HypothesisResult(TypedDict):
     cells: list[Cell]
     calibration: list[CalibrationRow]
     answer: dict[str, Answer]  # per decoder kind
-    comparisons: list[dict[str, Any]]
+    comparisons: list[Comparison]
     min_ratio: float
     alpha: float
     min_amplitude: float
@@ -175,6 +189,7 @@ class HypothesisResult(TypedDict):
     jobs: int
     seconds_total: float
     odena: NotRequired[dict[str, Any]]
+    incomplete: NotRequired[dict[str, int]]  # a shard that left jobs to others: jobs, missing
 
 
 # ----------------------------------------------------------------------------------------------- checking

@@ -399,7 +399,7 @@ def _library_model(name: str, num_classes: int, in_channels: int) -> nn.Module:
     try:
         import timm  # optional: timm's names too
     except ImportError:
-        timm = None
+        timm = None  # type: ignore[assignment]
     if timm is not None and name in timm.list_models():
         return timm.create_model(name, pretrained=False, num_classes=num_classes, in_chans=in_channels)
     raise ModelError(

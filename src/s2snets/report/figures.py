@@ -7,6 +7,7 @@ files allow as figures/<name>.png and returns the paths.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -71,7 +72,7 @@ def accuracy_bars(results: Results) -> Figure:
     fig, ax = _subplots(figsize=(1.6 * len(names) + 2, 3.2))
     width = 0.26
     for i, kind in enumerate(("original", "plain", "finetuned")):
-        vals = [results["accuracy"][n][kind]["top1"] * 100 for n in names]
+        vals = [cast(dict[str, Any], results["accuracy"][n])[kind]["top1"] * 100 for n in names]
         bars = ax.bar(np.arange(len(names)) + (i - 1) * width, vals, width, label=kind, color=COLORS[kind])
         ax.bar_label(bars, fmt="%.1f", fontsize=6)
     lo = min(results["accuracy"][n][k]["top1"] for n in names for k in ("original", "plain", "finetuned")) * 100
@@ -260,9 +261,9 @@ def grid_diagnosis_figure(diagnosis, maps: Tensor, fixed: Tensor | None, index: 
 ARM_ORDER = ("control", "sham", "band_stop", "stride_smooth", "shift_y", "shift_x", "shift_period")
 
 
-def _groups(hyp: HypothesisResult) -> list[tuple[str, str, str, dict]]:
+def _groups(hyp: HypothesisResult) -> list[tuple[str, str, str, Any]]:
     """(title, array prefix, decoder, decision) for the real cells and the planted controls."""
-    out = [(f"{c['cell']} ({c['upsample']})", c["cell"], c["upsample"], c) for c in hyp["cells"]]
+    out: list[tuple[str, str, str, Any]] = [(f"{c['cell']} ({c['upsample']})", c["cell"], c["upsample"], c) for c in hyp["cells"]]
     out += [(f"control: {c['control']} ({c['decoder']})", c["control"], c["decoder"], c) for c in hyp.get("calibration", [])]
     return out
 
@@ -276,7 +277,7 @@ def intervention_patterns(hyp: HypothesisResult, arrays: dict) -> Figure:
     fig, axes = _subplots(len(groups), len(arms), figsize=(1.55 * len(arms) + 1.6, 1.75 * len(groups) + 0.9), squeeze=False)
     for row, (title, prefix, decoder, group) in enumerate(groups):
         period = group["period"]
-        maps = []
+        maps: list[np.ndarray | None] = []
         for arm in arms:
             key = f"pattern/{'sham' if arm == 'sham' else prefix}/{decoder}/{arm}"
             pattern = arrays.get(key)

@@ -11,6 +11,7 @@ import html
 import json
 import math
 from pathlib import Path
+from typing import Any, cast
 
 from s2snets.checkpoint import atomic_write_text
 from s2snets.errors import DataError
@@ -68,7 +69,8 @@ def _figures(figs: dict[str, Path], *keys: str) -> list[str]:
 
 def _gates_text(results: Results) -> str:
     """Every model a finding rests on against its bar, as one line; the ones below their bar first and in bold."""
-    gates = [g for kind in ("classifiers", "autoencoder") for g in results.get("quality", {}).get(kind, [])]
+    quality = cast(dict[str, list[Any]], results.get("quality", {}))
+    gates = [g for kind in ("classifiers", "autoencoder") for g in quality.get(kind, [])]
     if not gates:
         return ""
     below = [g for g in gates if not g["meets"]]
@@ -112,7 +114,8 @@ def _accuracy_part(results: Results, figs: dict[str, Path]) -> str:
     parts += _figures(figs, "accuracy", "reconstructions")
     classes = d.get("classes") or [str(c) for c in range(len(acc[names[0]]["original"]["per_class"]))]
     kinds = ("original", "plain", "finetuned")
-    rows = [[cls, *[acc[n][kind]["per_class"][c] for n in names for kind in kinds]] for c, cls in enumerate(classes)]
+    per_class = {n: {kind: cast(dict[str, Any], acc[n])[kind]["per_class"] for kind in kinds} for n in names}
+    rows = [[cls, *[per_class[n][kind][c] for n in names for kind in kinds]] for c, cls in enumerate(classes)]
     head = ["class", *[f"{n}: {k}" for n in names for k in ("orig", "plain", "ft")]]
     parts.append(
         "<details><summary>Per-class top-1 accuracy (original, plain AE, fine-tuned)</summary>"
