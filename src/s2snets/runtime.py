@@ -47,9 +47,8 @@ class Runtime:
         """Images per batch for inference on images (C, H, W): on a CPU a batch of about 64 K pixel values, whose
         activations stay in cache (at 32 x 32 a batch of 64 ran the small SegNet 2x faster than one of 512, with
         outputs equal bit for bit); on a GPU up to 512 within 32 M values."""
-        values = math.prod(image_shape)
-        budget, most = (1 << 25, 512) if self.device.type == "cuda" else (1 << 16, 512)
-        return max(1, min(most, budget // values))
+        budget = 1 << 25 if self.device.type == "cuda" else 1 << 16
+        return max(1, min(512, budget // math.prod(image_shape)))
 
     def to_dict(self) -> dict:
         return {

@@ -571,7 +571,8 @@ def predict_logits(
     tensors (N, C, H, W) such as ``autoencode``'s outputs, computed once and fed to every classifier.
     ``batch_size``: None picks ``runtime.inference_batch`` (per-image outputs do not depend on it)."""
     model.eval()
-    batch_size = batch_size or runtime.inference_batch((data.channels, data.size, data.size))
+    shape = tuple(inputs.shape[1:]) if inputs is not None else (data.channels, data.size, data.size)
+    batch_size = batch_size or runtime.inference_batch(shape)
     if inputs is None:
         source = _model_ready(data, batch_size, runtime, limit)
     else:
