@@ -80,8 +80,8 @@ def _accuracy_claims(results: Results | None, gates: QualityGates) -> list[Claim
     gap = _points([top1[n][f"{key}finetuned"] - top1[n]["original"] for n in names])
     side = ""
     if lossy:
-        near = _points([acc[n]["plain"]["top1"] - acc[n]["original"]["top1"] for n in names])
-        near_back = _points([acc[n]["finetuned"]["top1"] - acc[n]["plain"]["top1"] for n in names])
+        near = _points([top1[n]["plain"] - top1[n]["original"] for n in names])
+        near_back = _points([top1[n]["finetuned"] - top1[n]["plain"] for n in names])
         side = f"; the near-lossless autoencoder: costs {_fmt(near)}, fine-tuning changes it by {_fmt(near_back)}"
     gate = _gated(gates, "autoencoder") or _gated(gates, "classifiers")
     cost_status = gate or _status(cost, 0, "below")

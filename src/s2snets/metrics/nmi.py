@@ -229,16 +229,16 @@ def _compiled_nmi(qa: Tensor, qb: Tensor, levels: int, raw: bool, chunk: int | N
     users call it) is counted and finished in one compiled call: its fixed cost is one dispatch, not a dozen."""
     joint_counts = _kernels()
     pairs, n = qa.shape
-    log_n, code = math.log(n), AVERAGES.index(average)
+    code = AVERAGES.index(average)
     if pairs * n <= (chunk or 1 << 22) and (pairs == 1 or torch.get_num_threads() == 1):
         out = np.empty(pairs, np.float64)
-        na, nb = _compiled_input(qa, levels, raw), _compiled_input(qb, levels, raw)
-        joint_counts.nmi_in_one_call(na, nb, levels, _xlogx_table(n, qa.device, numpy=True), _compiled_workspace(n, levels),
-                                     log_n, code, out)  # fmt: skip
+        lut, ws, log_n = _one_call_setup(n, levels)
+        joint_counts.nmi_in_one_call(_compiled_input(qa, levels, raw), _compiled_input(qb, levels, raw), levels, lut, ws, log_n,
+                                     code, out)  # fmt: skip
         return torch.from_numpy(out)
     terms, flat = _compiled_terms(qa, qb, levels, raw, chunk)
     out = np.empty(len(terms), np.float64)
-    joint_counts.finish(terms, flat, n, log_n, code, out)
+    joint_counts.finish(terms, flat, n, math.log(n), code, out)
     return torch.from_numpy(out)
 
 
