@@ -330,6 +330,31 @@ print(time.perf_counter() - started)
 """
 
 
+def bench_inference_batch() -> dict:
+    """``autoencode`` on 2,048 Fashion-MNIST-sized images (1 x 32 x 32) on one thread: the batch
+    ``Runtime.inference_batch`` picks against the former fixed 512, outputs compared; and the read bandwidth of one
+    core (numpy sum over 200 MB), the floor under nMI on float64 images."""
+    import numpy as np
+
+    from s2snets.data import synthetic
+    from s2snets.runtime import init_runtime
+    from s2snets.train import autoencode
+    from s2snets.zoo import load_autoencoder
+
+    torch.set_num_threads(1)
+    runtime, data = init_runtime("cpu", "off"), synthetic(2048, 32, 10, seed=0)
+    model = load_autoencoder("unpool", 0).to(memory_format=torch.channels_last)
+    picked = runtime.inference_batch((1, 32, 32))
+    fixed_s = best_of(lambda: autoencode(model, data, runtime, batch_size=512), 3)
+    picked_s = best_of(lambda: autoencode(model, data, runtime), 3)
+    equal = torch.equal(autoencode(model, data, runtime, batch_size=512), autoencode(model, data, runtime))
+    x = np.random.default_rng(0).random(25_000_000)  # 200 MB
+    read_gb_s = x.nbytes / best_of(x.sum, 3) / 1e9
+    torch.set_num_threads(2)
+    return {"images": 2048, "batch_picked": picked, "seconds_batch_512": fixed_s, "seconds_picked": picked_s,
+            "speedup": fixed_s / picked_s, "outputs_equal": equal, "read_gb_per_s_one_core": read_gb_s}  # fmt: skip
+
+
 def bench_engine_startup(repeats: int = 3) -> dict:
     """The engine's first call in a fresh process against a bare loop's, 40 steps each, both timed from before the
     model is built (so both include the optimizer's first-use import of torch._dynamo, which any torch.optim user
@@ -477,6 +502,8 @@ def main() -> int:
         report["engine"] = bench_engine()
         print("engine vs bare loop, first call in a fresh process ...", flush=True)
         report["engine_startup"] = bench_engine_startup()
+        print("inference batch size and one core's read bandwidth ...", flush=True)
+        report["inference"] = bench_inference_batch()
     if "--paper" in sys.argv:
         print("paper scale: 224 px, paper SegNet, ResNet-50 ...", flush=True)
         report["paper"] = bench_paper()
@@ -518,6 +545,11 @@ def main() -> int:
         r = report["engine_startup"]
         print(f"engine vs bare loop, 40 steps including start-up in a fresh process: {r['ratio_with_startup']:.3f}x "
               f"({r['engine_s']:.2f} s vs {r['bare_s']:.2f} s; target >= 0.97)")  # fmt: skip
+    if "inference" in report:
+        r = report["inference"]
+        print(f"autoencode, 2,048 images of 32x32, one thread: batch {r['batch_picked']} {r['seconds_picked']:.2f} s vs batch 512 "
+              f"{r['seconds_batch_512']:.2f} s (x{r['speedup']:.2f}; outputs equal: {r['outputs_equal']}); one core reads "
+              f"{r['read_gb_per_s_one_core']:.1f} GB/s")  # fmt: skip
     for section in ("paper", "paper_cuda"):
         for kind, r in report.get(section, {}).items():
             if isinstance(r, dict):

@@ -45,7 +45,7 @@ class Runtime:
 
     def inference_batch(self, image_shape: tuple[int, ...]) -> int:
         """Images per batch for inference on images (C, H, W): on a CPU a batch of about 64 K pixel values, whose
-        activations stay in cache (at 32 x 32 a batch of 64 ran the small SegNet 2x faster than one of 512, with
+        activations stay in cache (at 32 x 32 a batch of 64 ran the small SegNet 1.7x faster than one of 512, with
         outputs equal bit for bit); on a GPU up to 512 within 32 M values."""
         budget = 1 << 25 if self.device.type == "cuda" else 1 << 16
         return max(1, min(512, budget // math.prod(image_shape)))
