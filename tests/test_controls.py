@@ -56,3 +56,28 @@ def test_the_ignored_control_never_reads_three_of_four_phases():
     s = phase_sensitivity(planted, torch.randn(16, 1, 32, 32), 2, draws=2)
     assert float(s[0, 0]) > 0 and read_ratio(s) == 0
     assert CONTROLS["ignored"].truth == "ignored positions" and CONTROLS["none"].decoder == "flat"
+
+
+def test_a_calibration_only_grid_plans_the_controls_and_no_real_cell():
+    """hypothesis.upsamples = [] runs the planted controls alone (a user calibrates the instrument on their
+    classifier first); with no control either there is nothing to run, which is a config error naming both keys."""
+    import dataclasses
+    from pathlib import Path
+
+    import pytest
+
+    from s2snets.config import load_config, validate
+    from s2snets.errors import ConfigError
+    from s2snets.experiments.hypothesis import CONTROL_ARMS, grid_classifiers, plan
+
+    config = load_config(Path(__file__).parents[1] / "examples" / "calibrate-only.toml")  # the shipped example
+    h = config.hypothesis
+    assert h.upsamples == [] and len(h.controls) == 5
+    jobs = plan(config, grid_classifiers(config), {"alexnet_s/native": 2}, "key")
+    assert not [j for j in jobs if j.spec["role"] == "cell" or (j.spec["role"] == "probe" and not j.spec["control"])]
+    arms = {"control", *h.interventions}
+    per_classifier = sum(len([a for a in CONTROL_ARMS[c] if a in arms]) for c in h.controls)
+    assert sum(j.spec["role"] == "control" for j in jobs) == h.control_classifiers * per_classifier
+    assert {j.spec["decoder"] for j in jobs if j.spec["role"] == "sham"} == {CONTROLS[c].decoder for c in h.controls}
+    with pytest.raises(ConfigError, match="'hypothesis.upsamples' and 'hypothesis.controls' are both empty"):
+        validate(dataclasses.replace(config, hypothesis=dataclasses.replace(h, controls=[])))

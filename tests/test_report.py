@@ -79,3 +79,29 @@ def test_a_results_file_of_another_shape_is_named_in_one_line(tmp_path):
     (tmp_path / "metrics" / "results.json").write_text('{"version": "0.1", "accuracy": {"a": {"original": 3}}}')
     with pytest.raises(DataError, match=r"results.json does not have the shape .*config: missing; .*and \d+ more"):
         write_report(tmp_path)
+
+
+@pytest.mark.slow
+def test_a_calibration_only_run_shows_its_calibration_table(quick_demo, tmp_path):
+    """hypothesis.upsamples = []: no real cell, yet the report and the CLI text keep the calibration table and say
+    that only the instrument was run."""
+    from s2snets.experiments.hypothesis import verdict_text
+    from s2snets.report.html import write_report
+
+    run, _ = quick_demo
+    hyp = json.loads((run / "metrics" / "hypothesis.json").read_text())
+    hyp.update(cells=[], answer={}, comparisons=[], runs=[])
+    (tmp_path / "metrics").mkdir()
+    (tmp_path / "metrics" / "hypothesis.json").write_text(json.dumps(hyp))
+    page = write_report(tmp_path).read_text()
+    recovered = sum(c["recovered"] for c in hyp["calibration"])
+    said = f"no real cell was run; {recovered} of {len(hyp['calibration'])} planted controls recovered"
+    assert "<h3>Calibration</h3>" in page and said in page and "Decoder unpool:" not in page
+    assert all(f"<td>{c['control']}</td>" in page for c in hyp["calibration"])
+    assert said in verdict_text(hyp) and "withheld" not in verdict_text(hyp)
+    from s2snets.experiments.claims import check_claims
+
+    forum = [c for c in check_claims(None, hyp) if c["source"] == "forum"]
+    assert [c["status"] for c in forum] == [
+        "not testable here: a calibration-only run has no real cell (s2snets hypothesis --config examples/checkerboard-question.toml)"
+    ]

@@ -155,7 +155,11 @@ class HypothesisConfig:
         "more cells, one classifier each: a zoo entry name (alexnet_s-native-s3), package.module:factory, or a name "
         "given in classifier_weights (pretrained, used as given); a one-classifier cell replicates its fine-tunings",
     )
-    upsamples: list[str] = key(["unpool", "resize_conv"], "decoder upsamplings of the real cells", choices="upsample")
+    upsamples: list[str] = key(
+        ["unpool", "resize_conv"],
+        "decoder upsamplings of the real cells; [] = calibration only (the planted controls, no real cell)",
+        choices="upsample",
+    )
     autoencoder_seeds: list[int] = key(
         [0, 1], "zoo autoencoders per decoder kind; replicate r uses the (r mod n)-th", ge=0, le=1_000_000
     )
@@ -350,9 +354,13 @@ RULE_ARMS = {
 
 def _validate_hypothesis(config: RunConfig) -> None:
     h = config.hypothesis
-    for name in ("upsamples", "autoencoder_seeds"):
-        if not getattr(h, name):
-            raise ConfigError(f"config key 'hypothesis.{name}' is empty; give at least one value")
+    if not h.autoencoder_seeds:
+        raise ConfigError("config key 'hypothesis.autoencoder_seeds' is empty; give at least one value")
+    if not h.upsamples and not h.controls:
+        raise ConfigError(
+            "config keys 'hypothesis.upsamples' and 'hypothesis.controls' are both empty: nothing to run; give a decoder "
+            "kind for the real cells, or the planted controls for a calibration-only run"
+        )
     if not h.classifiers and not (h.families and h.downsamples and h.seeds):
         raise ConfigError(
             "the hypothesis grid has no classifier: give hypothesis.families, downsamples and seeds, or hypothesis.classifiers"

@@ -226,14 +226,9 @@ def _gradient_claim(hyp: HypothesisResult | None) -> Claim:
 
 def _forum(hyp: HypothesisResult | None) -> Claim:
     claim = "The constant patterns are checkerboard artifacts of the classifier's strided layers, seen through the backward pass"
-    if not hyp or "answer" not in hyp:
-        return _claim(
-            "forum",
-            claim,
-            "calibrated intervention grid",
-            None,
-            f"not testable here: needs the hypothesis grid ({HYPOTHESIS_COMMAND})",
-        )
+    if not hyp or not hyp.get("answer"):  # no grid, or a calibration-only one (hypothesis.upsamples = [])
+        why = "a calibration-only run has no real cell" if hyp and hyp.get("calibration") else "needs the hypothesis grid"
+        return _claim("forum", claim, "calibrated intervention grid", None, f"not testable here: {why} ({HYPOTHESIS_COMMAND})")
     answers = hyp["answer"]
     u = "unpool" if "unpool" in answers else next(iter(answers))
     a = answers[u]

@@ -267,7 +267,7 @@ def plan(config: RunConfig, classifiers: list[GridClassifier], periods: dict[str
         what = f"{c.name}-{c.downsample}-s{c.seed}" if c else f"autoencoder s{ae_seed}"
         jobs.append(Job(spec, f"{extra.get('control') or role} {what} {decoder} r{r} {arm}"))
 
-    for c in classifiers:
+    for c in classifiers if h.upsamples else []:  # no decoder kind: a calibration-only run, no real cell
         i = [m for m in classifiers if m.cell == c.cell].index(c)
         add("probe", c, h.upsamples[0], 0, "probe", unit=i, period=periods[c.cell], control=None)
         for u, r, arm in itertools.product(h.upsamples, range(h.replicates), arms):
@@ -544,6 +544,10 @@ def verdict_text(result: HypothesisResult) -> str:
         lines.append(f"  {row['control']:<15} truth {row['truth']:<18} verdict {row['verdict']:<18} {mark} "
                      f"(n = {row['decision']['n']} {row['unit']}s) -- {decision_text(row['decision'])}")  # fmt: skip
     lines.append("The checkerboard question (are constant patterns the classifier's gradient checkerboards?):")
+    if not result["cells"]:
+        recovered = sum(row["recovered"] for row in result["calibration"])
+        lines.append(f"  calibration only (hypothesis.upsamples = []): no real cell was run; {recovered} of "
+                     f"{len(result['calibration'])} planted controls recovered")  # fmt: skip
     for u, a in result["answer"].items():
         lines.append(f"  decoder {u}: {a['text']}")
     for comp in result.get("comparisons", []):

@@ -274,13 +274,18 @@ def _hypothesis_section(hyp: HypothesisResult, figs: dict[str, Path]) -> str:
           f"{c['decision']['n']} {c['unit']}s", _hyp_numbers(c["decision"])] for c in hyp.get("calibration", [])],
     ))  # fmt: skip
     parts.append("<h3>The real cells</h3>")
+    if not hyp["cells"]:
+        recovered = sum(c["recovered"] for c in hyp["calibration"])
+        parts.append(f"<p>Calibration only (hypothesis.upsamples = []): no real cell was run; {recovered} of "
+                     f"{len(hyp['calibration'])} planted controls recovered.</p>")  # fmt: skip
     rows = []
     for c in hyp["cells"]:
         d = c["decision"]
         shown = d["verdict"] if calibrated else f"withheld ({d['verdict']})"
         rows.append([f"{c['cell']} / {c['upsample']}", c["period"], shown, d["rule"], f"{d['n']} {c['unit']}s",
                      _hyp_numbers(d), "; ".join(d["undecided"]) or "–"])  # fmt: skip
-    parts.append(_table(["cell", "P", "verdict", "rule", "n", "numbers (mean [95% CI])", "undecided (n needed)"], rows))
+    if rows:
+        parts.append(_table(["cell", "P", "verdict", "rule", "n", "numbers (mean [95% CI])", "undecided (n needed)"], rows))
     for key in ("interventions", "hypothesis"):
         if key in figs:
             parts.append(_img(figs[key], key))
@@ -358,7 +363,7 @@ def _write_report(run_root: Path) -> Path:
     ]
     if results is not None and results.get("claims"):
         body.append(_claims_section(results["claims"]))
-    if hyp is not None and hyp.get("cells"):
+    if hyp is not None and (hyp.get("cells") or hyp.get("calibration")):
         body.append(_hypothesis_section(hyp, figs))
     if results is not None:
         body.append(_replicate_section(results, figs))
