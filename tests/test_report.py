@@ -85,6 +85,7 @@ def test_a_results_file_of_another_shape_is_named_in_one_line(tmp_path):
 def test_a_calibration_only_run_shows_its_calibration_table(quick_demo, tmp_path):
     """hypothesis.upsamples = []: no real cell, yet the report and the CLI text keep the calibration table and say
     that only the instrument was run."""
+    from s2snets.experiments.claims import check_claims
     from s2snets.experiments.hypothesis import verdict_text
     from s2snets.report.html import write_report
 
@@ -99,8 +100,6 @@ def test_a_calibration_only_run_shows_its_calibration_table(quick_demo, tmp_path
     assert "<h3>Calibration</h3>" in page and said in page and "Decoder unpool:" not in page
     assert all(f"<td>{c['control']}</td>" in page for c in hyp["calibration"])
     assert said in verdict_text(hyp) and "withheld" not in verdict_text(hyp)
-    from s2snets.experiments.claims import check_claims
-
     forum = [c for c in check_claims(None, hyp) if c["source"] == "forum"]
     assert [c["status"] for c in forum] == [
         "not testable here: a calibration-only run has no real cell (s2snets hypothesis --config examples/checkerboard-question.toml)"

@@ -533,6 +533,13 @@ def decision_text(decision: dict) -> str:
     return "; ".join(parts)
 
 
+def calibration_only_text(result: HypothesisResult) -> str:
+    """What a run without real cells (hypothesis.upsamples = []) says in place of them."""
+    recovered = sum(row["recovered"] for row in result["calibration"])
+    return (f"calibration only (hypothesis.upsamples = []): no real cell was run; {recovered} of "
+            f"{len(result['calibration'])} planted controls recovered")  # fmt: skip
+
+
 def verdict_text(result: HypothesisResult) -> str:
     """The calibration table, the cells and the answer, as the CLI prints them."""
     if "incomplete" in result:
@@ -545,9 +552,7 @@ def verdict_text(result: HypothesisResult) -> str:
                      f"(n = {row['decision']['n']} {row['unit']}s) -- {decision_text(row['decision'])}")  # fmt: skip
     lines.append("The checkerboard question (are constant patterns the classifier's gradient checkerboards?):")
     if not result["cells"]:
-        recovered = sum(row["recovered"] for row in result["calibration"])
-        lines.append(f"  calibration only (hypothesis.upsamples = []): no real cell was run; {recovered} of "
-                     f"{len(result['calibration'])} planted controls recovered")  # fmt: skip
+        lines.append(f"  {calibration_only_text(result)}")
     for u, a in result["answer"].items():
         lines.append(f"  decoder {u}: {a['text']}")
     for comp in result.get("comparisons", []):

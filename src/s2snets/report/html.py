@@ -16,7 +16,7 @@ from typing import Any, cast
 from s2snets.checkpoint import atomic_write_text
 from s2snets.errors import DataError
 from s2snets.experiments.claims import format_value
-from s2snets.experiments.hypothesis import decision_text
+from s2snets.experiments.hypothesis import calibration_only_text, decision_text
 from s2snets.experiments.schema import HypothesisResult, Results, problems
 from s2snets.report.figures import draw_all
 
@@ -275,9 +275,7 @@ def _hypothesis_section(hyp: HypothesisResult, figs: dict[str, Path]) -> str:
     ))  # fmt: skip
     parts.append("<h3>The real cells</h3>")
     if not hyp["cells"]:
-        recovered = sum(c["recovered"] for c in hyp["calibration"])
-        parts.append(f"<p>Calibration only (hypothesis.upsamples = []): no real cell was run; {recovered} of "
-                     f"{len(hyp['calibration'])} planted controls recovered.</p>")  # fmt: skip
+        parts.append(f"<p>{html.escape(calibration_only_text(hyp))}.</p>")
     rows = []
     for c in hyp["cells"]:
         d = c["decision"]
