@@ -1,4 +1,6 @@
+import contextlib
 import gzip
+import io
 import os
 import struct
 import subprocess
@@ -20,12 +22,32 @@ needs_fashion = pytest.mark.skipif(
 torch.set_num_threads(min(2, os.cpu_count() or 1))
 
 
-def run_cli(*args: str, env: dict | None = None, cwd: Path | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
-    """Run ``python -m s2snets ARGS`` in a subprocess and capture its output."""
-    full_env = {**os.environ, **(env or {})}
+def run_cli(*args: str, cwd: Path | None = None, timeout: int | None = None) -> subprocess.CompletedProcess:
+    """``s2snets ARGS`` as a user runs it: ``python -m s2snets`` in a subprocess, with its output captured. For the
+    end-to-end runs (a fresh interpreter, a time limit); the quick checks use ``cli`` (same main, this process)."""
     return subprocess.run(
-        [sys.executable, "-m", "s2snets", *args], capture_output=True, text=True, env=full_env, cwd=cwd or ROOT, timeout=timeout
+        [sys.executable, "-m", "s2snets", *args], capture_output=True, text=True, cwd=cwd or ROOT, timeout=timeout or 600
     )
+
+
+def cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """``s2snets ARGS`` in this process, as click's CliRunner does: the exit code ``main`` returns (or argparse's
+    SystemExit), stdout and stderr captured. The console script is ``sys.exit(main())``, so this is the command
+    minus a fresh interpreter (whose torch import costs ~4 s here, for each of the suite's hundred-odd calls)."""
+    from s2snets.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    previous = Path.cwd()
+    os.chdir(cwd or ROOT)
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                code = main(list(args))
+            except SystemExit as exc:  # argparse: --help (0) and usage errors (2)
+                code = exc.code if isinstance(exc.code, int) else 0 if exc.code is None else 1
+    finally:
+        os.chdir(previous)
+    return subprocess.CompletedProcess(["s2snets", *args], code, out.getvalue(), err.getvalue())
 
 
 def one_line_error(proc, *fragments):

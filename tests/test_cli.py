@@ -3,7 +3,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from conftest import one_line_error, run_cli, write_idx
+from conftest import cli, one_line_error, run_cli, write_idx
 from PIL import Image
 from safetensors.torch import save_file
 from test_data import make_fashion_folder
@@ -16,7 +16,7 @@ def test_help_lists_the_subcommands():
     assert proc.returncode == 0
     for cmd in ("demo", "replicate", "hypothesis", "report", "lint", "measure"):
         assert cmd in proc.stdout
-    assert run_cli("measure", "--help").returncode == 0
+    assert cli("measure", "--help").returncode == 0
 
 
 def test_truncated_idx_file(tmp_path):
@@ -27,14 +27,14 @@ def test_truncated_idx_file(tmp_path):
     raw.write_bytes(raw.read_bytes()[:-1])
     (tmp_path / "c.toml").write_text(f'[data]\nroot = "{tmp_path / "fm"}"\n')
     one_line_error(
-        run_cli("replicate", "--config", str(tmp_path / "c.toml"), "--runs", str(tmp_path / "runs")), "truncated", "train-images"
+        cli("replicate", "--config", str(tmp_path / "c.toml"), "--runs", str(tmp_path / "runs")), "truncated", "train-images"
     )
 
 
 def test_missing_dataset(tmp_path):
     (tmp_path / "c.toml").write_text(f'[data]\nroot = "{tmp_path / "none"}"\n')
     one_line_error(
-        run_cli("replicate", "--config", str(tmp_path / "c.toml"), "--runs", str(tmp_path / "runs")),
+        cli("replicate", "--config", str(tmp_path / "c.toml"), "--runs", str(tmp_path / "runs")),
         "Fashion-MNIST not found",
         "apt-get install dataset-fashion-mnist",
     )
@@ -43,7 +43,7 @@ def test_missing_dataset(tmp_path):
 def test_unknown_config_key(tmp_path):
     (tmp_path / "c.toml").write_text("[pretrain]\nepoch = 3\n")
     one_line_error(
-        run_cli("replicate", "--config", str(tmp_path / "c.toml")),
+        cli("replicate", "--config", str(tmp_path / "c.toml")),
         "unknown config key 'pretrain.epoch'",
         "did you mean 'pretrain.epochs'",
     )
@@ -52,20 +52,20 @@ def test_unknown_config_key(tmp_path):
 def test_corrupt_image(tmp_path):
     Image.fromarray(np.zeros((8, 8), dtype=np.uint8)).save(tmp_path / "ok.png")
     (tmp_path / "bad.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
-    one_line_error(run_cli("measure", "nmi", str(tmp_path / "bad.png"), str(tmp_path / "ok.png")), "cannot read image", "bad.png")
-    proc = run_cli("measure", "nmi", str(tmp_path / "ok.png"), str(tmp_path / "ok.png"))
+    one_line_error(cli("measure", "nmi", str(tmp_path / "bad.png"), str(tmp_path / "ok.png")), "cannot read image", "bad.png")
+    proc = cli("measure", "nmi", str(tmp_path / "ok.png"), str(tmp_path / "ok.png"))
     assert proc.returncode == 0 and proc.stdout.strip() == "1.000000"
 
 
 def test_checkpoint_of_another_architecture(tmp_path):
     save_file(build_classifier("resnet_s", 10, 1).state_dict(), tmp_path / "resnet.safetensors")
     one_line_error(
-        run_cli("measure", "gradients", "vgg_s", "--weights", str(tmp_path / "resnet.safetensors")),
+        cli("measure", "gradients", "vgg_s", "--weights", str(tmp_path / "resnet.safetensors")),
         "does not fit this model",
         "key 'features.0.weight'",
     )
     save_file(build_classifier("vgg_s", 10, 1).state_dict(), tmp_path / "vgg.safetensors")
-    proc = run_cli("measure", "gradients", "vgg_s", "--weights", str(tmp_path / "vgg.safetensors"), "-n", "4")
+    proc = cli("measure", "gradients", "vgg_s", "--weights", str(tmp_path / "vgg.safetensors"), "-n", "4")
     assert proc.returncode == 0 and "period 2: gradient lattice energy" in proc.stdout
 
 
@@ -74,35 +74,35 @@ def test_nan_loss_stops_with_one_line(tmp_path):
         'classifiers = ["vgg_s"]\n[data]\ndataset = "synthetic"\nsynthetic_n = 256\nsize = 16\n'
         '[train_classifier]\nlr = 1e6\noptimizer = "sgd"\nbatch_size = 32\nepochs = 4\n'
     )
-    proc = run_cli("replicate", "--config", str(tmp_path / "c.toml"), "--runs", str(tmp_path / "runs"), "--quiet")
+    proc = cli("replicate", "--config", str(tmp_path / "c.toml"), "--runs", str(tmp_path / "runs"), "--quiet")
     one_line_error(
         proc, "became", "NaN or infinite" if "running_var" in proc.stderr else "the loss", "last good", "Lower the learning rate"
     )
 
 
 def test_missing_results_and_bad_device(tmp_path):
-    one_line_error(run_cli("report", str(tmp_path)), "holds no metrics")
+    one_line_error(cli("report", str(tmp_path)), "holds no metrics")
     (tmp_path / "c.toml").write_text("")
     if not torch.cuda.is_available():
-        one_line_error(run_cli("replicate", "--config", str(tmp_path / "c.toml"), "--device", "cuda:0"), "CUDA is not available")
-    one_line_error(run_cli("replicate", "--config", str(tmp_path / "c.toml"), "--device", "tpu"), "unknown device 'tpu'")
+        one_line_error(cli("replicate", "--config", str(tmp_path / "c.toml"), "--device", "cuda:0"), "CUDA is not available")
+    one_line_error(cli("replicate", "--config", str(tmp_path / "c.toml"), "--device", "tpu"), "unknown device 'tpu'")
 
 
 def test_lint_resnet50_prints_its_findings():
-    proc = run_cli("lint", "resnet50")
+    proc = cli("lint", "resnet50")
     assert proc.returncode == 0, proc.stderr
     assert "layer2.0.downsample.0" in proc.stdout and "skips inputs: 75% never read" in proc.stdout
     assert "uneven overlap" in proc.stdout and "input gradient: dominant period 2x2" in proc.stdout
-    data = json.loads(run_cli("lint", "segnet:small:transposed", "--channels", "1", "--json").stdout)
+    data = json.loads(cli("lint", "segnet:small:transposed", "--channels", "1", "--json").stdout)
     assert data["forward_output"]["period"][0] > 1 and len(data["findings"]) == 3
 
 
 def test_measure_overlap_and_spectrum(tmp_path):
-    proc = run_cli("measure", "overlap", "--layers", "3,2,0", "--length", "6")
+    proc = cli("measure", "overlap", "--layers", "3,2,0", "--length", "6")
     assert proc.returncode == 0 and "1-D max/min 2.000 (2-D 4.000), period 2" in proc.stdout
     idx = np.arange(32)
     Image.fromarray((((idx[:, None] + idx[None, :]) % 2) * 255).astype(np.uint8)).save(tmp_path / "cb.png")
-    proc = run_cli("measure", "spectrum", str(tmp_path / "cb.png"), "--period", "2")
+    proc = cli("measure", "spectrum", str(tmp_path / "cb.png"), "--period", "2")
     assert proc.returncode == 0 and "period 2: lattice energy 1.0000" in proc.stdout
 
 
@@ -137,7 +137,7 @@ def test_demo_quick_end_to_end(quick_demo):
     assert all(not c["status"].startswith("not testable here") or ": " in c["status"] for c in results["claims"])  # a reason
     assert (run / "report.html").is_file() and (run / "config.toml").is_file() and (run / "log.txt").is_file()
     # a re-run skips every stage and recomputes nothing
-    again = run_cli("demo", "--quick", "--runs", str(run.parent))
+    again = cli("demo", "--quick", "--runs", str(run.parent))
     assert again.returncode == 0 and "finished earlier with the same config, skipped" in again.stdout
     assert "steps in" not in again.stdout
 
@@ -147,23 +147,23 @@ def test_config_command_prints_a_valid_complete_config(tmp_path):
     from s2snets.experiments.presets import demo_config
 
     for preset, expected in (("default", RunConfig()), ("demo", demo_config())):
-        proc = run_cli("config", "--preset", preset)
+        proc = cli("config", "--preset", preset)
         assert proc.returncode == 0
         (tmp_path / f"{preset}.toml").write_text(proc.stdout)
         assert load_config(tmp_path / f"{preset}.toml") == expected
 
 
 def test_lint_blur_pool_is_even_and_alexnet_s_predicts_period_2():
-    proc = run_cli("lint", "resnet_s", "--channels", "1", "--downsample", "blur_pool")
+    proc = cli("lint", "resnet_s", "--channels", "1", "--downsample", "blur_pool")
     assert proc.returncode == 0, proc.stderr
     assert "even (fixed filter)" in proc.stdout and "predicted artifact periods: none" in proc.stdout
     assert "uneven overlap (" not in proc.stdout
-    proc = run_cli("lint", "alexnet_s", "--channels", "1")
+    proc = cli("lint", "alexnet_s", "--channels", "1")
     assert "dominant period 2x2 (power share 82% / 82%)" in proc.stdout and "predicted artifact periods: [2]" in proc.stdout
 
 
 def test_zoo_list_names_entries_and_commands():
-    proc = run_cli("zoo", "list")
+    proc = cli("zoo", "list")
     assert proc.returncode == 0, proc.stderr
     assert "alexnet_s-native-s0" in proc.stdout and "s2snets zoo train --only alexnet_s-native-s0" in proc.stdout
-    one_line_error(run_cli("zoo", "train", "--only", "alexnet_s-native-s99"), "not a zoo entry")
+    one_line_error(cli("zoo", "train", "--only", "alexnet_s-native-s99"), "not a zoo entry")

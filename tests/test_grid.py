@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import needs_fashion, run_cli
+from conftest import cli, needs_fashion
 
 from s2snets.errors import TrainingError
 from s2snets.experiments.grid import Job, Records, run_jobs
@@ -98,13 +98,13 @@ def test_the_real_grid_gives_the_same_numbers_serially_with_jobs_and_in_shards(t
     args = ["hypothesis", "--config", str(tmp_path / "tiny.toml"), "--quiet"]
     runs = {}
     for name, extra in (("serial", ["--jobs", "1"]), ("jobs", ["--jobs", "2"])):
-        proc = run_cli(*args, "--runs", str(tmp_path / name), *extra)
+        proc = cli(*args, "--runs", str(tmp_path / name), *extra)
         assert proc.returncode == 0, proc.stderr
         runs[name] = _grid(tmp_path / name / "tiny")
     merged_file = tmp_path / "shards" / "tiny" / "metrics" / "hypothesis.json"
-    proc = run_cli(*args, "--runs", str(tmp_path / "shards"), "--jobs", "1", "--shard", "0/2")
+    proc = cli(*args, "--runs", str(tmp_path / "shards"), "--jobs", "1", "--shard", "0/2")
     assert proc.returncode == 0 and not merged_file.exists(), proc.stderr  # half the jobs: nothing to merge yet
-    proc = run_cli(*args, "--runs", str(tmp_path / "shards"), "--jobs", "1", "--shard", "1/2")
+    proc = cli(*args, "--runs", str(tmp_path / "shards"), "--jobs", "1", "--shard", "1/2")
     assert proc.returncode == 0 and merged_file.exists(), proc.stderr  # the last shard finds every job done: merges
     runs["shards"] = _grid(tmp_path / "shards" / "tiny")
     assert len(runs["serial"]) > 20 and runs["serial"] == runs["jobs"] == runs["shards"]

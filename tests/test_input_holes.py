@@ -8,7 +8,7 @@ import signal
 
 import pytest
 import torch
-from conftest import one_line_error, run_cli
+from conftest import cli, one_line_error
 from PIL import Image
 
 from s2snets.config import load_config
@@ -37,7 +37,7 @@ def test_a_fifo_named_png_is_refused_at_once_not_waited_on(tmp_path):
     assert len(image_folder(root, 16, 1)) == 4  # not listed as an image
     signal.alarm(20)  # a regression would block on open(); the alarm fails the test instead of hanging the suite
     try:
-        one_line_error(run_cli("measure", "spectrum", str(root / "a" / "pipe.png")), "not a regular file")
+        one_line_error(cli("measure", "spectrum", str(root / "a" / "pipe.png")), "not a regular file")
     finally:
         signal.alarm(0)
 
@@ -51,8 +51,8 @@ def test_a_header_claiming_huge_pixels_is_refused_in_a_folder_as_on_the_command_
     with pytest.raises(DataError, match="claims"):
         image_folder(root, 16, 1)
     assert len(image_folder(root, 16, 1, on_corrupt="skip").skipped) == 2
-    one_line_error(run_cli("measure", "spectrum", str(root / "a" / "bomb.png")), "claims more than", "refused")
-    one_line_error(run_cli("measure", "spectrum", str(root / "b" / "big.png")), "claims 10500 x 10000 pixels")
+    one_line_error(cli("measure", "spectrum", str(root / "a" / "bomb.png")), "claims more than", "refused")
+    one_line_error(cli("measure", "spectrum", str(root / "b" / "big.png")), "claims 10500 x 10000 pixels")
 
 
 def test_deep_toml_and_huge_values_are_config_errors(tmp_path):
@@ -76,7 +76,7 @@ def test_deep_toml_and_huge_values_are_config_errors(tmp_path):
     ],
 )
 def test_huge_numbers_on_the_command_line_are_one_line(argv):
-    proc = run_cli(*argv)
+    proc = cli(*argv)
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1 and "internal error" not in proc.stderr
 
 
@@ -186,9 +186,9 @@ def test_run_directories_stale_temporaries_and_symlinks(tmp_path):
 
 
 def test_command_line_odds_and_ends():
-    proc = run_cli()
+    proc = cli()
     assert proc.returncode == 2 and proc.stdout == "" and "no command given" in proc.stderr
-    one_line_error(run_cli("demo", "--name", ""), "is not a run name")
-    one_line_error(run_cli("lint", "alexnet_s", "--device", ""), "names no device")
-    proc = run_cli("measure", "spectrum", "two\nlines.png")
+    one_line_error(cli("demo", "--name", ""), "is not a run name")
+    one_line_error(cli("lint", "alexnet_s", "--device", ""), "names no device")
+    proc = cli("measure", "spectrum", "two\nlines.png")
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1 and "\\n" in proc.stderr

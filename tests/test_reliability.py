@@ -9,7 +9,7 @@ import time
 
 import pytest
 import torch
-from conftest import one_line_error, run_cli
+from conftest import cli, one_line_error
 from safetensors import safe_open
 from safetensors.torch import save_file
 
@@ -29,7 +29,7 @@ RT = init_runtime("cpu")
 def test_a_second_process_on_a_locked_run_directory_exits_2_naming_the_holder(tmp_path):
     (tmp_path / "c.toml").write_text('[data]\ndataset = "synthetic"\n')
     with run_lock(tmp_path / "runs" / "run"):
-        proc = run_cli("replicate", "--config", str(tmp_path / "c.toml"), "--runs", str(tmp_path / "runs"))
+        proc = cli("replicate", "--config", str(tmp_path / "c.toml"), "--runs", str(tmp_path / "runs"))
         one_line_error(proc, "in use by", f"pid {os.getpid()}")
         with pytest.raises(RunLocked), run_lock(tmp_path / "runs" / "run"):
             pass
@@ -150,9 +150,9 @@ def test_run_names_are_one_path_component(name):
 def test_run_names_never_escape_the_runs_folder(tmp_path):
     runs = tmp_path / "runs"
     (tmp_path / "c.toml").write_text('name = "../../escaped"\n')
-    one_line_error(run_cli("replicate", "--config", str(tmp_path / "c.toml"), "--runs", str(runs)), "not a run name")
-    one_line_error(run_cli("demo", "--name", "../escaped", "--runs", str(runs)), "--name", "not a run name")
-    one_line_error(run_cli("demo", "--name", str(tmp_path / "abs"), "--runs", str(runs)), "not a run name")
+    one_line_error(cli("replicate", "--config", str(tmp_path / "c.toml"), "--runs", str(runs)), "not a run name")
+    one_line_error(cli("demo", "--name", "../escaped", "--runs", str(runs)), "--name", "not a run name")
+    one_line_error(cli("demo", "--name", str(tmp_path / "abs"), "--runs", str(runs)), "not a run name")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.toml"]
 
 
@@ -201,9 +201,9 @@ def test_user_errors_exit_2_with_one_line(tmp_path, argv, fragment):
     (tmp_path / "c.toml").write_text('[data]\ndataset = "synthetic"\n')
     subst = {"IMG": str(tmp_path / "a.png"), "CFG": str(tmp_path / "c.toml"), "NOWHERE": str(tmp_path / "none")}
     proc = (
-        run_cli(*[subst.get(a, a) for a in argv], "--runs", str(tmp_path / "runs"))
+        cli(*[subst.get(a, a) for a in argv], "--runs", str(tmp_path / "runs"))
         if argv[0] == "replicate"
-        else (run_cli(*[subst.get(a, a) for a in argv]))
+        else (cli(*[subst.get(a, a) for a in argv]))
     )
     assert proc.returncode == 2, proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr, proc.stderr
@@ -213,22 +213,22 @@ def test_user_errors_exit_2_with_one_line(tmp_path, argv, fragment):
 def test_an_unwritable_runs_folder_is_one_line_not_an_internal_error(tmp_path):
     (tmp_path / "c.toml").write_text('[data]\ndataset = "synthetic"\n')
     (tmp_path / "afile").write_text("")
-    proc = run_cli("replicate", "--config", str(tmp_path / "c.toml"), "--runs", str(tmp_path / "afile" / "runs"))
+    proc = cli("replicate", "--config", str(tmp_path / "c.toml"), "--runs", str(tmp_path / "afile" / "runs"))
     one_line_error(proc, "afile")
 
 
 def test_a_results_file_of_the_wrong_shape_is_a_data_error(tmp_path):
     (tmp_path / "metrics").mkdir()
     (tmp_path / "metrics" / "results.json").write_text('{"transfer": [1, 2]}')
-    one_line_error(run_cli("measure", "transfer", str(tmp_path)), "results.json")
-    one_line_error(run_cli("report", str(tmp_path)), "results.json")
+    one_line_error(cli("measure", "transfer", str(tmp_path)), "results.json")
+    one_line_error(cli("report", str(tmp_path)), "results.json")
 
 
 def test_a_decompression_bomb_is_a_data_error(tmp_path):
     from PIL import Image
 
     Image.new("1", (12000, 12000)).save(tmp_path / "bomb.png")  # 144 Mpx: above PIL's safety limit, tiny on disk
-    one_line_error(run_cli("measure", "spectrum", str(tmp_path / "bomb.png")), "refused")
+    one_line_error(cli("measure", "spectrum", str(tmp_path / "bomb.png")), "refused")
 
 
 def test_ctrl_c_during_a_command_exits_130(tmp_path):

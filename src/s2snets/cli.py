@@ -105,10 +105,11 @@ def cmd_replicate(args: argparse.Namespace) -> int:
 
 def cmd_hypothesis(args: argparse.Namespace) -> int:
     from s2snets.config import load_config
+
+    config = _run_config(args, load_config(args.config, validate=False))  # before torch is imported: errors are instant
     from s2snets.experiments.grid import parse_shard
     from s2snets.experiments.hypothesis import hypothesis, verdict_text
 
-    config = _run_config(args, load_config(args.config, validate=False))
     try:
         shard = parse_shard(args.shard)
     except ValueError as exc:
