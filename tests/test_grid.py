@@ -76,6 +76,7 @@ probe_images = 16
 families = ["alexnet_s"]
 seeds = [0, 1]
 upsamples = ["unpool"]
+replicates = 1
 controls = ["additive"]
 control_classifiers = 2
 odena_probe = false
