@@ -19,6 +19,11 @@ def test_help_lists_the_subcommands():
     assert cli("measure", "--help").returncode == 0
 
 
+def test_a_user_error_through_the_console_entry_point_is_one_line_and_exit_2(tmp_path):
+    """The in-process ``cli`` checks skip the interpreter; this one goes through ``python -m s2snets`` itself."""
+    one_line_error(run_cli("hypothesis", "--config", str(tmp_path / "nope.toml")), "config file not found", "nope.toml")
+
+
 def test_truncated_idx_file(tmp_path):
     make_fashion_folder(tmp_path / "fm")
     raw = tmp_path / "fm" / "train-images-idx3-ubyte"
