@@ -22,18 +22,19 @@ needs_fashion = pytest.mark.skipif(
 torch.set_num_threads(min(2, os.cpu_count() or 1))
 
 
-def run_cli(*args: str, cwd: Path | None = None, timeout: int | None = None) -> subprocess.CompletedProcess:
+def run_cli(*args: str, cwd: Path | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
     """``s2snets ARGS`` as a user runs it: ``python -m s2snets`` in a subprocess, with its output captured. For the
     end-to-end runs (a fresh interpreter, a time limit); the quick checks use ``cli`` (same main, this process)."""
     return subprocess.run(
-        [sys.executable, "-m", "s2snets", *args], capture_output=True, text=True, cwd=cwd or ROOT, timeout=timeout or 600
+        [sys.executable, "-m", "s2snets", *args], capture_output=True, text=True, cwd=cwd or ROOT, timeout=timeout
     )
 
 
 def cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
     """``s2snets ARGS`` in this process, as click's CliRunner does: the exit code ``main`` returns (or argparse's
     SystemExit), stdout and stderr captured. The console script is ``sys.exit(main())``, so this is the command
-    minus a fresh interpreter (whose torch import costs ~4 s here, for each of the suite's hundred-odd calls)."""
+    minus a fresh interpreter (whose torch import costs ~4 s here, for each of the suite's hundred-odd calls). The
+    fuzz tests use it too."""
     from s2snets.cli import main
 
     out, err = io.StringIO(), io.StringIO()

@@ -5,17 +5,15 @@ The in-suite profile runs in well under a minute; ``S2SNETS_FUZZ_EXAMPLES=2000 p
 longer one.
 """
 
-import contextlib
 import dataclasses
-import io
 import os
 import typing
 
 import pytest
+from conftest import cli
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from s2snets import cli
 from s2snets.config import RunConfig, load_config
 from s2snets.errors import ConfigError
 
@@ -73,17 +71,8 @@ def toml_documents(draw):
 
 def _run(argv, cwd):
     """cli.main in this process, from ``cwd``: (exit code, stdout, stderr)."""
-    out, err, old = io.StringIO(), io.StringIO(), os.getcwd()
-    os.chdir(cwd)
-    try:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            try:
-                code = cli.main(argv)
-            except SystemExit as exc:  # argparse: --help, --version, usage errors
-                code = exc.code if isinstance(exc.code, int) else 2
-    finally:
-        os.chdir(old)
-    return code, out.getvalue(), err.getvalue()
+    proc = cli(*argv, cwd=cwd)
+    return proc.returncode, proc.stdout, proc.stderr
 
 
 def _check(code, stderr, argv):
