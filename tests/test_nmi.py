@@ -190,3 +190,54 @@ def test_the_compiled_finish_is_the_tensor_finish_bit_for_bit():
             torch.from_numpy(terms), torch.from_numpy(flat[:, 0].copy()), torch.from_numpy(flat[:, 1].copy()), 1024, average
         )
         assert torch.equal(torch.from_numpy(out), reference), average
+
+
+def test_one_pair_in_every_form_a_user_passes_matches_sklearn():
+    """The per-call path reads tensors' memory directly and numpy arrays as they are: uint8, float32 and float64,
+    (H, W) and flat, tensors and numpy arrays, views with an offset into a batch; whatever it cannot take (a
+    transposed view, a read-only array, other levels) goes the general way, and all of them give scikit-learn's
+    value. Bad arguments still get their one named error."""
+    g = torch.Generator().manual_seed(14)
+    batch = torch.randint(0, 256, (5, 32, 32), generator=g, dtype=torch.uint8)
+    other = (batch.int() + torch.randint(-20, 21, batch.shape, generator=g)).clamp(0, 255).to(torch.uint8)
+    for i in (0, 3):  # a[3] is a view 3 images into the batch's storage
+        a, b = batch[i], other[i]
+        expected = normalized_mutual_info_score(a.flatten().numpy(), b.flatten().numpy())
+        readonly = a.numpy().copy()
+        readonly.flags.writeable = False
+        forms = [(a, b), (a.reshape(-1), b.reshape(-1)), (a.numpy(), b.numpy()), (a.numpy().ravel(), b.numpy().ravel()),
+                 (a.float() / 255, b.float() / 255), (a.double() / 255, b.double() / 255),
+                 (a.numpy() / 255.0, b.numpy() / 255.0), ((a.numpy() / 255.0).astype(np.float32), (b.numpy() / 255.0).astype(np.float32)),
+                 (a.t(), b.t()), (readonly, b.numpy())]  # fmt: skip
+        for x, y in forms:
+            assert abs(float(nmi(x, y)) - expected) < 1e-12, (type(x), x.dtype, x.shape)
+        assert nmi(a, b).shape == () and nmi(a, b).dtype == torch.float64
+        four = normalized_mutual_info_score(
+            quantize(a.float() / 255, 4).flatten().numpy(), quantize(b.float() / 255, 4).flatten().numpy()
+        )
+        assert abs(float(nmi(a.float() / 255, b.float() / 255, levels=4)) - four) < 1e-12
+    a, b = batch[0], other[0]
+    with pytest.raises(ValueError, match=r"a holds float pixels in \[0, 255\]"):
+        nmi(a.float(), b.float() / 255)
+    with pytest.raises(ValueError, match=r"b holds float pixels in \[0, 255\]"):
+        nmi(a.numpy() / 255.0, b.numpy().astype(np.float64))
+    for bad, message in (({"chunk": 0}, "chunk must be >= 1"), ({"average": ["min"]}, "average must be one of"),
+                         ({"levels": 1}, "levels must be in"), ({"backend": "gpu"}, "backend must be one of")):  # fmt: skip
+        with pytest.raises(ValueError, match=message):
+            nmi(a, b, **bad)
+    with pytest.raises(ValueError, match="same shape"):
+        nmi(a, b[:31])
+
+
+def test_one_pair_calls_from_several_threads_use_their_own_workspaces():
+    """Each thread counts into its own table (the compiled loops write into it): concurrent per-call nMI gives
+    the values of a serial run."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    g = torch.Generator().manual_seed(15)
+    a = torch.randint(0, 256, (64, 32, 32), generator=g, dtype=torch.uint8)
+    b = (a.int() + torch.randint(-30, 31, a.shape, generator=g)).clamp(0, 255).to(torch.uint8)
+    serial = [float(nmi(a[i], b[i])) for i in range(64)]
+    with ThreadPoolExecutor(4) as pool:
+        for _ in range(3):
+            assert list(pool.map(lambda i: float(nmi(a[i], b[i])), range(64))) == serial

@@ -26,7 +26,8 @@ Three layouts of the same count, chosen by the sizes (all give identical integer
 from __future__ import annotations
 
 import numpy as np
-from numba import njit  # a dependency; nmi imports this module only where numba is installed
+from numba import carray, njit, types  # a dependency; nmi imports this module only where numba is installed
+from numba.extending import intrinsic
 
 
 def _compile(fn):
@@ -243,6 +244,40 @@ def nmi_of_floats(a, b, levels, lut, kind, table, col, marginals, keys, qa, qb, 
         return False
     finish(terms, flat, a.shape[1], log_n, average, out)
     return True
+
+
+@intrinsic
+def _values_at(typingctx, address, sample):  # pragma: no cover - compiled
+    """A pointer to values of ``sample``'s type at an integer address (a CPU tensor's ``data_ptr()``)."""
+    if not isinstance(address, types.Integer) or not isinstance(sample, types.Number):
+        return None
+    pointer = types.CPointer(sample)
+
+    def codegen(context, builder, signature, args):
+        return builder.inttoptr(args[0], context.get_value_type(pointer))
+
+    return pointer(address, sample), codegen
+
+
+# One pair read straight from two tensors' memory, for the per-call path: two numpy views of the tensors cost about
+# 2.6 us, a third of what counting a 32 x 32 pair does. The caller guarantees n contiguous values of sample's type
+# at each address (contiguous CPU tensors, alive during the call).
+@_compile
+def levels_at(
+    address_a, address_b, n, sample, levels, lut, kind, table, col, marginals, keys, qa, qb, log_n, average, out
+):  # pragma: no cover
+    """``nmi_of_levels`` of the integer levels at two addresses."""
+    a, b = carray(_values_at(address_a, sample), (1, n)), carray(_values_at(address_b, sample), (1, n))
+    return nmi_of_levels(a, b, levels, lut, kind, table, col, marginals, keys, qa, qb, log_n, average, out)
+
+
+@_compile
+def floats_at(
+    address_a, address_b, n, sample, levels, lut, kind, table, col, marginals, keys, qa, qb, log_n, average, out
+):  # pragma: no cover
+    """``nmi_of_floats`` of the float pixels at two addresses."""
+    a, b = carray(_values_at(address_a, sample), (1, n)), carray(_values_at(address_b, sample), (1, n))
+    return nmi_of_floats(a, b, levels, lut, kind, table, col, marginals, keys, qa, qb, log_n, average, out)
 
 
 KINDS = ("dense", "sparse", "sorted")

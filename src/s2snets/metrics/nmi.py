@@ -286,7 +286,8 @@ def _as_tensor(x, name: str) -> Tensor:
     if hasattr(x, "__array__"):
         import numpy as np
 
-        return torch.from_numpy(np.ascontiguousarray(x))
+        array = np.ascontiguousarray(x)
+        return torch.from_numpy(array if array.flags.writeable else array.copy())  # torch warns about read-only memory
     raise TypeError(f"{name} must be a tensor or a numpy array, got {type(x).__name__}")
 
 
@@ -307,12 +308,12 @@ def nmi(
     >>> float(nmi(x, x))
     1.0
     """
+    one = _one_pair_fast(a, b, levels, average, backend) if chunk is None else None
+    if one is not None:
+        return one
     a, b = _as_tensor(a, "a"), _as_tensor(b, "b")
     _check_arguments(a, b, levels, average, chunk, backend)
     if a.ndim <= 2:  # one image (H, W) or one flat vector: a single pair
-        fast = _one_pair_on_cpu(a, b, levels, average, backend)
-        if fast is not None:
-            return fast
         return _nmi_rows(a.reshape(1, -1), b.reshape(1, -1), levels, average, chunk, backend)[0]
     return _nmi_rows(a.reshape(a.shape[0], -1), b.reshape(b.shape[0], -1), levels, average, chunk, backend)
 
@@ -339,9 +340,6 @@ def _check_arguments(a: Tensor, b: Tensor, levels: int, average: str, chunk: int
             raise ValueError(f"{name} has dtype {t.dtype}; nmi expects uint8 or float in [0, 1]")
 
 
-_DIRECT = (torch.uint8, torch.float32, torch.float64)  # dtypes the compiled loops read as they are
-
-
 def _one_call_setup(n: int, levels: int) -> tuple:
     """(k log k table, workspace, log n) of one compiled call on pairs of n pixels, cached per thread under one key:
     a per-call path pays one dictionary look-up for them, not three."""
@@ -353,28 +351,82 @@ def _one_call_setup(n: int, levels: int) -> tuple:
     return setup
 
 
-def _one_pair_on_cpu(a: Tensor, b: Tensor, levels: int, average: str, backend: str) -> Tensor | None:
-    """One pair of CPU images of one dtype (uint8, float32, float64) straight into one compiled call, as numpy
-    views: the per-call path scikit-learn users take, without the batch machinery's tensor reshapes and chunking.
-    None when it does not apply (the general path then runs). Every check here is a cheap attribute read: at 32 x 32
-    the counting itself takes about 7 us."""
-    dtype = a.dtype
-    if backend == "torch" or dtype is not b.dtype or dtype not in _DIRECT or a.device.type != "cpu":
-        return None
-    if a.requires_grad or b.requires_grad or not (a.is_contiguous() and b.is_contiguous()) or not _compiled_available():
-        return None
-    if levels != 256 and dtype is torch.uint8:
-        return None
-    joint_counts = _kernels()
-    na, nb = a.numpy().reshape(1, -1), b.numpy().reshape(1, -1)  # numpy's reshape: a third of torch's view
-    lut, ws, log_n = _one_call_setup(na.shape[1], levels)
-    out = np.empty(1, np.float64)
+def _one_pair_fast(a, b, levels: int, average: str, backend: str) -> Tensor | None:
+    """The per-call path scikit-learn users take: one pair (H, W) or (N,) of CPU tensors or numpy arrays, uint8,
+    float32 or float64, contiguous, straight into one compiled call whose fixed arguments this thread prepared once
+    for the size and options (``_one_call_plan``). Every check here is an attribute read, since at 32 x 32 the count
+    itself takes about 7 us; None sends the call down the general path, which checks everything and names what is
+    wrong (float pixels outside [0, 1] are found by the compiled loop, then named there)."""
+    if type(a) is Tensor and type(b) is Tensor:
+        if a.ndim > 2 or not (a.is_cpu and b.is_cpu) or a.requires_grad or b.requires_grad:
+            return None
+        if a.dtype is not b.dtype or a.shape != b.shape or not (a.is_contiguous() and b.is_contiguous()):
+            return None
+        n = a.numel()
+        plan = _one_call_plan(a.dtype, n, levels, average, backend)
+        if plan is None:
+            return None
+        out = np.empty(1, np.float64)
+        if not plan[2](a.data_ptr(), b.data_ptr(), n, *plan[3], out):  # the tensors' memory: no numpy views
+            _check_pixel_range(a, b)  # raises the message that names the range
+        return torch.from_numpy(out.reshape(()))
+    if type(a) is np.ndarray and type(b) is np.ndarray:
+        if a.ndim > 2 or a.dtype != b.dtype or a.shape != b.shape or not (_plain(a) and _plain(b)):
+            return None
+        plan = _one_call_plan(a.dtype, a.size, levels, average, backend)
+        if plan is None:
+            return None
+        out = np.empty(1, np.float64)
+        if not plan[0](a.reshape(1, -1), b.reshape(1, -1), *plan[1], out):
+            _check_pixel_range(torch.from_numpy(a), torch.from_numpy(b))
+        return torch.from_numpy(out.reshape(()))
+    return None
+
+
+def _plain(x: np.ndarray) -> bool:
+    """C-contiguous and writeable: the arrays the compiled loops were compiled for (a read-only one would compile
+    another version of them)."""
+    flags = x.flags
+    return flags.c_contiguous and flags.writeable
+
+
+_ONE_CALL_DTYPES = {torch.uint8: False, torch.float32: True, torch.float64: True,
+                    np.dtype(np.uint8): False, np.dtype(np.float32): True, np.dtype(np.float64): True}  # fmt: skip
+
+
+def _one_call_plan(dtype, n: int, levels: int, average: str, backend: str) -> tuple | None:
+    """(kernel on arrays, its fixed arguments, kernel at addresses, its fixed arguments) for one pair of n pixels of
+    ``dtype``, or None where the per-call path does not apply (bad options go to the general path, which names
+    them). Cached per thread, since the kernels write into this thread's workspace."""
+    plans = getattr(_local, "plans", None)
+    if plans is None:
+        plans = _local.plans = {}
+    key = (dtype, n, levels, average, backend)
     try:
-        joint_counts.nmi_in_one_call(na, nb, levels, lut, ws, log_n, AVERAGES.index(average), out)
-    except ValueError:
-        _check_pixel_range(a, b)
-        raise
-    return torch.from_numpy(out.reshape(()))
+        plan = plans.get(key)
+    except TypeError:  # an unhashable option: the general path names it
+        return None
+    if plan is None and key not in plans:
+        plan = plans[key] = _new_plan(dtype, n, levels, average, backend)
+        if len(plans) > 16:  # sizes and options a process cycles through: bounded, each holds its workspace
+            del plans[next(iter(plans))]
+    return plan
+
+
+def _new_plan(dtype, n: int, levels: int, average: str, backend: str) -> tuple | None:
+    is_float = _ONE_CALL_DTYPES.get(dtype)
+    if is_float is None or backend not in ("auto", "numba") or average not in AVERAGES or n == 0 or type(levels) is not int:
+        return None
+    if not 2 <= levels <= 65536 or (levels != 256 and not is_float) or not _compiled_available():
+        return None  # uint8 at other than 256 levels is re-quantised first: the general path
+    joint_counts = _kernels()
+    lut, ws, log_n = _one_call_setup(n, levels)
+    arrays = joint_counts.nmi_of_floats if is_float else joint_counts.nmi_of_levels
+    at = joint_counts.floats_at if is_float else joint_counts.levels_at
+    fixed = (levels, lut, joint_counts.KINDS.index(ws.key[2]), ws.table, ws.col, ws.marginals, ws.keys, ws.qa, ws.qb, log_n,
+             AVERAGES.index(average))  # fmt: skip
+    sample = np.dtype(str(dtype).removeprefix("torch.")).type(0)  # the pixel type, for the compiled reader
+    return arrays, fixed, at, (sample, *fixed)
 
 
 def _check_pixel_range(a: Tensor, b: Tensor) -> None:
