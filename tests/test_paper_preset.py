@@ -41,8 +41,8 @@ def test_paper_preset_runs_end_to_end_on_a_tiny_imagenet_folder(tmp_path):
     )
     (tmp_path / "paper.toml").write_text(text)
     overrides = [
-        "pretrain.max_steps=2", "pretrain.batch_size=2", "pretrain.warmup_steps=0",
-        "finetune.max_steps=2", "finetune.batch_size=2",
+        "pretrain.max_steps=1", "pretrain.batch_size=2", "pretrain.warmup_steps=0",
+        "finetune.max_steps=1", "finetune.batch_size=2",
         "data.train_limit=0", "data.test_limit=0", "measure.eval_limit=0", "measure.nmi_pairs=4",
         "measure.probe_images=2", "measure.figure_images=2",
     ]  # fmt: skip
