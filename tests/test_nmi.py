@@ -227,6 +227,8 @@ def test_one_pair_in_every_form_a_user_passes_matches_sklearn():
             nmi(a, b, **bad)
     with pytest.raises(ValueError, match="same shape"):
         nmi(a, b[:31])
+    with pytest.raises(ValueError, match=r"a is a torch.sparse_coo tensor; nmi takes dense images"):
+        nmi(a.float().div(255).to_sparse(), b.float().div(255).to_sparse())
 
 
 def test_one_pair_calls_from_several_threads_use_their_own_workspaces():

@@ -336,6 +336,8 @@ def _check_arguments(a: Tensor, b: Tensor, levels: int, average: str, chunk: int
     if chunk is not None and chunk < 1:
         raise ValueError(f"chunk must be >= 1, got {chunk}")
     for name, t in (("a", a), ("b", b)):
+        if t.layout != torch.strided:
+            raise ValueError(f"{name} is a {t.layout} tensor; nmi takes dense images (x.to_dense())")
         if not t.is_floating_point() and t.dtype != torch.uint8:
             raise ValueError(f"{name} has dtype {t.dtype}; nmi expects uint8 or float in [0, 1]")
 
@@ -369,6 +371,7 @@ def _one_pair_fast(a, b, levels: int, average: str, backend: str) -> Tensor | No
         out = np.empty(1, np.float64)
         if not plan[2](a.data_ptr(), b.data_ptr(), n, *plan[3], out):  # the tensors' memory: no numpy views
             _check_pixel_range(a, b)  # raises the message that names the range
+            raise ValueError("float pixels outside [0, 1]")
         return torch.from_numpy(out.reshape(()))
     if type(a) is np.ndarray and type(b) is np.ndarray:
         if a.ndim > 2 or a.dtype != b.dtype or a.shape != b.shape or not (_plain(a) and _plain(b)):
@@ -379,6 +382,7 @@ def _one_pair_fast(a, b, levels: int, average: str, backend: str) -> Tensor | No
         out = np.empty(1, np.float64)
         if not plan[0](a.reshape(1, -1), b.reshape(1, -1), *plan[1], out):
             _check_pixel_range(torch.from_numpy(a), torch.from_numpy(b))
+            raise ValueError("float pixels outside [0, 1]")
         return torch.from_numpy(out.reshape(()))
     return None
 
