@@ -134,6 +134,11 @@ def test_demo_quick_end_to_end(quick_demo):
     assert [c["control"] for c in hyp["calibration"]] == ["additive", "multiplicative", "ignored", "none", "decoder"]
     for c in hyp["calibration"]:
         assert isinstance(c["recovered"], bool) and c["truth"] and c["decision"]["n"] == 2
+    kept = [{k: c[k] for k in ("control", "truth", "verdict", "recovered")} for c in results["calibration"]]
+    assert kept == [{k: c[k] for k in ("control", "truth", "verdict", "recovered")} for c in hyp["calibration"]]
+    assert results["calibration"][0]["pattern"] == {k: hyp["calibration"][0]["decision"]["clauses"]["pattern"][k]
+                                                    for k in ("mean", "low", "high", "n")}  # fmt: skip
+    assert results["checkerboard_answer"] == hyp["answer"]  # the calibration table and answer in results.json too
     if not all(c["recovered"] for c in hyp["calibration"]):  # 15 steps: a smoke test, the verdicts are withheld
         assert all(a["status"] == "not calibrated" for a in hyp["answer"].values()) and "withheld" in proc.stdout
     assert set(hyp["odena"]) == {"0", "1", "2"}

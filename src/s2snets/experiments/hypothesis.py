@@ -35,7 +35,7 @@ from s2snets.experiments.grid import Job, run_jobs
 from s2snets.experiments.interventions import arm_models, arm_shift
 from s2snets.experiments.odena import odena_probe
 from s2snets.experiments.replicate import load_context
-from s2snets.experiments.schema import HypothesisResult
+from s2snets.experiments.schema import CalibrationSummary, HypothesisResult
 from s2snets.experiments.stages import Context, Trained, pretrain_autoencoder, train_classifier
 from s2snets.layers.gradient import band_stop_response
 from s2snets.metrics.gradients import input_gradients
@@ -531,6 +531,23 @@ def decision_text(decision: dict) -> str:
     if geometry:
         parts.append(f"strided layers (uncalibrated): {geometry['answer']}")
     return "; ".join(parts)
+
+
+def calibration_summary(result: HypothesisResult) -> list[CalibrationSummary]:
+    """The calibration table without its per-classifier numbers: what results.json keeps of it."""
+
+    def interval(c: dict) -> dict:
+        return {k: c[k] for k in ("mean", "low", "high", "n") if k in c}
+
+    rows: list[CalibrationSummary] = []
+    for row in result["calibration"]:
+        cl = row["decision"]["clauses"]
+        rows.append({"control": row["control"], "truth": row["truth"], "verdict": row["verdict"],
+                     "recovered": row["recovered"], "n": row["decision"]["n"], "unit": row["unit"],
+                     "pattern": interval(cl["pattern"]), "band_stop": interval(cl["band-stop removes"]),
+                     "frame": interval(cl["follows the classifier"]),
+                     "stability": interval(cl["phase stable under shift_period"])})  # fmt: skip
+    return rows
 
 
 def calibration_only_text(result: HypothesisResult) -> str:

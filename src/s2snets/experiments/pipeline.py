@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from s2snets.config import RunConfig, validate
 from s2snets.experiments.claims import check_claims
-from s2snets.experiments.hypothesis import run_experiment
+from s2snets.experiments.hypothesis import calibration_summary, run_experiment
 from s2snets.experiments.replicate import run_stages
 from s2snets.experiments.schema import HypothesisResult, Results
 from s2snets.rundir import RunDir
@@ -36,6 +36,9 @@ def run_pipeline(
         results = run_stages(config, run, runtime, progress)
         outcome = run_experiment(config, run, runtime, progress, jobs, None) if hypothesis else None
     results["claims"] = check_claims(results, outcome)
+    if outcome is not None and "calibration" in outcome:  # the headline of the experiment beside the claims
+        results["calibration"] = calibration_summary(outcome)
+        results["checkerboard_answer"] = outcome["answer"]
     if runtime.is_main:
         run.write_json("results", results)
     return PipelineOutcome(results, outcome)

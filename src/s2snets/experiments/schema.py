@@ -97,6 +97,28 @@ class Dataset(TypedDict):
     skipped_files: list[str]
 
 
+class Answer(TypedDict):
+    verdicts: list[str]
+    text: str
+    status: str
+
+
+class CalibrationSummary(TypedDict):
+    """One planted control as results.json keeps it: the verdict against the truth and the rules' intervals (the
+    full row, with its per-classifier numbers, is in hypothesis.json)."""
+
+    control: str
+    truth: str
+    verdict: str
+    recovered: bool
+    n: int
+    unit: str
+    pattern: dict[str, Any]
+    band_stop: dict[str, Any]
+    frame: dict[str, Any]
+    stability: dict[str, Any]
+
+
 class Results(TypedDict):
     version: str
     config: dict[str, Any]
@@ -116,6 +138,8 @@ class Results(TypedDict):
     key: str
     seconds_total: float
     claims: NotRequired[list[Claim]]  # added by pipeline.run_pipeline
+    calibration: NotRequired[list[CalibrationSummary]]  # added by pipeline.run_pipeline when the experiment ran
+    checkerboard_answer: NotRequired[dict[str, Answer]]  # the same: the answer per decoder kind
 
 
 # ----------------------------------------------------------------------------------------------- hypothesis.json
@@ -165,12 +189,6 @@ class Comparison(TypedDict):
     upsample: str
     pattern: dict[str, Any]
     gradient: dict[str, Any]
-
-
-class Answer(TypedDict):
-    verdicts: list[str]
-    text: str
-    status: str
 
 
 class HypothesisResult(TypedDict):
