@@ -92,7 +92,8 @@ def test_the_shipped_calibration_recovers_every_planted_truth(tmp_path):
     alexnet_s, 40 steps, both zoo autoencoders inside each classifier; 152 jobs, about 2.5 minutes on 2 cores) must
     name each planted truth, the "no" answers (no pattern, decoder-born) as well as the "yes" ones. The budget is one
     that recovered all five on this classifier set and fewer on others (docs/measures.md, "What a small budget
-    recovers"): the test guards the instrument against regressions, it does not show that 40 steps suffice anywhere."""
+    recovers"): the test guards the instrument against regressions; it does not show that 40 steps suffice on other
+    classifiers."""
     from s2snets.config import load_config
     from s2snets.experiments.verdict import cell_verdict
 
