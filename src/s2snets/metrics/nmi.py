@@ -369,22 +369,21 @@ def _one_pair_fast(a, b, levels: int, average: str, backend: str) -> Tensor | No
         if plan is None:
             return None
         out = np.empty(1, np.float64)
-        if not plan[2](a.data_ptr(), b.data_ptr(), n, *plan[3], out):  # the tensors' memory: no numpy views
-            _check_pixel_range(a, b)  # raises the message that names the range
-            raise ValueError("float pixels outside [0, 1]")
-        return torch.from_numpy(out.reshape(()))
-    if type(a) is np.ndarray and type(b) is np.ndarray:
+        counted = plan[0](a.data_ptr(), b.data_ptr(), n, *plan[1], out)  # the tensors' memory: no numpy views
+    elif type(a) is np.ndarray and type(b) is np.ndarray:
         if a.ndim > 2 or a.dtype != b.dtype or a.shape != b.shape or not (_plain(a) and _plain(b)):
             return None
         plan = _one_call_plan(a.dtype, a.size, levels, average, backend)
         if plan is None:
             return None
         out = np.empty(1, np.float64)
-        if not plan[0](a.reshape(1, -1), b.reshape(1, -1), *plan[1], out):
-            _check_pixel_range(torch.from_numpy(a), torch.from_numpy(b))
-            raise ValueError("float pixels outside [0, 1]")
-        return torch.from_numpy(out.reshape(()))
-    return None
+        counted = plan[0](a.reshape(1, -1), b.reshape(1, -1), *plan[1], out)
+    else:
+        return None
+    if not counted:
+        _check_pixel_range(_as_tensor(a, "a"), _as_tensor(b, "b"))  # raises the message that names the range
+        raise ValueError("float pixels outside [0, 1]")
+    return torch.from_numpy(out.reshape(()))
 
 
 def _plain(x: np.ndarray) -> bool:
@@ -399,8 +398,8 @@ _ONE_CALL_DTYPES = {torch.uint8: False, torch.float32: True, torch.float64: True
 
 
 def _one_call_plan(dtype, n: int, levels: int, average: str, backend: str) -> tuple | None:
-    """(kernel on arrays, its fixed arguments, kernel at addresses, its fixed arguments) for one pair of n pixels of
-    ``dtype``, or None where the per-call path does not apply (bad options go to the general path, which names
+    """(compiled kernel, its fixed arguments) for one pair of n pixels of ``dtype`` — read at two addresses for a
+    torch dtype, as two arrays for a numpy one — or None where the per-call path does not apply (bad options go to the general path, which names
     them). Cached per thread, since the kernels write into this thread's workspace."""
     plans = getattr(_local, "plans", None)
     if plans is None:
@@ -425,12 +424,12 @@ def _new_plan(dtype, n: int, levels: int, average: str, backend: str) -> tuple |
         return None  # uint8 at other than 256 levels is re-quantised first: the general path
     joint_counts = _kernels()
     lut, ws, log_n = _one_call_setup(n, levels)
-    arrays = joint_counts.nmi_of_floats if is_float else joint_counts.nmi_of_levels
-    at = joint_counts.floats_at if is_float else joint_counts.levels_at
     fixed = (levels, lut, joint_counts.KINDS.index(ws.key[2]), ws.table, ws.col, ws.marginals, ws.keys, ws.qa, ws.qb, log_n,
              AVERAGES.index(average))  # fmt: skip
+    if isinstance(dtype, np.dtype):
+        return (joint_counts.nmi_of_floats if is_float else joint_counts.nmi_of_levels), fixed
     sample = np.dtype(str(dtype).removeprefix("torch.")).type(0)  # the pixel type, for the compiled reader
-    return arrays, fixed, at, (sample, *fixed)
+    return (joint_counts.floats_at if is_float else joint_counts.levels_at), (sample, *fixed)
 
 
 def _check_pixel_range(a: Tensor, b: Tensor) -> None:
