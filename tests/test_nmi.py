@@ -157,6 +157,51 @@ def test_float_pixels_give_the_levels_of_quantize_in_every_dtype():
     assert torch.equal(nmi(a, b), as_uint8) and torch.equal(nmi(a.float(), b.float()), as_uint8)
 
 
+def test_the_dense_layout_quantises_into_joint_cells_as_quantize_does():
+    """Float pixels in the dense layout (224 x 224 x 3 and alike) are quantised in the pass that builds the joint
+    cells, not by ``_quantize_row``: the same levels as ``quantize`` where rounding half to even decides, at 256
+    levels (shift) and others (multiply), constancy read off the cells, and any pixel outside [0, 1] refused."""
+    from s2snets.metrics.joint_counts import _constant_parts, _float_cells
+
+    g = torch.Generator().manual_seed(15)
+    for levels, cell_type in ((256, np.uint16), (7, np.uint16), (1000, np.uint32)):  # 7: 0.25, 0.75 are ties
+        x = torch.rand(2, 5000, generator=g, dtype=torch.float64)
+        x[0, :8] = torch.tensor([0.0, 1.0, 0.5, 0.25, 0.75, 0.5 / (levels - 1), 1.5 / (levels - 1), 2.5 / (levels - 1)])
+        for dtype in (torch.float64, torch.float32):
+            xa, xb = x[0].to(dtype), x[1].to(dtype)
+            cells = np.empty(5000, cell_type)
+            assert _float_cells(xa.numpy(), xb.numpy(), float(levels - 1), levels, cells)
+            expected = quantize(xa, levels) * levels + quantize(xb, levels)
+            assert torch.equal(torch.from_numpy(cells.astype(np.int64)), expected), (levels, dtype)
+            assert _constant_parts(cells, levels) == (False, False)
+            flat = torch.full_like(xa, 0.5)
+            assert _float_cells(flat.numpy(), xb.numpy(), float(levels - 1), levels, cells)
+            assert _constant_parts(cells, levels) == (True, False)
+            assert _float_cells(xa.numpy(), flat.numpy(), float(levels - 1), levels, cells)
+            assert _constant_parts(cells, levels) == (False, True)
+            for bad in (float("nan"), -1e-30, 1.0 + 1e-7):
+                spoilt = xb.clone()
+                spoilt[-1] = bad
+                assert not _float_cells(xa.numpy(), spoilt.numpy(), float(levels - 1), levels, cells), (bad, dtype)
+
+
+@pytest.mark.parametrize("levels", [256, 100])
+def test_the_dense_layout_matches_sklearn_on_floats_integers_and_constant_images(levels):
+    g = torch.Generator().manual_seed(16)
+    a = torch.rand(4, 3, 80, 80, generator=g)  # 19,200 pixels: dense at both level counts
+    b = (a + 0.05 * torch.randn(a.shape, generator=g)).clamp(0, 1)
+    a[1], b[2] = 0.25, 0.75  # one constant image on each side
+    assert layout(19_200, levels) == "dense"
+    qa, qb = quantize(a, levels), quantize(b, levels)
+    expected = sk(qa, qb)
+    for x, y in ((a, b), (a.double(), b.double())):
+        np.testing.assert_allclose(nmi(x, y, levels).numpy(), expected, atol=1e-12)
+    ua, ub = (a * 255).round().to(torch.uint8), (b * 255).round().to(torch.uint8)  # integer levels (re-quantised at 100)
+    np.testing.assert_allclose(nmi(ua, ub, levels).numpy(), sk(quantize(ua, levels), quantize(ub, levels)), atol=1e-12)
+    with pytest.raises(ValueError, match=r"b holds float pixels in \[.*\]; nmi expects \[0, 1\]"):
+        nmi(a, b * 2, levels)
+
+
 def test_one_pair_per_call_equals_the_batch_and_the_tensor_backend():
     g = torch.Generator().manual_seed(12)
     a = torch.randint(0, 256, (9, 3, 20, 20), generator=g, dtype=torch.uint8)

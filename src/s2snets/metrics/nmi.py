@@ -424,7 +424,7 @@ def _new_plan(dtype, n: int, levels: int, average: str, backend: str) -> tuple |
         return None  # uint8 at other than 256 levels is re-quantised first: the general path
     joint_counts = _kernels()
     lut, ws, log_n = _one_call_setup(n, levels)
-    fixed = (levels, lut, joint_counts.KINDS.index(ws.key[2]), ws.table, ws.col, ws.marginals, ws.keys, ws.qa, ws.qb, log_n,
+    fixed = (levels, lut, joint_counts.KINDS.index(ws.key[2]), ws.table, ws.col, ws.cells, ws.marginals, ws.keys, ws.qa, ws.qb, log_n,
              AVERAGES.index(average))  # fmt: skip
     if isinstance(dtype, np.dtype):
         return (joint_counts.nmi_of_floats if is_float else joint_counts.nmi_of_levels), fixed
