@@ -132,6 +132,13 @@ def test_intra_inter_and_pairs():
     assert torch.equal(inter_nmi(x, labels, 50, seed=1, levels=8, chunk=7), direct)
 
 
+def _what_the_loops_read(x: torch.Tensor) -> np.ndarray:
+    """Float pixels as nmi hands them to the compiled loops: float32/float64 as they are, bfloat16 as its bits."""
+    if x.dtype == torch.bfloat16:
+        return x.view(torch.int16).numpy().view(np.uint16)
+    return (x if x.dtype in (torch.float32, torch.float64) else x.float()).numpy()
+
+
 def test_float_pixels_give_the_levels_of_quantize_in_every_dtype():
     import numpy as np
 
@@ -146,7 +153,7 @@ def test_float_pixels_give_the_levels_of_quantize_in_every_dtype():
             xs = x.to(dtype)
             # the reference: float64 arithmetic, round half to even, on the value the dtype holds
             expected = (xs.double() * (levels - 1)).round().long()
-            read = (xs if dtype in (torch.float32, torch.float64) else xs.float()).numpy()  # what the loops read
+            read = _what_the_loops_read(xs)
             q = np.empty(3000, np.int32)
             for r in range(6):
                 assert _quantize_row(read, r, float(levels - 1), q)  # every pixel in [0, 1]
@@ -167,22 +174,22 @@ def test_the_dense_layout_quantises_into_joint_cells_as_quantize_does():
     for levels, cell_type in ((256, np.uint16), (7, np.uint16), (1000, np.uint32)):  # 7: 0.25, 0.75 are ties
         x = torch.rand(2, 5000, generator=g, dtype=torch.float64)
         x[0, :8] = torch.tensor([0.0, 1.0, 0.5, 0.25, 0.75, 0.5 / (levels - 1), 1.5 / (levels - 1), 2.5 / (levels - 1)])
-        for dtype in (torch.float64, torch.float32):
+        for dtype in (torch.float64, torch.float32, torch.bfloat16):
             xa, xb = x[0].to(dtype), x[1].to(dtype)
             cells = np.empty(5000, cell_type)
-            assert _float_cells(xa.numpy(), xb.numpy(), float(levels - 1), levels, cells)
+            assert _float_cells(_what_the_loops_read(xa), _what_the_loops_read(xb), float(levels - 1), levels, cells)
             expected = quantize(xa, levels) * levels + quantize(xb, levels)
             assert torch.equal(torch.from_numpy(cells.astype(np.int64)), expected), (levels, dtype)
             assert _constant_parts(cells, levels) == (False, False)
-            flat = torch.full_like(xa, 0.5)
-            assert _float_cells(flat.numpy(), xb.numpy(), float(levels - 1), levels, cells)
+            ra, rb, flat = _what_the_loops_read(xa), _what_the_loops_read(xb), _what_the_loops_read(torch.full_like(xa, 0.5))
+            assert _float_cells(flat, rb, float(levels - 1), levels, cells)
             assert _constant_parts(cells, levels) == (True, False)
-            assert _float_cells(xa.numpy(), flat.numpy(), float(levels - 1), levels, cells)
+            assert _float_cells(ra, flat, float(levels - 1), levels, cells)
             assert _constant_parts(cells, levels) == (False, True)
-            for bad in (float("nan"), -1e-30, 1.0 + 1e-7):
+            for bad in (float("nan"), -1e-30, 1.0 + 1e-2):  # 1 + 1e-2: above 1 in bfloat16 too
                 spoilt = xb.clone()
                 spoilt[-1] = bad
-                assert not _float_cells(xa.numpy(), spoilt.numpy(), float(levels - 1), levels, cells), (bad, dtype)
+                assert not _float_cells(ra, _what_the_loops_read(spoilt), float(levels - 1), levels, cells), (bad, dtype)
 
 
 @pytest.mark.parametrize("levels", [256, 100])
@@ -196,6 +203,8 @@ def test_the_dense_layout_matches_sklearn_on_floats_integers_and_constant_images
     expected = sk(qa, qb)
     for x, y in ((a, b), (a.double(), b.double())):
         np.testing.assert_allclose(nmi(x, y, levels).numpy(), expected, atol=1e-12)
+    ha, hb = a.bfloat16(), b.bfloat16()  # read as bfloat16 bits by the loops: the levels of the values it holds
+    np.testing.assert_allclose(nmi(ha, hb, levels).numpy(), sk(quantize(ha, levels), quantize(hb, levels)), atol=1e-12)
     ua, ub = (a * 255).round().to(torch.uint8), (b * 255).round().to(torch.uint8)  # integer levels (re-quantised at 100)
     np.testing.assert_allclose(nmi(ua, ub, levels).numpy(), sk(quantize(ua, levels), quantize(ub, levels)), atol=1e-12)
     with pytest.raises(ValueError, match=r"b holds float pixels in \[.*\]; nmi expects \[0, 1\]"):

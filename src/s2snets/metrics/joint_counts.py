@@ -27,6 +27,7 @@ Three layouts of the same count, chosen by the sizes (all give identical integer
 from __future__ import annotations
 
 import numpy as np
+from llvmlite import ir
 from numba import carray, njit, types  # a dependency; nmi imports this module only where numba is installed
 from numba.extending import intrinsic
 
@@ -57,6 +58,25 @@ def _flag_constant(a, b, r, flat):  # pragma: no cover - compiled
     return flat[r, 0] or flat[r, 1]
 
 
+@intrinsic
+def _pixel(typingctx, value):  # pragma: no cover - compiled
+    """A float pixel as float64: float32 widened exactly, float64 as it is, and uint16 read as the bit pattern of a
+    bfloat16 (numpy has no bfloat16: its 16 bits are a float32's upper half), so bfloat16 images are read at 2
+    bytes a pixel instead of being copied to float32 first."""
+    if not (isinstance(value, types.Float) or value == types.uint16):
+        return None
+
+    def codegen(context, builder, signature, args):
+        (x,) = args
+        double = context.get_value_type(types.float64)
+        if value == types.uint16:
+            word = builder.shl(builder.zext(x, ir.IntType(32)), ir.Constant(ir.IntType(32), 16))
+            return builder.fpext(builder.bitcast(word, ir.FloatType()), double)
+        return x if value == types.float64 else builder.fpext(x, double)
+
+    return types.float64(value), codegen
+
+
 @_compile
 def _joint_cells(ar, br, levels, cells):  # pragma: no cover - compiled
     """cells[i] = a[i] * levels + b[i]: the joint cell of each pixel, in one vectorised pass before the count (the
@@ -85,12 +105,12 @@ def _float_cells(xa, xb, scale, levels, cells):  # pragma: no cover - compiled
     ok = True
     if levels == 256:
         for i in range(xa.shape[0]):
-            v, u = np.float64(xa[i]), np.float64(xb[i])
+            v, u = _pixel(xa[i]), _pixel(xb[i])
             ok &= (v >= 0.0) & (v <= 1.0) & (u >= 0.0) & (u <= 1.0)
             cells[i] = (np.uint16(np.uint8(np.rint(v * scale))) << 8) | np.uint16(np.uint8(np.rint(u * scale)))
     else:
         for i in range(xa.shape[0]):
-            v, u = np.float64(xa[i]), np.float64(xb[i])
+            v, u = _pixel(xa[i]), _pixel(xb[i])
             ok &= (v >= 0.0) & (v <= 1.0) & (u >= 0.0) & (u <= 1.0)
             cells[i] = np.uint32(np.rint(v * scale)) * levels + np.uint32(np.rint(u * scale))
     return ok
@@ -255,7 +275,7 @@ def _quantize_row(x, r, scale, q):  # pragma: no cover - compiled
     ok = True
     row = x[r]
     for i in range(row.shape[0]):
-        v = np.float64(row[i])
+        v = _pixel(row[i])
         ok &= (v >= 0.0) & (v <= 1.0)
         q[i] = np.rint(v * scale)
     return ok
@@ -379,13 +399,14 @@ def count_terms(
     a: np.ndarray, b: np.ndarray, levels: int, lut: np.ndarray, ws: Workspace, out: np.ndarray, flat: np.ndarray
 ) -> None:
     """Fill ``out`` (R, 3) float64 and ``flat`` (R, 2) bool for rows of a, b (R, N): integer levels (uint8, int32,
-    int64), or float32/float64 pixels in [0, 1], quantised row by row (ValueError if any lies outside).
+    int64), or float32/float64 pixels in [0, 1] (uint16: the bit patterns of bfloat16 ones), quantised row by row
+    (ValueError if any lies outside).
 
     ``lut``: float64 k log k for k = 0..N. Releases the GIL: threads may run it on disjoint rows with their own
     workspace.
     """
     kind = KINDS.index(ws.key[2])
-    if a.dtype.kind == "f":
+    if a.dtype.kind == "f" or a.dtype == np.uint16:
         if not _float_terms(a, b, float(levels - 1), levels, lut, out, flat, kind, ws.table, ws.col, ws.cells, ws.marginals, ws.keys,
                             ws.qa, ws.qb):  # fmt: skip
             raise ValueError("float pixels outside [0, 1]")
@@ -398,6 +419,6 @@ def nmi_in_one_call(a: np.ndarray, b: np.ndarray, levels: int, lut: np.ndarray, 
     """nMI of rows of a, b (R, N) into ``out`` (R,), counted and finished in one compiled call (see ``finish``);
     for calls too small to spread over threads. ValueError at a float pixel outside [0, 1]."""
     kind = KINDS.index(ws.key[2])
-    run = nmi_of_floats if a.dtype.kind == "f" else nmi_of_levels
+    run = nmi_of_floats if a.dtype.kind == "f" or a.dtype == np.uint16 else nmi_of_levels
     if not run(a, b, levels, lut, kind, ws.table, ws.col, ws.cells, ws.marginals, ws.keys, ws.qa, ws.qb, log_n, average, out):
         raise ValueError("float pixels outside [0, 1]")
