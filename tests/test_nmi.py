@@ -211,6 +211,29 @@ def test_the_dense_layout_matches_sklearn_on_floats_integers_and_constant_images
         nmi(a, b * 2, levels)
 
 
+@pytest.mark.parametrize("size", [32, 80])  # sparse and dense layouts
+def test_pairs_of_different_dtypes_give_each_sides_own_levels(size):
+    """Float pixels beside uint8 levels (a float reconstruction against a uint8 original) and two float dtypes: each
+    side quantised as ``quantize`` quantises it alone, in every backend (the compiled loops once read the float side
+    as integer levels here)."""
+    g = torch.Generator().manual_seed(17)
+    a = torch.rand(3, 3, size, size, generator=g)
+    b = (a + 0.1 * torch.rand(a.shape, generator=g)).clamp(0, 1)
+    forms = {"uint8": lambda x: (x * 255).round().to(torch.uint8), "float32": lambda x: x,
+             "float64": torch.Tensor.double, "bfloat16": torch.Tensor.bfloat16, "float16": torch.Tensor.half}
+    for left, right in (("float32", "uint8"), ("uint8", "float32"), ("uint8", "bfloat16"), ("float64", "bfloat16"),
+                        ("float16", "float32")):  # fmt: skip
+        x, y = forms[left](a), forms[right](b)
+        for levels in (256, 100):
+            expected = sk(quantize(x, levels), quantize(y, levels))
+            for backend in ("numba", "torch"):
+                got = nmi(x, y, levels, backend=backend).numpy()
+                np.testing.assert_allclose(got, expected, atol=1e-12, err_msg=f"{left} {right} {levels} {backend}")
+        spoilt = (x * 2, y) if x.is_floating_point() else (x, y * 2)  # a float side out of [0, 1]: refused, not clipped
+        with pytest.raises(ValueError, match=r"holds float pixels in \[.*\]; nmi expects \[0, 1\]"):
+            nmi(*spoilt)
+
+
 def test_one_pair_per_call_equals_the_batch_and_the_tensor_backend():
     g = torch.Generator().manual_seed(12)
     a = torch.randint(0, 256, (9, 3, 20, 20), generator=g, dtype=torch.uint8)

@@ -459,6 +459,9 @@ def _nmi_rows(qa: Tensor, qb: Tensor, levels: int, average: str, chunk: int | No
     raw = qa.dtype == torch.uint8 and qb.dtype == torch.uint8 and levels == 256  # already levels: no conversion
     qa, qb, n = qa.detach(), qb.detach(), qa.shape[1]
     if backend == "numba" or (backend == "auto" and qa.device.type == "cpu" and _compiled_available()):
+        if qa.is_floating_point() != qb.is_floating_point():  # float pixels beside integer levels: the loops read one
+            _check_pixel_range(qa, qb)  # kind per call, so both sides become levels first (clipping nothing: checked)
+            qa, qb = quantize(qa, levels), quantize(qb, levels)
         try:
             return _compiled_nmi(qa, qb, levels, raw, chunk, average)
         except ValueError:
