@@ -219,8 +219,13 @@ def test_pairs_of_different_dtypes_give_each_sides_own_levels(size):
     g = torch.Generator().manual_seed(17)
     a = torch.rand(3, 3, size, size, generator=g)
     b = (a + 0.1 * torch.rand(a.shape, generator=g)).clamp(0, 1)
-    forms = {"uint8": lambda x: (x * 255).round().to(torch.uint8), "float32": lambda x: x,
-             "float64": torch.Tensor.double, "bfloat16": torch.Tensor.bfloat16, "float16": torch.Tensor.half}
+    forms = {
+        "uint8": lambda x: (x * 255).round().to(torch.uint8),
+        "float32": lambda x: x,
+        "float64": torch.Tensor.double,
+        "bfloat16": torch.Tensor.bfloat16,
+        "float16": torch.Tensor.half,
+    }
     for left, right in (("float32", "uint8"), ("uint8", "float32"), ("uint8", "bfloat16"), ("float64", "bfloat16"),
                         ("float16", "float32")):  # fmt: skip
         x, y = forms[left](a), forms[right](b)
