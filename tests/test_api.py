@@ -81,3 +81,77 @@ def test_finetune_decoder_trains_only_the_decoder_of_a_users_autoencoder():
     assert not torch.equal(before["decoder.weight"], after["decoder.weight"])
     assert all(torch.equal(clf_before[k], v) for k, v in clf.state_dict().items())
     assert result.history[-1][0] == 12 and "FinetuneResult(steps=12" in repr(result)
+
+
+def test_data_in_the_forms_a_notebook_holds():
+    """torchvision datasets without a transform (PIL images), grey batches from a DataLoader, and the forms that
+    must be refused with what to do: channels-last arrays, integer images, dict items, images of several sizes, a
+    DataLoader whose default collate met PIL images."""
+    import numpy as np
+    import pytest
+    import torchvision
+    from PIL import Image
+    from torch.utils.data import DataLoader, Dataset, TensorDataset
+
+    from s2snets.data import as_tensor_set
+    from s2snets.errors import DataError
+
+    fake = torchvision.datasets.FakeData(size=10, image_size=(3, 12, 12), num_classes=3, random_offset=4)
+    expected = np.stack([np.asarray(fake[i][0]).transpose(2, 0, 1) for i in range(10)]) / 255.0  # HWC bytes
+    got = as_tensor_set(fake)
+    np.testing.assert_allclose(got.images.numpy(), expected, atol=1e-7)
+    assert got.labels.tolist() == [int(fake[i][1]) for i in range(10)]
+
+    rng = np.random.default_rng(0)
+
+    class Pictures(Dataset):
+        def __init__(self, mode, sizes=(9,)):
+            self.mode, self.sizes = mode, sizes
+
+        def __len__(self):
+            return 6
+
+        def __getitem__(self, i):
+            size = self.sizes[i % len(self.sizes)]
+            grey = Image.fromarray(rng.integers(0, 256, (size, size), dtype=np.uint8))
+            return (grey if self.mode == "L" else grey.convert(self.mode)), i % 2
+
+    assert as_tensor_set(Pictures("L")).images.shape == (6, 1, 9, 9)  # grey stays one channel
+    palette = as_tensor_set(Pictures("P")).images  # a palette image as its colours, not its palette indices
+    assert palette.shape == (6, 3, 9, 9) and torch.equal(palette[:, 0], palette[:, 1])
+    with pytest.raises(DataError, match=r"differ in size \(\(1, 9, 9\) and \(1, 10, 10\).*Resize"):
+        as_tensor_set(Pictures("L", sizes=(9, 10)))
+    with pytest.raises(DataError, match="PILToTensor"):
+        as_tensor_set(DataLoader(fake, batch_size=4))
+    grey = torch.rand(10, 8, 8)  # (N, H, W) batches, the last one shorter
+    assert torch.equal(as_tensor_set(DataLoader(TensorDataset(grey, torch.arange(10) % 2), batch_size=4)).images, grey[:, None])
+
+    nhwc = rng.integers(0, 256, (6, 12, 12, 3), dtype=np.uint8)
+    with pytest.raises(DataError, match=r"channels-last.*transpose\(0, 3, 1, 2\)"):
+        as_tensor_set((nhwc, np.arange(6) % 2))
+    assert as_tensor_set((nhwc.transpose(0, 3, 1, 2), np.arange(6) % 2)).images.shape == (6, 3, 12, 12)
+    with pytest.raises(DataError, match=r"uint8 \(0...255\) or float.*astype\(np.uint8\)"):
+        as_tensor_set((nhwc.transpose(0, 3, 1, 2).astype(np.int32), np.arange(6) % 2))
+    items = [{"image": torch.rand(1, 8, 8), "label": 0}] * 4
+    with pytest.raises(DataError, match=r"a dict with keys \['image', 'label'\]"):
+        as_tensor_set(items)
+
+
+def test_evaluate_refuses_images_outside_pixel_units_before_any_work():
+    """evaluate measures in pixel units: images that lie outside [0, 1] there (0...255 floats, standardised images
+    without their mean/std) would be clipped into other images. Refused before any model runs."""
+    import pytest
+
+    import s2snets
+    from s2snets.errors import DataError, InputError
+
+    clf = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 2))
+    pixels, labels = torch.rand(8, 1, 8, 8), torch.arange(8) % 2
+    with pytest.raises(DataError, match=r"lie in \[0.*, 2.*\].*no mean/std was given.*divide 0...255 images by 255"):
+        s2snets.S2SNet(clf).evaluate((pixels * 255, labels))
+    standardised = (pixels - 0.3) / 0.2
+    with pytest.raises(DataError, match=r"un-standardised with mean=\(0.5,\), std=\(0.2,\)"):
+        s2snets.S2SNet(clf, mean=0.5, std=0.2).evaluate((standardised * 3, labels))
+    for net, x in ((s2snets.S2SNet(clf), pixels), (s2snets.S2SNet(clf, mean=0.3, std=0.2), standardised)):
+        with pytest.raises(InputError, match="no plain autoencoder yet"):  # the check passed; then the models are asked
+            net.evaluate((x, labels))

@@ -37,7 +37,7 @@ from torch import Tensor, nn
 from s2snets.checkpoint import atomic_write_text, load_checkpoint, save_checkpoint
 from s2snets.config import StageConfig, config_hash
 from s2snets.data import TensorSet, as_tensor_set
-from s2snets.errors import InputError, ModelError
+from s2snets.errors import DataError, InputError, ModelError
 from s2snets.metrics.lattice import band_amplitude, peak_amplitude, random_sign_floor
 from s2snets.metrics.nmi import inter_nmi, nmi
 from s2snets.metrics.pattern import ConstantPattern, constant_pattern
@@ -186,8 +186,8 @@ class S2SNet:
         """Accuracy on originals, plain and fine-tuned reconstructions; PSNR, nMI, constant patterns and their lattice
         amplitudes with noise floors (``metrics.lattice``), in pixel units."""
         data = self._data(data)
+        originals = _original_pixels(data)
         models = {"plain": self._autoencoder("plain"), "finetuned": self._autoencoder("finetuned")}
-        originals = to_pixels(data, data.images)
         top1 = {"original": accuracy(predict_logits(self.classifier, data, self.runtime), data.labels, data.num_classes)["top1"]}
         out: dict[str, Any] = {"psnr": {}, "nmi": {"original": {"inter_same_class": float(inter_nmi(originals, data.labels, nmi_pairs).mean())}},
                                "lattice": {}, "patterns": {}, "examples": {"original": originals[:examples]}}  # fmt: skip
@@ -299,6 +299,26 @@ class FinetuneResult:
 
     def __repr__(self) -> str:
         return f"FinetuneResult(steps={self.steps}, final loss {self.final_loss:.4f}, {self.seconds:.1f}s)"
+
+
+def _original_pixels(data: TensorSet) -> Tensor:
+    """The images in pixel units, (N, C, H, W) in [0, 1]. DataError when they lie well outside (a mean/std missing or
+    wrong): the measures would clip them to [0, 1] and report numbers about other images. (Within 0.05: the
+    overshoot of a bicubic resize, clipped as the reconstructions are.)"""
+    pixels = data.denormalize(data.images)
+    low, high = (float(v) for v in torch.aminmax(pixels))
+    if not (low >= -0.05 and high <= 1.05):
+        channels = data.images.shape[1]
+        given = (
+            "no mean/std was given, so they must be pixels in [0, 1] (divide 0...255 images by 255)"
+            if data.mean == (0.0,) * channels and data.std == (1.0,) * channels
+            else f"un-standardised with mean={data.mean}, std={data.std}"
+        )
+        raise DataError(
+            f"evaluate: the images lie in [{low:.3g}, {high:.3g}] in pixel units, not [0, 1]; {given}. Pass S2SNet the "
+            "mean= and std= they were standardised with"
+        )
+    return pixels.clamp(0, 1).contiguous()
 
 
 def finetune_decoder(autoencoder: nn.Module, classifier: nn.Module, data, *, steps: int = 500, lr: float = 1e-3,

@@ -119,8 +119,18 @@ def as_tensor_set(data, *, mean=None, std=None, num_classes: int | None = None, 
     images, labels = _collect(data)
     if images.ndim == 3:
         images = images[:, None]
-    if images.ndim != 4 or not images.is_floating_point() and images.dtype != torch.uint8:
-        raise DataError(f"{name}: images must be (N, C, H, W) (or (N, H, W)) numbers, got {images.dtype} {tuple(images.shape)}")
+    if images.ndim != 4:
+        raise DataError(f"{name}: images must be (N, C, H, W) (or (N, H, W)), got shape {tuple(images.shape)}")
+    if not images.is_floating_point() and images.dtype != torch.uint8:
+        raise DataError(
+            f"{name}: images must be uint8 (0...255) or float (pixels in [0, 1], or standardised: pass mean= and std=), "
+            f"got {images.dtype}; convert 0...255 integers with .to(torch.uint8) or .astype(np.uint8)"
+        )
+    if images.shape[1] > 4 and images.shape[-1] in (1, 3, 4):  # (N, H, W, C), as numpy and PIL hold images
+        raise DataError(
+            f"{name}: images {tuple(images.shape)} look channels-last (N, H, W, C); pass them as (N, C, H, W): "
+            "images.permute(0, 3, 1, 2) for a tensor, images.transpose(0, 3, 1, 2) for a numpy array"
+        )
     images = images.float() / 255.0 if images.dtype == torch.uint8 else images.float()
     if labels.ndim != 1 or len(labels) != len(images) or labels.is_floating_point():
         raise DataError(
@@ -150,17 +160,66 @@ def _collect(data) -> tuple[Tensor, Tensor]:
     if isinstance(data, TensorDataset) and len(data.tensors) >= 2:
         return data.tensors[0], data.tensors[1]
     if isinstance(data, DataLoader | Dataset) or hasattr(data, "__getitem__"):
-        loader = data if isinstance(data, DataLoader) else DataLoader(data, batch_size=256, shuffle=False)
+        loader = data if isinstance(data, DataLoader) else DataLoader(data, batch_size=256, shuffle=False, collate_fn=_pairs)
         xs, ys = [], []
-        for batch in loader:
-            if not isinstance(batch, list | tuple) or len(batch) < 2:
-                raise DataError("each item of the data must be (image, label); got a single value")
-            xs.append(torch.as_tensor(batch[0]))
-            ys.append(torch.as_tensor(batch[1]))
+        try:
+            for batch in loader:
+                if not isinstance(batch, list | tuple) or len(batch) < 2:
+                    raise DataError(f"each item of the data must be (image, label); got {_what(batch)}")
+                xs.append(torch.as_tensor(batch[0]))
+                ys.append(torch.as_tensor(batch[1]))
+        except TypeError as exc:  # a DataLoader of the user's, whose default collate met PIL images
+            if "PIL" not in str(exc):
+                raise
+            raise DataError(
+                "the DataLoader's items are PIL images: give its dataset transform=torchvision.transforms.PILToTensor() "
+                "(or ToTensor()), or pass the dataset itself"
+            ) from None
         if not xs:
             raise DataError("the data yielded no item")
-        return torch.cat(xs), torch.cat(ys)
+        return _stack(xs, torch.cat), torch.cat(ys)
     raise DataError(f"data of type {type(data).__name__} is not a Dataset, a DataLoader or (images, labels); give one of those")
+
+
+def _what(item) -> str:
+    if isinstance(item, dict):
+        return f"a dict with keys {sorted(map(str, item))[:6]}: give a dataset whose items are (item['image'], item['label'])"
+    return f"a single {type(item).__name__}"
+
+
+def _pairs(items: list) -> tuple[Tensor, Tensor]:
+    """A batch of (image, label) items: images as tensors (PIL images, as torchvision datasets without a transform
+    yield them, as uint8 (C, H, W): grey stays one channel, any other mode becomes RGB, as torchvision's loader
+    does), labels as a (B,) tensor."""
+    images, labels = [], []
+    for item in items:
+        if not isinstance(item, list | tuple) or len(item) < 2:
+            raise DataError(f"each item of the data must be (image, label); got {_what(item)}")
+        images.append(_image_tensor(item[0]))
+        labels.append(torch.as_tensor(item[1]))
+    return _stack(images, torch.stack), torch.stack(labels)
+
+
+def _image_tensor(image) -> Tensor:
+    from PIL import Image
+
+    if isinstance(image, Image.Image):
+        from torchvision.transforms.functional import pil_to_tensor
+
+        return pil_to_tensor(image if image.mode in ("L", "RGB") else image.convert("RGB"))
+    return torch.as_tensor(np.asarray(image)) if not isinstance(image, Tensor) else image
+
+
+def _stack(images: list[Tensor], join) -> Tensor:
+    """``join`` (stack or cat) of images; DataError naming two sizes when they differ."""
+    shapes = {tuple(x.shape[1:]) if join is torch.cat else tuple(x.shape) for x in images}  # cat: batches of any length
+    if len(shapes) > 1:
+        first, other = sorted(shapes)[:2]
+        raise DataError(
+            f"the images differ in size ({first} and {other}, among others): give them one size, e.g. "
+            "transform=torchvision.transforms.Resize((H, W))"
+        )
+    return join(images)
 
 
 def standardize(batch: Tensor, mean: tuple[float, ...], std: tuple[float, ...]) -> Tensor:
