@@ -137,6 +137,22 @@ def test_data_in_the_forms_a_notebook_holds():
         as_tensor_set(items)
 
 
+def test_steps_below_one_and_a_std_that_is_not_positive_are_refused():
+    import pytest
+
+    import s2snets
+    from s2snets.errors import DataError, InputError
+
+    clf = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 2))
+    data = (torch.rand(4, 1, 8, 8), torch.arange(4) % 2)
+    for steps in (0, -3, 2.0):  # 0 once ran one epoch: the engine's "no limit"
+        with pytest.raises(InputError, match="steps must be an int >= 1"):
+            s2snets.S2SNet(clf, preset="tiny").pretrain(data, steps=steps, progress=False)
+    for std in (0, -1.0, float("nan")):
+        with pytest.raises(DataError, match="std finite and > 0"):
+            s2snets.S2SNet(clf, preset="tiny", mean=0.5, std=std).pretrain(data, steps=1, progress=False)
+
+
 def test_evaluate_refuses_images_outside_pixel_units_before_any_work():
     """evaluate measures in pixel units: images that lie outside [0, 1] there (0...255 floats, standardised images
     without their mean/std) would be clipped into other images. Refused before any model runs."""

@@ -78,6 +78,10 @@ def test_backend_errors():
         nmi(x, x, backend="cupy")
     with pytest.raises(ValueError, match="chunk must be >= 1"):
         nmi(x, x, chunk=0)
+    for levels in (2.5, "16", True):  # not an int (was: a TypeError from inside torch for 2.5)
+        with pytest.raises(ValueError, match="levels must be an int in 2...65536"):
+            nmi(x, x, levels=levels)
+    assert torch.equal(nmi(x, x, levels=np.int64(16)), nmi(x, x, levels=16))  # numpy ints are ints
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -304,7 +308,7 @@ def test_one_pair_in_every_form_a_user_passes_matches_sklearn():
     with pytest.raises(ValueError, match=r"b holds float pixels in \[0, 255\]"):
         nmi(a.numpy() / 255.0, b.numpy().astype(np.float64))
     for bad, message in (({"chunk": 0}, "chunk must be >= 1"), ({"average": ["min"]}, "average must be one of"),
-                         ({"levels": 1}, "levels must be in"), ({"backend": "gpu"}, "backend must be one of")):  # fmt: skip
+                         ({"levels": 1}, "levels must be an int in"), ({"backend": "gpu"}, "backend must be one of")):  # fmt: skip
         with pytest.raises(ValueError, match=message):
             nmi(a, b, **bad)
     with pytest.raises(ValueError, match="same shape"):

@@ -128,6 +128,14 @@ def test_lint_falls_back_to_hooks():
     assert rep.method.startswith("hooks") and rep.findings[0].name == "conv" and rep.warnings
 
 
+def test_lint_refuses_what_is_not_a_module():
+    from s2snets.errors import InputError
+    from s2snets.metrics.lint import lint
+
+    with pytest.raises(InputError, match="model must be an nn.Module, got function"):
+        lint(lambda x: x, 32)
+
+
 # ----------------------------------------------------------------------------------------------- weight-aware taps
 def brute_weighted_gradient(weights, stride, length):
     """Reference: autograd of one strided 1-D convolution with the given taps, uniform output gradient."""

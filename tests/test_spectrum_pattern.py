@@ -78,6 +78,8 @@ def test_constant_pattern_finds_a_stamp():
     assert pat.mean_constancy == pytest.approx(0.5, abs=1e-6) and pat.constant_share == pytest.approx(0.5)
     expected = (recon - orig).mean(0)
     assert torch.allclose(pat.mean_difference, expected.float(), atol=1e-6)
+    from_numpy = constant_pattern(orig.numpy(), recon.numpy(), (2, 4))  # numpy arrays, as a notebook holds them
+    assert torch.equal(from_numpy.mean_difference, pat.mean_difference) and from_numpy.lattice == pat.lattice
 
 
 def test_gradient_probe_sees_strided_checkerboards():

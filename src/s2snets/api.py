@@ -26,6 +26,7 @@ import copy
 import json
 import logging
 import math
+import numbers
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -151,6 +152,7 @@ class S2SNet:
     # ------------------------------------------------------------------ the steps
     def pretrain(self, data, *, steps: int = 2000, batch_size: int = 64, lr: float = 3e-3, progress: bool = True) -> StageResult:
         """Train the autoencoder (MSE) on ``data``; builds a SegNet if there is none. Returns the stage's result."""
+        _check_steps(steps)
         data = self._data(data)
         if self.plain is None:
             self.plain = self._build_autoencoder(data)
@@ -162,6 +164,7 @@ class S2SNet:
 
     def finetune(self, data, *, steps: int = 500, batch_size: int = 64, lr: float = 1e-3, progress: bool = True) -> StageResult:
         """Fine-tune a copy of the autoencoder's decoder through the frozen classifier (cross-entropy on ``data``)."""
+        _check_steps(steps)
         data = self._data(data)
         if self.plain is None:
             raise InputError(
@@ -299,6 +302,12 @@ class FinetuneResult:
 
     def __repr__(self) -> str:
         return f"FinetuneResult(steps={self.steps}, final loss {self.final_loss:.4f}, {self.seconds:.1f}s)"
+
+
+def _check_steps(steps) -> None:
+    # The engine reads max_steps = 0 as "no limit: one epoch"; a user who asks for 0 steps means none.
+    if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or steps < 1:
+        raise InputError(f"steps must be an int >= 1, got {steps!r}")
 
 
 def _original_pixels(data: TensorSet) -> Tensor:

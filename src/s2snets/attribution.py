@@ -138,6 +138,11 @@ def grid_diagnostic(
     if not usable:
         raise InputError(f"no period of {periods} fits maps of {tuple(maps.shape[-2:])} (each needs at least 2 repeats)")
     maps = maps - maps.mean((-2, -1), keepdim=True)
+    if not bool(maps.abs().amax() > 0):  # 0 / 0 everywhere: no answer, and most often an attribution that never ran
+        raise InputError(
+            "attribution is constant in every map: nothing to diagnose (an all-zero saliency map often means the "
+            "gradient never reached the input: inputs.requires_grad, a detached tensor, a saturated output)"
+        )
     out = GridDiagnosis({}, {}, {}, {}, threshold=threshold)
     for p in usable:
         modulation, floor = phase_modulation(maps, p), phase_scrambled_floor(maps, p)

@@ -149,6 +149,8 @@ def as_tensor_set(data, *, mean=None, std=None, num_classes: int | None = None, 
                    tuple(float(v) for v in ((std,) * c if isinstance(std, int | float) else std)) if std is not None else (1.0,) * c)  # fmt: skip
     if len(mean_) != c or len(std_) != c:
         raise DataError(f"{name}: mean/std must have one value per channel ({c}), got {len(mean_)} and {len(std_)}")
+    if not all(np.isfinite(mean_ + std_)) or min(std_) <= 0:
+        raise DataError(f"{name}: mean must be finite and std finite and > 0, got mean={mean_}, std={std_}")
     return TensorSet(images.contiguous(), labels, k, mean_, std_, name)
 
 

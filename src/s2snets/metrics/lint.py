@@ -433,6 +433,8 @@ def lint(model: nn.Module, input: object = 32, in_channels: int | None = None, n
         >>> report.input_size, report.predicted_periods
         ((64, 64), [2])
     """
+    if not isinstance(model, nn.Module):
+        raise InputError(f"model must be an nn.Module, got {type(model).__name__}")
     return lint_model(model, example_input(model, input, in_channels), name or type(model).__name__)
 
 

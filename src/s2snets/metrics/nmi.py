@@ -21,6 +21,7 @@ from __future__ import annotations
 import functools
 import importlib.util
 import math
+import numbers
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -339,8 +340,8 @@ def _check_arguments(a: Tensor, b: Tensor, levels: int, average: str, chunk: int
         raise ValueError(f"backend must be one of {BACKENDS}, got '{backend}'")
     if backend == "numba" and (a.device.type != "cpu" or not _compiled_available()):
         raise ValueError("backend='numba' needs CPU tensors and numba installed; use backend='torch' or 'auto'")
-    if not 2 <= levels <= 65536:
-        raise ValueError(f"levels must be in 2...65536, got {levels}")
+    if isinstance(levels, bool) or not isinstance(levels, numbers.Integral) or not 2 <= levels <= 65536:
+        raise ValueError(f"levels must be an int in 2...65536, got {levels!r}")
     if a.numel() == 0:
         raise ValueError("a and b are empty")
     if chunk is not None and chunk < 1:

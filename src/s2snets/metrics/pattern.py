@@ -87,7 +87,8 @@ class PatternAccumulator:
         self.m2_r: Tensor | None = None
 
     def update(self, originals: Tensor, reconstructions: Tensor) -> PatternAccumulator:
-        """Add a batch (B, C, H, W) x2 in [0, 1]. Returns self."""
+        """Add a batch (B, C, H, W) x2 in [0, 1] (tensors or numpy arrays). Returns self."""
+        originals, reconstructions = torch.as_tensor(originals), torch.as_tensor(reconstructions)
         if originals.shape != reconstructions.shape:
             raise ValueError(f"shapes differ: {tuple(originals.shape)} vs {tuple(reconstructions.shape)}")
         if self.mean_x is not None and originals.shape[1:] != self.mean_x.shape:
