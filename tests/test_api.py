@@ -135,6 +135,14 @@ def test_data_in_the_forms_a_notebook_holds():
     items = [{"image": torch.rand(1, 8, 8), "label": 0}] * 4
     with pytest.raises(DataError, match=r"a dict with keys \['image', 'label'\]"):
         as_tensor_set(items)
+    with pytest.raises(DataError, match="label must be a class index"):
+        as_tensor_set([(torch.rand(1, 8, 8), "cat")] * 4)
+    rgb = (torch.rand(4, 3, 8, 8), torch.arange(4) % 2)  # mean/std as a number, numpy scalar, 0-d or per-channel tensor
+    for mean, std in ((0.5, np.float32(0.25)), (torch.tensor(0.5), torch.tensor([0.25] * 3)), (np.full(3, 0.5), [0.25])):
+        got = as_tensor_set(rgb, mean=mean, std=std)
+        assert got.mean == (0.5,) * 3 and got.std == (0.25,) * 3
+    with pytest.raises(DataError, match=r"one value per channel \(3\), got 2 for mean"):
+        as_tensor_set(rgb, mean=(0.5, 0.5), std=0.25)
 
 
 def test_steps_below_one_and_a_std_that_is_not_positive_are_refused():

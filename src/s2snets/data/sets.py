@@ -145,13 +145,26 @@ def as_tensor_set(data, *, mean=None, std=None, num_classes: int | None = None, 
         raise DataError(f"{name}: labels must be class indices >= 0, got {int(labels.min())}")
     k = num_classes or int(labels.max()) + 1
     c = images.shape[1]
-    mean_, std_ = (tuple(float(v) for v in ((mean,) * c if isinstance(mean, int | float) else mean)) if mean is not None else (0.0,) * c,
-                   tuple(float(v) for v in ((std,) * c if isinstance(std, int | float) else std)) if std is not None else (1.0,) * c)  # fmt: skip
-    if len(mean_) != c or len(std_) != c:
-        raise DataError(f"{name}: mean/std must have one value per channel ({c}), got {len(mean_)} and {len(std_)}")
+    mean_, std_ = _per_channel(mean, 0.0, c, "mean", name), _per_channel(std, 1.0, c, "std", name)
     if not all(np.isfinite(mean_ + std_)) or min(std_) <= 0:
         raise DataError(f"{name}: mean must be finite and std finite and > 0, got mean={mean_}, std={std_}")
     return TensorSet(images.contiguous(), labels, k, mean_, std_, name)
+
+
+def _per_channel(value, default: float, channels: int, what: str, name: str) -> tuple[float, ...]:
+    """mean or std as one float per channel: None (the default), a number (every channel), or one value per channel
+    as a sequence, numpy array or tensor (torchvision's Normalize takes the same)."""
+    if value is None:
+        return (default,) * channels
+    try:
+        values = np.asarray(value.detach().cpu() if isinstance(value, Tensor) else value, dtype=np.float64).reshape(-1)
+    except (TypeError, ValueError):
+        raise DataError(f"{name}: {what} must be a number or one number per channel, got {value!r}") from None
+    if values.size == 1:
+        values = np.repeat(values, channels)
+    if values.size != channels:
+        raise DataError(f"{name}: mean/std must have one value per channel ({channels}), got {values.size} for {what}")
+    return tuple(float(v) for v in values)
 
 
 def _collect(data) -> tuple[Tensor, Tensor]:
@@ -168,8 +181,8 @@ def _collect(data) -> tuple[Tensor, Tensor]:
             for batch in loader:
                 if not isinstance(batch, list | tuple) or len(batch) < 2:
                     raise DataError(f"each item of the data must be (image, label); got {_what(batch)}")
-                xs.append(torch.as_tensor(batch[0]))
-                ys.append(torch.as_tensor(batch[1]))
+                xs.append(_item_tensor(batch[0], "image", "a tensor, a numpy array or a PIL image"))
+                ys.append(_item_tensor(batch[1], "label", "a class index (an int)"))
         except TypeError as exc:  # a DataLoader of the user's, whose default collate met PIL images
             if "PIL" not in str(exc):
                 raise
@@ -198,8 +211,15 @@ def _pairs(items: list) -> tuple[Tensor, Tensor]:
         if not isinstance(item, list | tuple) or len(item) < 2:
             raise DataError(f"each item of the data must be (image, label); got {_what(item)}")
         images.append(_image_tensor(item[0]))
-        labels.append(torch.as_tensor(item[1]))
+        labels.append(_item_tensor(item[1], "label", "a class index (an int)"))
     return _stack(images, torch.stack), torch.stack(labels)
+
+
+def _item_tensor(value, what: str, expected: str) -> Tensor:
+    try:
+        return value if isinstance(value, Tensor) else torch.as_tensor(np.asarray(value))
+    except (TypeError, ValueError, RuntimeError):
+        raise DataError(f"each item's {what} must be {expected}; got a {type(value).__name__}") from None
 
 
 def _image_tensor(image) -> Tensor:
@@ -209,7 +229,7 @@ def _image_tensor(image) -> Tensor:
         from torchvision.transforms.functional import pil_to_tensor
 
         return pil_to_tensor(image if image.mode in ("L", "RGB") else image.convert("RGB"))
-    return torch.as_tensor(np.asarray(image)) if not isinstance(image, Tensor) else image
+    return _item_tensor(image, "image", "a tensor, a numpy array or a PIL image")
 
 
 def _stack(images: list[Tensor], join) -> Tensor:
