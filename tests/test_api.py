@@ -179,3 +179,27 @@ def test_evaluate_refuses_images_outside_pixel_units_before_any_work():
     for net, x in ((s2snets.S2SNet(clf), pixels), (s2snets.S2SNet(clf, mean=0.3, std=0.2), standardised)):
         with pytest.raises(InputError, match="no plain autoencoder yet"):  # the check passed; then the models are asked
             net.evaluate((x, labels))
+
+
+def test_reconstruct_reads_images_as_the_training_data_is_read():
+    """uint8 images are pixels divided by 255 (as in pretrain; they once went in as 0...255 floats), (N, H, W) and
+    numpy arrays are taken, and a single image or a channels-last array is refused with what to pass."""
+    import numpy as np
+    import pytest
+
+    import s2snets
+    from s2snets.errors import DataError, InputError
+
+    torch.manual_seed(0)
+    clf = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(256, 3))
+    pixels = torch.rand(16, 1, 16, 16)
+    net = s2snets.S2SNet(clf, preset="tiny")
+    net.pretrain((pixels, torch.arange(16) % 3), steps=2, batch_size=8, progress=False)
+    as_bytes = (pixels * 255).round().to(torch.uint8)
+    expected = net.reconstruct(as_bytes.float() / 255, "plain")
+    assert torch.allclose(net.reconstruct(as_bytes, "plain"), expected)
+    assert torch.allclose(net.reconstruct(as_bytes[:, 0].numpy(), "plain"), expected)
+    with pytest.raises(InputError, match=r"\(N, C, H, W\) or \(N, H, W\), got shape \(16, 16\)"):
+        net.reconstruct(as_bytes[0, 0], "plain")
+    with pytest.raises(DataError, match="channels-last"):
+        net.reconstruct(np.zeros((4, 16, 16, 3), np.uint8), "plain")

@@ -180,9 +180,14 @@ class S2SNet:
     @torch.no_grad()
     def reconstruct(self, images, which: str = "finetuned") -> Tensor:
         """Reconstructions (N, C, H, W) in the classifier's input space by the ``which`` ("finetuned" | "plain")
-        autoencoder, for images in that space (a tensor or array)."""
+        autoencoder, for images in that space: a tensor or array (N, C, H, W) or (N, H, W), read as the data of
+        ``pretrain`` is (uint8 divided by 255, the same checks)."""
         model = self._autoencoder(which)
-        x = images if isinstance(images, Tensor) else torch.as_tensor(images)
+        if not hasattr(images, "shape") or len(images.shape) < 3:
+            raise InputError(f"images must be a tensor or array (N, C, H, W) or (N, H, W), got {_shape_of(images)}")
+        x = as_tensor_set(
+            (images, torch.zeros(len(images), dtype=torch.long)), mean=self.mean, std=self.std, name="images"
+        ).images
         return torch.cat([model(self.runtime.to_device(x[s : s + 256].float())).float().cpu() for s in range(0, len(x), 256)])
 
     def evaluate(self, data, *, period: int = 2, nmi_pairs: int = 500, examples: int = 8) -> S2SNetResult:
@@ -302,6 +307,10 @@ class FinetuneResult:
 
     def __repr__(self) -> str:
         return f"FinetuneResult(steps={self.steps}, final loss {self.final_loss:.4f}, {self.seconds:.1f}s)"
+
+
+def _shape_of(x) -> str:
+    return f"shape {tuple(x.shape)}" if hasattr(x, "shape") else f"a {type(x).__name__}"
 
 
 def _check_steps(steps) -> None:
