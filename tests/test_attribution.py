@@ -40,6 +40,8 @@ def test_says_no_grid_for_a_model_without_uneven_strides_and_takes_every_map_for
         assert set(s2snets.grid_diagnostic(form).strength) == {2, 4, 8}
     with pytest.raises(s2snets.S2SNetsError, match="attribution"):
         s2snets.grid_diagnostic("not a map")
+    with pytest.raises(s2snets.S2SNetsError, match="model must be an nn.Module"), s2snets.smoothed_backward(len):
+        pass
     for flat in (torch.zeros(2, 3, 32, 32), torch.full((32, 32), 0.7)):  # no answer (was: a grid of strength inf)
         with pytest.raises(s2snets.S2SNetsError, match="constant in every map: nothing to diagnose"):
             s2snets.grid_diagnostic(flat)

@@ -126,3 +126,26 @@ def test_gradient_probe_takes_an_int_target_like_captum():
     by_tensor = gradient_probe(model, x, torch.full((6,), 3), (2,))
     assert torch.allclose(by_int.mean_power, by_tensor.mean_power)
     assert "P=2" in repr(by_int) and len(repr(by_int)) < 200
+
+
+def test_the_lattice_measures_take_numpy_maps_and_do_not_turn_nan_into_zero():
+    import numpy as np
+
+    from s2snets.metrics.lattice import band_amplitude, peak_amplitude
+    from s2snets.metrics.pattern import lattice_amplitude
+
+    g = torch.Generator().manual_seed(3)
+    maps = torch.rand(3, 16, 16, generator=g) + 0.2 * checkerboard(16, 2)
+    for fn in (lattice_energy, peak_amplitude, band_amplitude):
+        assert torch.equal(fn(maps.numpy(), 2), fn(maps, 2)), fn.__name__
+    assert lattice_amplitude(maps[0].numpy(), 2) == lattice_amplitude(maps[0], 2)
+    spoilt = maps.clone()
+    spoilt[1, 3, 3] = float("nan")
+    energy = lattice_energy(spoilt, 2)
+    assert energy[0] > 0 and torch.isnan(energy[1]) and float(lattice_energy(torch.zeros(8, 8), 2)) == 0.0
+    flat = torch.zeros(1, 8, 8, requires_grad=True)  # a flat map: energy 0 and a finite gradient
+    lattice_energy(flat, 2).sum().backward()
+    assert torch.isfinite(flat.grad).all()
+    for fn in (lattice_energy, peak_amplitude, band_amplitude, lattice_amplitude):
+        with pytest.raises(ValueError, match=r"must be \(\.\.\., H, W\), got shape \(16,\)"):
+            fn(np.zeros(16), 2)

@@ -165,6 +165,8 @@ def smoothed_backward(model: nn.Module, order: int = 2) -> Iterator[nn.Module]:
         with s2snets.smoothed_backward(model):
             fixed = Saliency(model).attribute(x, target=y)
     """
+    if not isinstance(model, nn.Module):
+        raise InputError(f"model must be an nn.Module, got {type(model).__name__}")
     handles = smooth_strided_backward(model, order)
     try:
         yield model

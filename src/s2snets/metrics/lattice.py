@@ -34,6 +34,7 @@ from s2snets.layers.frequency import (  # noqa: F401  (part of the measures' pub
     neighbourhood_radius,
     smoothing_response,
 )
+from s2snets.metrics.spectrum import spatial_maps
 
 
 def lattice_coefficients(maps: Tensor, period: int) -> Tensor:
@@ -52,6 +53,7 @@ def lattice_coefficients(maps: Tensor, period: int) -> Tensor:
 def peak_power(maps: Tensor, period: int) -> Tensor:
     """Per lattice bin: its power minus the mean power of its 8 neighbours, in (pixel units)^2; can be negative.
     (..., H, W) -> (..., L), the same 1/(H W) scaling as ``lattice_coefficients``."""
+    maps = spatial_maps(maps, "maps")
     h, w = maps.shape[-2:]
     power = torch.fft.fft2(maps.double()).abs().square() / float(h * w) ** 2
     out = []
@@ -187,6 +189,7 @@ def band_amplitude(maps: Tensor, period: int, radius: int | None = None) -> Tens
     on fine-tunings, about half as variable from run to run: the checkerboard experiment measures its interventions'
     effects with it, and asks ``peak_amplitude`` whether there is a lattice at all.
     """
+    maps = spatial_maps(maps, "maps")
     h, w = maps.shape[-2:]
     radius = neighbourhood_radius(min(h, w), period) if radius is None else radius
     mask = lattice_neighbourhoods(h, w, period, radius, maps.device)

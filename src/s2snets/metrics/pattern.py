@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from s2snets.metrics.spectrum import lattice_energy, lattice_mask
+from s2snets.metrics.spectrum import lattice_energy, lattice_mask, spatial_maps
 
 
 @dataclass
@@ -135,6 +135,7 @@ def lattice_component(pattern: Tensor, period: int) -> Tensor:
 
     For P = 2 this is the pixel-to-pixel alternation (rows, columns and the checkerboard proper).
     """
+    pattern = spatial_maps(pattern, "pattern")
     h, w = pattern.shape[-2:]
     mask = lattice_mask(h, w, period, pattern.device)
     return torch.fft.ifft2(torch.fft.fft2(pattern.double()) * mask).real

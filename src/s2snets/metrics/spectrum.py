@@ -11,13 +11,26 @@ the frequencies, (p^2 - 1) / (HW - 1); a flat image has no non-DC power and gets
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import Tensor
 
 
+def spatial_maps(x, name: str = "x") -> Tensor:
+    """x as a tensor (..., H, W): a tensor as it is, a numpy array as a CPU tensor sharing its memory. ValueError for
+    anything else, or for fewer than two dimensions."""
+    if not isinstance(x, Tensor):
+        if not hasattr(x, "__array__"):
+            raise ValueError(f"{name} must be a tensor or a numpy array (..., H, W), got {type(x).__name__}")
+        x = torch.as_tensor(np.asarray(x))
+    if x.ndim < 2:
+        raise ValueError(f"{name} must be (..., H, W), got shape {tuple(x.shape)}")
+    return x
+
+
 def power_spectrum(x: Tensor) -> Tensor:
     """|FFT2|^2 over the last two dims. (..., H, W) -> (..., H, W), unshifted (DC at [0, 0])."""
-    return torch.fft.fft2(x.float()).abs().square()
+    return torch.fft.fft2(spatial_maps(x).float()).abs().square()
 
 
 def lattice_mask(h: int, w: int, period: int, device: torch.device | None = None) -> Tensor:
@@ -34,7 +47,8 @@ def lattice_mask(h: int, w: int, period: int, device: torch.device | None = None
 
 
 def lattice_energy(x: Tensor, period: int) -> Tensor:
-    """Share of non-DC spectral power on the period-p lattice. (..., H, W) -> (...,) in [0, 1]; 0 for flat input."""
+    """Share of non-DC spectral power on the period-p lattice. (..., H, W) -> (...,) in [0, 1]; 0 for flat input,
+    NaN for input holding NaN or infinity (not 0: no answer is not "no lattice")."""
     power = power_spectrum(x)
     h, w = power.shape[-2:]
     mask = lattice_mask(h, w, period, power.device)
@@ -42,7 +56,8 @@ def lattice_energy(x: Tensor, period: int) -> Tensor:
     non_dc[..., 0, 0] = 0
     total = non_dc.sum((-2, -1))
     on_lattice = (non_dc * mask).sum((-2, -1))
-    return torch.where(total > 0, on_lattice / total.clamp_min(torch.finfo(total.dtype).tiny), torch.zeros_like(total))
+    # clamp_min keeps the gradient finite where total is 0 (torch.where differentiates both branches) and lets NaN through
+    return torch.where(total == 0, torch.zeros_like(total), on_lattice / total.clamp_min(torch.finfo(total.dtype).tiny))
 
 
 def noise_lattice_share(h: int, w: int, period: int) -> float:
