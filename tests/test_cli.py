@@ -62,6 +62,32 @@ def test_corrupt_image(tmp_path):
     assert proc.returncode == 0 and proc.stdout.strip() == "1.000000"
 
 
+def test_measure_nmi_reads_16_bit_float_and_alpha_images_as_their_pixels(tmp_path):
+    """16-bit images keep their levels (they were clipped to 255 by a conversion to 8-bit grey), float images must
+    hold [0, 1], an alpha channel is dropped, and two images of different channels are one line that says so."""
+    from sklearn.metrics import normalized_mutual_info_score as sk
+
+    rng = np.random.default_rng(0)
+    a16 = (rng.random((24, 24)) * 65535).astype(np.uint16)
+    b16 = (a16 // 3 + rng.integers(0, 2000, a16.shape)).astype(np.uint16)
+    Image.fromarray(a16).save(tmp_path / "a.png")
+    Image.fromarray(b16).save(tmp_path / "b.png")
+    levels = [np.round(x.astype(np.float64) / 65535 * 255).ravel() for x in (a16, b16)]  # pixels in [0, 1], 256 levels
+    out = cli("measure", "nmi", str(tmp_path / "a.png"), str(tmp_path / "b.png"))
+    assert out.returncode == 0 and float(out.stdout) == pytest.approx(sk(*levels), abs=1e-6)
+    out = cli("measure", "nmi", str(tmp_path / "a.png"), str(tmp_path / "b.png"), "--levels", "65536")
+    assert out.returncode == 0 and float(out.stdout) == pytest.approx(sk(a16.ravel(), b16.ravel()), abs=1e-6)
+
+    rgba = rng.integers(0, 256, (24, 24, 4), dtype=np.uint8)
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "rgba.png")
+    Image.fromarray(np.ascontiguousarray(rgba[..., :3]), "RGB").save(tmp_path / "rgb.png")
+    assert cli("measure", "nmi", str(tmp_path / "rgba.png"), str(tmp_path / "rgb.png")).stdout.strip() == "1.000000"
+    one_line_error(cli("measure", "nmi", str(tmp_path / "a.png"), str(tmp_path / "rgb.png")),
+                   "24 x 24 grey and 24 x 24 colour (RGB)", "the same channels")  # fmt: skip
+    Image.fromarray((rng.random((24, 24)) * 3).astype(np.float32), "F").save(tmp_path / "f.tiff")
+    one_line_error(cli("measure", "nmi", str(tmp_path / "f.tiff"), str(tmp_path / "f.tiff")), "f.tiff: float pixels in [")
+
+
 def test_checkpoint_of_another_architecture(tmp_path):
     save_file(build_classifier("resnet_s", 10, 1).state_dict(), tmp_path / "resnet.safetensors")
     one_line_error(

@@ -241,7 +241,10 @@ def cmd_lint(args: argparse.Namespace) -> int:
 
 
 def _read_image(path: str):
-    """An image file as a tensor (grey or RGB), read with the checks of every reader (``data.open_image``)."""
+    """An image file as a tensor (H, W) grey or (H, W, 3) colour, read with the checks of every reader
+    (``data.open_image``): 8-bit images as uint8; 16-bit ones as floats v / 65535 (all their levels kept, not clipped
+    to 255); float images as they are, which must be pixels in [0, 1]; palette, alpha and other colour modes as RGB,
+    1-bit and grey-with-alpha as grey."""
     import numpy as np
     import torch
 
@@ -249,9 +252,28 @@ def _read_image(path: str):
 
     with open_image(path) as img:
         try:
-            return torch.from_numpy(np.asarray(img.convert("L") if img.mode not in ("L", "RGB") else img).copy())
+            pixels = _pixels_of(img, path)
         except (OSError, SyntaxError, ValueError) as exc:
             raise DataError(f"cannot read image {path}: {exc}") from None
+    return torch.from_numpy(np.ascontiguousarray(pixels))
+
+
+def _pixels_of(img, path: str):
+    import numpy as np
+
+    if img.mode in ("L", "RGB"):
+        return np.array(img)
+    if img.mode.startswith("I"):  # 16-bit ("I;16...") or 32-bit integer grey
+        values = np.asarray(img).astype(np.float64)
+        if values.size and (values.min() < 0 or values.max() > 65535):
+            raise DataError(f"{path}: integer pixels in [{values.min():g}, {values.max():g}]; 8- or 16-bit images are read")
+        return values / 65535
+    if img.mode == "F":
+        values = np.asarray(img).astype(np.float64)
+        if values.size and not (values.min() >= 0 and values.max() <= 1):
+            raise DataError(f"{path}: float pixels in [{values.min():g}, {values.max():g}]; float images must hold [0, 1]")
+        return values
+    return np.array(img.convert("L" if img.mode in ("1", "LA", "La") else "RGB"))
 
 
 def cmd_measure_nmi(args: argparse.Namespace) -> int:
@@ -259,9 +281,16 @@ def cmd_measure_nmi(args: argparse.Namespace) -> int:
 
     a, b = _read_image(args.image_a), _read_image(args.image_b)
     if a.shape != b.shape:
-        raise DataError(f"images differ in size: {tuple(a.shape)} vs {tuple(b.shape)}")
+        raise DataError(
+            f"the images differ: {_described(a)} and {_described(b)}; nMI pairs pixel with pixel, give two images of one "
+            "size and the same channels"
+        )
     print(f"{float(nmi(a.reshape(-1), b.reshape(-1), args.levels, args.average)):.6f}")
     return 0
+
+
+def _described(x) -> str:
+    return f"{x.shape[1]} x {x.shape[0]} " + ("colour (RGB)" if x.ndim == 3 else "grey")
 
 
 def cmd_measure_spectrum(args: argparse.Namespace) -> int:
@@ -539,7 +568,12 @@ def _measure_commands(sub, add) -> None:
 
     p = add(sub, "measure", "single measures on image files and models")
     msub = p.add_subparsers(dest="measure", metavar="MEASURE", required=True)
-    m = add(msub, "nmi", "normalised mutual information between two images of the same size")
+    m = add(
+        msub,
+        "nmi",
+        "normalised mutual information between two images of the same size and channels (8- or 16-bit, "
+        "or float TIFFs in [0, 1]; alpha dropped)",
+    )
     m.add_argument("image_a", help="image file")
     m.add_argument("image_b", help="image file")
     m.add_argument("--levels", type=_int_in(2, 65536), default=256, help="quantisation levels of the pixel values (2 to 65536)")
