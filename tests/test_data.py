@@ -129,6 +129,28 @@ def test_image_folder(tmp_path):
     assert len(d) == 6 and any("broken.png" in p for p in d.skipped)
 
 
+def test_image_folder_reads_16_bit_images_by_their_levels_not_clipped(tmp_path):
+    """PIL's own conversion of a 16-bit image to 8 bits clips every value above 255 (the image turns white); the
+    readers scale it, round(v / 65535 * 255), in a folder and in a notebook's dataset alike."""
+    from s2snets.data import as_tensor_set
+
+    rng = np.random.default_rng(1)
+    wide = [(rng.random((16, 16)) * 65535).astype(np.uint16) for _ in range(4)]
+    for cls in ("a", "b"):
+        (tmp_path / cls).mkdir()
+    for i, x in enumerate(wide):
+        Image.fromarray(x).save(tmp_path / "ab"[i % 2] / f"{i}.png")
+    expected = [np.round(x / 65535 * 255).astype(np.uint8) for x in wide]
+    d = image_folder(tmp_path, size=16, channels=1)
+    order = [0, 2, 1, 3]  # class a holds images 0 and 2, class b 1 and 3
+    np.testing.assert_array_equal(d.images[:, 0].numpy(), np.stack([expected[i] for i in order]))
+    pictures = [(Image.open(tmp_path / "ab"[i % 2] / f"{i}.png"), 0) for i in range(4)]
+    np.testing.assert_array_equal((as_tensor_set(pictures).images[:, 0] * 255).round().numpy(), np.stack(expected))
+    float_image = Image.fromarray((rng.random((16, 16)) * 2).astype(np.float32), "F")
+    with pytest.raises(DataError, match=r"float pixels in \[.*\]; read are 8- and 16-bit images and float ones in \[0, 1\]"):
+        as_tensor_set([(float_image, 0)] * 2)
+
+
 def test_image_folder_empty_class_and_empty_root(tmp_path):
     (tmp_path / "a").mkdir()
     with pytest.raises(DataError, match="holds no images"):

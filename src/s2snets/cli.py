@@ -261,19 +261,10 @@ def _read_image(path: str):
 def _pixels_of(img, path: str):
     import numpy as np
 
-    if img.mode in ("L", "RGB"):
-        return np.array(img)
-    if img.mode.startswith("I"):  # 16-bit ("I;16...") or 32-bit integer grey
-        values = np.asarray(img).astype(np.float64)
-        if values.size and (values.min() < 0 or values.max() > 65535):
-            raise DataError(f"{path}: integer pixels in [{values.min():g}, {values.max():g}]; 8- or 16-bit images are read")
-        return values / 65535
-    if img.mode == "F":
-        values = np.asarray(img).astype(np.float64)
-        if values.size and not (values.min() >= 0 and values.max() <= 1):
-            raise DataError(f"{path}: float pixels in [{values.min():g}, {values.max():g}]; float images must hold [0, 1]")
-        return values
-    return np.array(img.convert("L" if img.mode in ("1", "LA", "La") else "RGB"))
+    from s2snets.data import eight_bit, wide_grey
+
+    grey = wide_grey(img, path)  # 16-bit and float images with all their levels, not rounded to 8 bits
+    return grey if grey is not None else np.array(eight_bit(img, path))
 
 
 def cmd_measure_nmi(args: argparse.Namespace) -> int:

@@ -13,7 +13,9 @@ from s2snets.data.sets import (
     as_tensor_set,
     channel_stats,
     destandardize,
+    eight_bit,
     standardize,
+    wide_grey,
 )
 from s2snets.data.sources import (
     DEBIAN_FASHION_MNIST,
@@ -43,9 +45,9 @@ from s2snets.errors import DataError
 __all__ = [
     "DEBIAN_FASHION_MNIST", "FASHION_MNIST_CLASSES", "IMAGENET_MEAN", "IMAGENET_STD", "IMAGE_SUFFIXES", "MAX_IMAGE_PIXELS",
     "FolderStream", "ImageSet", "TensorSet", "as_tensor_set", "channel_stats", "class_folders", "class_order",
-    "decode_image", "destandardize", "fashion_mnist", "fashion_mnist_files", "fashion_mnist_search_path", "folder_bytes",
+    "decode_image", "destandardize", "eight_bit", "fashion_mnist", "fashion_mnist_files", "fashion_mnist_search_path", "folder_bytes",
     "folder_samples", "folder_stream", "image_files", "image_folder", "imagenet_synsets", "in_order", "load_images", "load_split",
-    "open_image", "planned_batches", "preprocessing", "read_idx", "standardize", "synthetic",
+    "open_image", "planned_batches", "preprocessing", "read_idx", "standardize", "synthetic", "wide_grey",
 ]  # fmt: skip
 
 

@@ -222,13 +222,43 @@ def _item_tensor(value, what: str, expected: str) -> Tensor:
         raise DataError(f"each item's {what} must be {expected}; got a {type(value).__name__}") from None
 
 
+def wide_grey(image, name: str = "image") -> np.ndarray | None:
+    """The pixels of a PIL image of more than 8 bits as float64 (H, W) in [0, 1]: integer grey ("I;16...", "I") as
+    v / 65535, float grey ("F") as it is; None for every other mode. DataError when the values lie outside (a
+    32-bit image beyond 16 bits, a float image beyond [0, 1]): PIL's own conversion to 8 bits clips every value above
+    255, which turns a 16-bit image white."""
+    if not (image.mode.startswith("I") or image.mode == "F"):
+        return None
+    values = np.asarray(image).astype(np.float64)
+    top = 1.0 if image.mode == "F" else 65535.0
+    if values.size and not (values.min() >= 0 and values.max() <= top):
+        kind = "float pixels" if image.mode == "F" else "integer pixels"
+        raise DataError(
+            f"{name}: {kind} in [{values.min():g}, {values.max():g}]; read are 8- and 16-bit images and float ones in [0, 1]"
+        )
+    return values / top
+
+
+def eight_bit(image, name: str = "image"):
+    """A PIL image as 8-bit grey ("L") or colour ("RGB"): wider grey (``wide_grey``) rounded to 0...255, 1-bit and
+    grey with alpha as grey, every other mode (palette, alpha, CMYK) as RGB, as torchvision's loader does."""
+    from PIL import Image
+
+    if image.mode in ("L", "RGB"):
+        return image
+    grey = wide_grey(image, name)
+    if grey is not None:
+        return Image.fromarray(np.round(grey * 255).astype(np.uint8), "L")
+    return image.convert("L" if image.mode in ("1", "LA", "La") else "RGB")
+
+
 def _image_tensor(image) -> Tensor:
     from PIL import Image
 
     if isinstance(image, Image.Image):
         from torchvision.transforms.functional import pil_to_tensor
 
-        return pil_to_tensor(image if image.mode in ("L", "RGB") else image.convert("RGB"))
+        return pil_to_tensor(eight_bit(image))
     return _item_tensor(image, "image", "a tensor, a numpy array or a PIL image")
 
 

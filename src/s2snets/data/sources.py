@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from s2snets.data.sets import ImageSet, channel_stats
+from s2snets.data.sets import ImageSet, channel_stats, eight_bit
 from s2snets.errors import DataError
 
 FASHION_MNIST_CLASSES = (
@@ -300,7 +300,7 @@ def decode_image(path: str | Path, resize: int, size: int, channels: int) -> Ten
 
     with open_image(path) as file:
         try:
-            img = TF.center_crop(TF.resize(file.convert({1: "L", 3: "RGB"}[channels]), resize), size)
+            img = TF.center_crop(TF.resize(eight_bit(file, str(path)).convert({1: "L", 3: "RGB"}[channels]), resize), size)
             return TF.pil_to_tensor(img)
         except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
             raise DataError(f"cannot read image {path}: {exc}") from None
