@@ -157,3 +157,22 @@ def test_blur_pool_kernel_built_under_inference_mode_still_trains():
     x = torch.randn(1, 2, 8, 8, dtype=torch.float64, requires_grad=True)
     blur_pool(x, 5).sum().backward()  # the cached kernel is a normal tensor: saved for backward without error
     assert x.grad is not None and torch.isfinite(x.grad).all()
+
+
+def test_the_builders_refuse_sizes_torch_would_fail_on_only_at_the_first_forward():
+    import numpy as np
+
+    from s2snets.errors import ModelError
+    from s2snets.layers import make_downsample, make_upsample
+
+    with pytest.raises(ModelError, match="make_upsample needs whole numbers >= 1; got channels=0"):
+        make_upsample("transposed", 0)
+    with pytest.raises(ModelError, match=r"got scale=1.5"):
+        make_upsample("resize_conv", 8, 1.5)
+    with pytest.raises(ModelError, match="upsampling 'transposed': .*unexpected keyword argument 'stride'"):
+        make_upsample("transposed", 8, stride=2)
+    with pytest.raises(ModelError, match="make_downsample needs whole numbers >= 1; got stride=0"):
+        make_downsample("max_pool", 8, stride=0)
+    with pytest.raises(ModelError, match="in_channels=8.5"):
+        make_downsample("strided_conv", 8.5)
+    assert make_downsample("blur_pool", np.int64(4))(torch.zeros(1, 4, 8, 8)).shape == (1, 4, 4, 4)  # numpy ints are ints

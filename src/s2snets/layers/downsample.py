@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import math
+import numbers
 
 import torch
 import torch.nn.functional as F
@@ -80,6 +81,10 @@ def make_downsample(
     torch.Size([1, 4, 4, 4])
     """
     out_channels = out_channels or in_channels
+    sizes = {"in_channels": in_channels, "out_channels": out_channels, "stride": stride, "kernel": kernel or 1}
+    bad = {k: v for k, v in sizes.items() if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 1}
+    if bad:  # torch builds such layers and fails (or returns empty tensors) only at the first forward
+        raise ModelError(f"make_downsample needs whole numbers >= 1; got {', '.join(f'{k}={v!r}' for k, v in bad.items())}")
     if isinstance(name, type):
         if not issubclass(name, nn.Module):
             raise ModelError(f"a downsampling class must be an nn.Module subclass, got {name.__name__}")

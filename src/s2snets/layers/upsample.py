@@ -6,6 +6,8 @@ needs the encoder's max-pool indices, the others ignore them. Shapes: (B, C, H, 
 
 from __future__ import annotations
 
+import numbers
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -183,10 +185,20 @@ def make_upsample(name: str | type[nn.Module], channels: int, scale: int = 2, **
     >>> make_upsample(ResizeConv, 8).__class__.__name__
     'ResizeConv'
     """
+    bad = {
+        k: v
+        for k, v in {"channels": channels, "scale": scale}.items()
+        if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 1
+    }
+    if bad:  # torch builds such layers and fails (or returns empty tensors) only at the first forward
+        raise ModelError(f"make_upsample needs whole numbers >= 1; got {', '.join(f'{k}={v!r}' for k, v in bad.items())}")
     if isinstance(name, type):
         if not issubclass(name, nn.Module):
             raise ModelError(f"an upsampling class must be an nn.Module subclass, got {name.__name__}")
         return name(channels, scale, **kwargs)
     if name not in UPSAMPLE:
         raise ModelError(f"unknown upsampling '{name}'; choose one of {', '.join(UPSAMPLE)} or pass an nn.Module class")
-    return UPSAMPLE[name](channels, scale, **kwargs)
+    try:
+        return UPSAMPLE[name](channels, scale, **kwargs)
+    except TypeError as exc:  # an option this layer does not take
+        raise ModelError(f"upsampling '{name}': {exc}") from None
