@@ -131,6 +131,9 @@ def test_intra_inter_and_pairs():
     stamped[..., ::2, :] = 255  # half of the pixels
     plain, shared = inter_nmi(x, labels, 50, levels=8).mean(), inter_nmi(stamped, labels, 50, levels=8).mean()
     assert plain < 0.1 and shared > plain + 0.1
+    assert torch.equal(inter_nmi(x.numpy(), labels.numpy(), 50, levels=8).mean(), plain)  # numpy arrays, as they are
+    with pytest.raises(ValueError, match=r"needs images \(N, ...\) and N labels, got \(30, 1, 16, 16\) and 20 labels"):
+        inter_nmi(x, labels[:20], 50)  # pairs drawn from the first 20 images only, before this check
     # gathered a few pairs at a time: the same values as all pairs at once
     direct = nmi(x[pairs[:, 0]], x[pairs[:, 1]], 8)
     assert torch.equal(inter_nmi(x, labels, 50, seed=1, levels=8, chunk=7), direct)

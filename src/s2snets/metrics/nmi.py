@@ -528,8 +528,11 @@ def inter_nmi(
 
     A pattern that is constant across reconstructions raises it above the originals' value. (N, C, H, W) -> (pairs,).
     The pairs are gathered ``chunk`` at a time (default: about 32 MB of images per side), so 50,000 pairs of
-    224 x 224 x 3 images need no 15 GB copy.
+    224 x 224 x 3 images need no 15 GB copy. Images and labels: tensors or numpy arrays.
     """
+    images, labels = _as_tensor(images, "images"), _as_tensor(labels, "labels").reshape(-1)
+    if images.ndim < 2 or len(labels) != len(images):
+        raise ValueError(f"inter_nmi needs images (N, ...) and N labels, got {tuple(images.shape)} and {len(labels)} labels")
     idx = sample_pairs(labels, pairs, seed, same_class)
     per_image = images[0].numel() * images.element_size()
     chunk = chunk or max(1, (1 << 25) // per_image)
