@@ -318,6 +318,13 @@ def test_one_pair_in_every_form_a_user_passes_matches_sklearn():
         nmi(a, b[:31])
     with pytest.raises(ValueError, match=r"a is a torch.sparse_coo tensor; nmi takes dense images"):
         nmi(a.float().div(255).to_sparse(), b.float().div(255).to_sparse())
+    fa, fb = (a.double() / 255).reshape(-1), (b.double() / 255).reshape(-1)  # lists, as scikit-learn takes them
+    assert float(nmi(fa.tolist(), fb.tolist())) == pytest.approx(float(nmi(fa, fb)), abs=1e-15)
+    with pytest.raises(ValueError, match="a has dtype torch.int64; nmi expects uint8 or float"):
+        nmi(a.reshape(-1).tolist(), b.reshape(-1).tolist())  # integer labels: not pixels
+    for bad in ([[0.1, 0.2], [0.3]], [0.5, "x"], "abc"):
+        with pytest.raises(TypeError, match="a (must be a tensor, a numpy array or a list|holds <U32 values)"):
+            nmi(bad, bad)
 
 
 def test_one_pair_calls_from_several_threads_use_their_own_workspaces():

@@ -291,15 +291,21 @@ def _compiled_terms(qa: Tensor, qb: Tensor, levels: int, raw: bool, chunk: int |
 
 
 def _as_tensor(x, name: str) -> Tensor:
-    """A tensor, or a numpy array (or anything with ``__array__``) as a CPU tensor sharing its memory where it can."""
+    """A tensor, or a numpy array (or anything with ``__array__``, or a list of numbers, as scikit-learn takes) as a
+    CPU tensor sharing its memory where it can."""
     if isinstance(x, Tensor):
         return x
-    if hasattr(x, "__array__"):
+    if hasattr(x, "__array__") or isinstance(x, list | tuple):
         import numpy as np
 
-        array = np.ascontiguousarray(x)
+        try:
+            array = np.ascontiguousarray(x)
+        except ValueError:  # a ragged list
+            raise TypeError(f"{name} must be a tensor, a numpy array or a list of numbers of one shape") from None
+        if array.dtype.kind not in "biufc":
+            raise TypeError(f"{name} holds {array.dtype} values; nmi takes numbers (uint8, or floats in [0, 1])")
         return torch.from_numpy(array if array.flags.writeable else array.copy())  # torch warns about read-only memory
-    raise TypeError(f"{name} must be a tensor or a numpy array, got {type(x).__name__}")
+    raise TypeError(f"{name} must be a tensor, a numpy array or a list of numbers, got {type(x).__name__}")
 
 
 def nmi(
@@ -307,7 +313,7 @@ def nmi(
 ) -> Tensor:
     """nMI of each pair (a[k], b[k]), uint8 or float in [0, 1].
 
-    a, b: tensors or numpy arrays, batches (B, C, H, W) or (B, H, W) -> float64 (B,) in [0, 1]; one pair of grayscale images (H, W) or of
+    a, b: tensors, numpy arrays (or lists of numbers, as scikit-learn takes), batches (B, C, H, W) or (B, H, W) -> float64 (B,) in [0, 1]; one pair of grayscale images (H, W) or of
     flat vectors (N,) -> a 0-dim tensor. (A batch of flat vectors is (B, 1, N); one RGB image, ``x.reshape(-1)``.)
     Float pixels outside [0, 1] (e.g. 0...255) are an error, not silently clipped. Exact (scikit-learn's
     ``normalized_mutual_info_score`` on the quantised levels, to float64 rounding); memory is bounded by ``chunk``
