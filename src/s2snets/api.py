@@ -26,7 +26,6 @@ import copy
 import json
 import logging
 import math
-import numbers
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,7 +37,7 @@ from torch import Tensor, nn
 from s2snets.checkpoint import atomic_write_text, load_checkpoint, save_checkpoint
 from s2snets.config import StageConfig, config_hash
 from s2snets.data import TensorSet, as_tensor_set
-from s2snets.errors import DataError, InputError, ModelError
+from s2snets.errors import DataError, InputError, ModelError, is_count
 from s2snets.metrics.lattice import band_amplitude, peak_amplitude, random_sign_floor
 from s2snets.metrics.nmi import inter_nmi, nmi
 from s2snets.metrics.pattern import ConstantPattern, constant_pattern
@@ -315,7 +314,7 @@ def _shape_of(x) -> str:
 
 def _check_steps(steps) -> None:
     # The engine reads max_steps = 0 as "no limit: one epoch"; a user who asks for 0 steps means none.
-    if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or steps < 1:
+    if not is_count(steps):
         raise InputError(f"steps must be an int >= 1, got {steps!r}")
 
 

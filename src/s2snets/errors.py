@@ -1,6 +1,14 @@
 """Typed errors. Nothing below the CLI prints or exits: it raises one of these with a message a user can act on."""
 
 
+def is_count(value: object, low: int = 1) -> bool:
+    """An integer (numpy's included, bool not: True is not a size) of at least ``low``: the test every builder and
+    entry point applies to sizes, steps and levels before it raises one of the errors below."""
+    import numbers
+
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= low
+
+
 class S2SNetsError(Exception):
     """Base class: the CLI turns it into one line on stderr and exit code 2."""
 

@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import functools
 import math
-import numbers
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from s2snets.errors import ModelError
+from s2snets.errors import ModelError, is_count
 
 
 def binomial_kernel(size: int, dtype: torch.dtype = torch.float32) -> Tensor:
@@ -82,7 +81,7 @@ def make_downsample(
     """
     out_channels = out_channels or in_channels
     sizes = {"in_channels": in_channels, "out_channels": out_channels, "stride": stride, "kernel": kernel or 1}
-    bad = {k: v for k, v in sizes.items() if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 1}
+    bad = {k: v for k, v in sizes.items() if not is_count(v)}
     if bad:  # torch builds such layers and fails (or returns empty tensors) only at the first forward
         raise ModelError(f"make_downsample needs whole numbers >= 1; got {', '.join(f'{k}={v!r}' for k, v in bad.items())}")
     if isinstance(name, type):

@@ -6,13 +6,11 @@ needs the encoder's max-pool indices, the others ignore them. Shapes: (B, C, H, 
 
 from __future__ import annotations
 
-import numbers
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from s2snets.errors import ModelError
+from s2snets.errors import ModelError, is_count
 from s2snets.names import check_registry
 
 
@@ -185,11 +183,7 @@ def make_upsample(name: str | type[nn.Module], channels: int, scale: int = 2, **
     >>> make_upsample(ResizeConv, 8).__class__.__name__
     'ResizeConv'
     """
-    bad = {
-        k: v
-        for k, v in {"channels": channels, "scale": scale}.items()
-        if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 1
-    }
+    bad = {k: v for k, v in {"channels": channels, "scale": scale}.items() if not is_count(v)}
     if bad:  # torch builds such layers and fails (or returns empty tensors) only at the first forward
         raise ModelError(f"make_upsample needs whole numbers >= 1; got {', '.join(f'{k}={v!r}' for k, v in bad.items())}")
     if isinstance(name, type):

@@ -21,7 +21,6 @@ from __future__ import annotations
 import functools
 import importlib.util
 import math
-import numbers
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -29,7 +28,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from s2snets.errors import is_count
 from s2snets.metrics.count_layout import SPARSE_TABLE_CELLS, dense_layout, layout
+from s2snets.metrics.inputs import as_tensor
 from s2snets.names import NMI_AVERAGES as AVERAGES
 from s2snets.names import NMI_BACKENDS as BACKENDS
 
@@ -290,24 +291,6 @@ def _compiled_terms(qa: Tensor, qb: Tensor, levels: int, raw: bool, chunk: int |
     return terms, flat
 
 
-def _as_tensor(x, name: str) -> Tensor:
-    """A tensor, or a numpy array (or anything with ``__array__``, or a list of numbers, as scikit-learn takes) as a
-    CPU tensor sharing its memory where it can."""
-    if isinstance(x, Tensor):
-        return x
-    if hasattr(x, "__array__") or isinstance(x, list | tuple):
-        import numpy as np
-
-        try:
-            array = np.ascontiguousarray(x)
-        except ValueError:  # a ragged list
-            raise TypeError(f"{name} must be a tensor, a numpy array or a list of numbers of one shape") from None
-        if array.dtype.kind not in "biufc":
-            raise TypeError(f"{name} holds {array.dtype} values; nmi takes numbers (uint8, or floats in [0, 1])")
-        return torch.from_numpy(array if array.flags.writeable else array.copy())  # torch warns about read-only memory
-    raise TypeError(f"{name} must be a tensor, a numpy array or a list of numbers, got {type(x).__name__}")
-
-
 def nmi(
     a: Tensor, b: Tensor, levels: int = 256, average: str = "arithmetic", chunk: int | None = None, backend: str = "auto"
 ) -> Tensor:
@@ -328,7 +311,7 @@ def nmi(
     one = _one_pair_fast(a, b, levels, average, backend) if chunk is None else None
     if one is not None:
         return one
-    a, b = _as_tensor(a, "a"), _as_tensor(b, "b")
+    a, b = as_tensor(a, "a"), as_tensor(b, "b")
     _check_arguments(a, b, levels, average, chunk, backend)
     if a.ndim <= 2:  # one image (H, W) or one flat vector: a single pair
         return _nmi_rows(a.reshape(1, -1), b.reshape(1, -1), levels, average, chunk, backend)[0]
@@ -346,7 +329,7 @@ def _check_arguments(a: Tensor, b: Tensor, levels: int, average: str, chunk: int
         raise ValueError(f"backend must be one of {BACKENDS}, got '{backend}'")
     if backend == "numba" and (a.device.type != "cpu" or not _compiled_available()):
         raise ValueError("backend='numba' needs CPU tensors and numba installed; use backend='torch' or 'auto'")
-    if isinstance(levels, bool) or not isinstance(levels, numbers.Integral) or not 2 <= levels <= 65536:
+    if not is_count(levels, 2) or levels > 65536:
         raise ValueError(f"levels must be an int in 2...65536, got {levels!r}")
     if a.numel() == 0:
         raise ValueError("a and b are empty")
@@ -398,7 +381,7 @@ def _one_pair_fast(a, b, levels: int, average: str, backend: str) -> Tensor | No
     else:
         return None
     if not counted:
-        _check_pixel_range(_as_tensor(a, "a"), _as_tensor(b, "b"))  # raises the message that names the range
+        _check_pixel_range(as_tensor(a, "a"), as_tensor(b, "b"))  # raises the message that names the range
         raise ValueError("float pixels outside [0, 1]")
     return torch.from_numpy(out.reshape(()))
 
@@ -536,7 +519,7 @@ def inter_nmi(
     The pairs are gathered ``chunk`` at a time (default: about 32 MB of images per side), so 50,000 pairs of
     224 x 224 x 3 images need no 15 GB copy. Images and labels: tensors or numpy arrays.
     """
-    images, labels = _as_tensor(images, "images"), _as_tensor(labels, "labels").reshape(-1)
+    images, labels = as_tensor(images, "images"), as_tensor(labels, "labels").reshape(-1)
     if images.ndim < 2 or len(labels) != len(images):
         raise ValueError(f"inter_nmi needs images (N, ...) and N labels, got {tuple(images.shape)} and {len(labels)} labels")
     idx = sample_pairs(labels, pairs, seed, same_class)

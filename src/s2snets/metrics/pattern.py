@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from s2snets.metrics.inputs import as_tensor
 from s2snets.metrics.spectrum import lattice_energy, lattice_mask, spatial_maps
 
 
@@ -88,7 +89,7 @@ class PatternAccumulator:
 
     def update(self, originals: Tensor, reconstructions: Tensor) -> PatternAccumulator:
         """Add a batch (B, C, H, W) x2 in [0, 1] (tensors or numpy arrays). Returns self."""
-        originals, reconstructions = torch.as_tensor(originals), torch.as_tensor(reconstructions)
+        originals, reconstructions = as_tensor(originals, "originals"), as_tensor(reconstructions, "reconstructions")
         if originals.shape != reconstructions.shape:
             raise ValueError(f"shapes differ: {tuple(originals.shape)} vs {tuple(reconstructions.shape)}")
         if self.mean_x is not None and originals.shape[1:] != self.mean_x.shape:

@@ -11,18 +11,16 @@ the frequencies, (p^2 - 1) / (HW - 1); a flat image has no non-DC power and gets
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 from torch import Tensor
 
+from s2snets.metrics.inputs import as_tensor
+
 
 def spatial_maps(x, name: str = "x") -> Tensor:
-    """x as a tensor (..., H, W): a tensor as it is, a numpy array as a CPU tensor sharing its memory. ValueError for
-    anything else, or for fewer than two dimensions."""
-    if not isinstance(x, Tensor):
-        if not hasattr(x, "__array__"):
-            raise ValueError(f"{name} must be a tensor or a numpy array (..., H, W), got {type(x).__name__}")
-        x = torch.as_tensor(np.asarray(x))
+    """x (..., H, W) as a tensor (``inputs.as_tensor``: tensors, numpy arrays, lists). ValueError for fewer than two
+    dimensions."""
+    x = as_tensor(x, name)
     if x.ndim < 2:
         raise ValueError(f"{name} must be (..., H, W), got shape {tuple(x.shape)}")
     return x
