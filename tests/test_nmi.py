@@ -175,7 +175,8 @@ def test_the_dense_layout_quantises_into_joint_cells_as_quantize_does():
     """Float pixels in the dense layout (224 x 224 x 3 and alike) are quantised in the pass that builds the joint
     cells, not by ``_quantize_row``: the same levels as ``quantize`` where rounding half to even decides, at 256
     levels (shift) and others (multiply), constancy read off the cells, and any pixel outside [0, 1] refused."""
-    from s2snets.metrics.joint_counts import _constant_parts, _float_cells
+    from s2snets.metrics.joint_counts import _constant_parts
+    from s2snets.metrics.joint_counts import pixel_cells as _float_cells  # bfloat16: its float32 loop
 
     g = torch.Generator().manual_seed(15)
     for levels, cell_type in ((256, np.uint16), (7, np.uint16), (1000, np.uint32)):  # 7: 0.25, 0.75 are ties
@@ -197,6 +198,31 @@ def test_the_dense_layout_quantises_into_joint_cells_as_quantize_does():
                 spoilt = xb.clone()
                 spoilt[-1] = bad
                 assert not _float_cells(ra, _what_the_loops_read(spoilt), float(levels - 1), levels, cells), (bad, dtype)
+
+
+def test_every_bfloat16_value_is_quantised_and_range_checked_as_float64_does():
+    """The bfloat16 loop rounds in float32 and tests the range on the raw bits; over all 65,536 bit patterns (NaN,
+    infinities, -0, subnormals, every value in [0, 1]) it must accept exactly the values in [0, 1] and give each
+    the level that float64 arithmetic (``quantize``) gives, at level counts with and without a shift."""
+    from s2snets.metrics.joint_counts import pixel_cells
+
+    bits = np.arange(65536, dtype=np.uint16)
+    values = torch.from_numpy(bits.view(np.int16).copy()).view(torch.bfloat16)
+    as_float64 = values.double()
+    inside = ((as_float64 >= 0) & (as_float64 <= 1)).numpy()
+    assert inside.sum() == 0x3F81 + 1  # +0 ... 1 (0x0000...0x3F80) and -0
+    half = np.full(2, 0x3F00, np.uint16)  # 0.5
+    for levels in (256, 7, 1000, 4096):
+        cell_type = np.uint16 if levels <= 256 else np.uint32
+        accepted = [pixel_cells(np.array([p, 0x3F00], np.uint16), half, float(levels - 1), levels, np.empty(2, cell_type))
+                    for p in range(65536)]  # fmt: skip
+        assert np.array_equal(np.array(accepted), inside), levels
+        a, b = bits[inside], bits[inside][::-1].copy()
+        cells = np.empty(a.size, cell_type)
+        assert pixel_cells(a, b, float(levels - 1), levels, cells)
+        va, vb = values[torch.from_numpy(inside)], values[torch.from_numpy(inside)].flip(0)
+        expected = quantize(va, levels) * levels + quantize(vb, levels)
+        assert torch.equal(torch.from_numpy(cells.astype(np.int64)), expected), levels
 
 
 @pytest.mark.parametrize("levels", [256, 100])

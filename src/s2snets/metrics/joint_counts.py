@@ -29,7 +29,7 @@ from __future__ import annotations
 import numpy as np
 from llvmlite import ir
 from numba import carray, njit, types  # a dependency; nmi imports this module only where numba is installed
-from numba.extending import intrinsic
+from numba.extending import intrinsic, overload
 
 
 def _compile(fn):
@@ -114,6 +114,57 @@ def _float_cells(xa, xb, scale, levels, cells):  # pragma: no cover - compiled
             ok &= (v >= 0.0) & (v <= 1.0) & (u >= 0.0) & (u <= 1.0)
             cells[i] = np.uint32(np.rint(v * scale)) * levels + np.uint32(np.rint(u * scale))
     return ok
+
+
+@intrinsic
+def _bfloat16(typingctx, bits):  # pragma: no cover - compiled
+    """The float32 that a bfloat16's 16 bits (read as uint16) are the upper half of: exact."""
+    if bits != types.uint16:
+        return None
+
+    def codegen(context, builder, signature, args):
+        word = builder.shl(builder.zext(args[0], ir.IntType(32)), ir.Constant(ir.IntType(32), 16))
+        return builder.bitcast(word, ir.FloatType())
+
+    return types.float32(bits), codegen
+
+
+@_compile
+def _bfloat16_cells(xa, xb, scale, levels, cells):  # pragma: no cover - compiled
+    """``_float_cells`` of bfloat16 pixels (their 16 bits as uint16) in float32 arithmetic, eight pixels to a vector
+    where float64 holds four: exact, because a bfloat16 has an 8-bit significand, so x * scale (scale < 2**16) has
+    at most 24 and float32 holds it without rounding; round half to even then gives quantize's levels. The range test
+    is on the bits: [0, 1] is 0x0000...0x3F80 and -0 (0x8000), and everything else (negatives, NaN, inf, above 1)
+    lies above 0x3F80 once -0 is read as 0, so one integer max replaces four comparisons. In cache, 37 us for a
+    224 x 224 x 3 pair against 97 us widened to float64 (benchmarks.md)."""
+    s = np.float32(scale)
+    top = np.uint16(0)
+    if levels == 256:
+        for i in range(xa.shape[0]):
+            p, q = xa[i], xb[i]
+            top = max(top, max(p if p != 0x8000 else np.uint16(0), q if q != 0x8000 else np.uint16(0)))
+            # a * 256 + b < 2**16 is exact in float32 too: one conversion to an integer instead of two
+            cells[i] = np.uint16(np.int32(np.rint(_bfloat16(p) * s) * np.float32(256) + np.rint(_bfloat16(q) * s)))
+    else:
+        for i in range(xa.shape[0]):
+            p, q = xa[i], xb[i]
+            top = max(top, max(p if p != 0x8000 else np.uint16(0), q if q != 0x8000 else np.uint16(0)))
+            cells[i] = np.uint32(np.rint(_bfloat16(p) * s)) * levels + np.uint32(np.rint(_bfloat16(q) * s))
+    return top <= 0x3F80
+
+
+def pixel_cells(xa, xb, scale, levels, cells):
+    """The joint cells of float pixels (dense layout): ``_bfloat16_cells`` for bfloat16 bits (uint16), otherwise
+    ``_float_cells``. True when every pixel lay in [0, 1]. Chosen by the compiler from the array type."""
+    if xa.dtype == np.uint16:
+        return _bfloat16_cells(xa, xb, scale, levels, cells)
+    return _float_cells(xa, xb, scale, levels, cells)
+
+
+@overload(pixel_cells, jit_options={"nogil": True})  # inlined into the cached callers
+def _pixel_cells_of_type(xa, xb, scale, levels, cells):  # pragma: no cover - compiled
+    kernel = _bfloat16_cells if xa.dtype == types.uint16 else _float_cells
+    return lambda xa, xb, scale, levels, cells: kernel(xa, xb, scale, levels, cells)
 
 
 @_compile
@@ -288,7 +339,7 @@ def _float_terms(xa, xb, scale, levels, lut, out, flat, kind, table, col, cells,
     images. False, at the first row with a pixel outside [0, 1], counting nothing of that row."""
     for r in range(xa.shape[0]):
         if kind == 0:
-            if not _float_cells(xa[r], xb[r], scale, levels, cells):
+            if not pixel_cells(xa[r], xb[r], scale, levels, cells):
                 return False
             flat_a, flat_b = _constant_parts(cells, levels)
             _count_cells(cells, flat_a, flat_b, levels, lut, table, col, out, flat, r)
