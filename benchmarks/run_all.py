@@ -106,7 +106,7 @@ def fast_histogram_nmi(a, b) -> float:
     return max(ha + hb - hab, 0.0) / ((ha + hb) / 2)
 
 
-FLOAT_FORMS = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.bfloat16}
+FLOAT_FORMS = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
 def bench_nmi() -> dict:
@@ -525,8 +525,9 @@ def main() -> int:
         for case, r in per_case.items():
             print(
                 f"nMI {size:>9} {case:<30} batch {r['s2snets_us_1t']:7.1f} us/pair (1 thread), {r['s2snets_us_2t']:7.1f} (2); "
-                f"per call {r['per_call_us_1t']:7.1f} (x{r['per_call_ratio_1t']:.2f} of batch); float32 x{r['float32_ratio_1t']:.2f}, "
-                f"float64 x{r['float64_ratio_1t']:.2f}, bfloat16 x{r['bfloat16_ratio_1t']:.2f} of uint8; per call vs "
+                f"per call {r['per_call_us_1t']:7.1f} (x{r['per_call_ratio_1t']:.2f} of batch); "
+                + ", ".join(f"{form} x{r[f'{form}_ratio_1t']:.2f}" for form in FLOAT_FORMS if f"{form}_ratio_1t" in r)
+                + " of uint8; per call vs "
                 f"scikit-learn x{r['per_call_speedup_vs_sklearn_1t']:.0f}, numpy.bincount x{r['per_call_speedup_vs_numpy_bincount_1t']:.1f}, "
                 f"fast-histogram x{r['per_call_speedup_vs_fast_histogram_1t']:.1f}; max diff {r['max_abs_diff_vs_sklearn']:.1e}"
             )

@@ -140,9 +140,12 @@ def test_intra_inter_and_pairs():
 
 
 def _what_the_loops_read(x: torch.Tensor) -> np.ndarray:
-    """Float pixels as nmi hands them to the compiled loops: float32/float64 as they are, bfloat16 as its bits."""
+    """Float pixels as nmi hands them to the compiled loops: float32/float64 as they are, bfloat16 and float16 as
+    their bits (uint16, int16)."""
     if x.dtype == torch.bfloat16:
         return x.view(torch.int16).numpy().view(np.uint16)
+    if x.dtype == torch.float16:
+        return x.view(torch.int16).numpy()
     return (x if x.dtype in (torch.float32, torch.float64) else x.float()).numpy()
 
 
@@ -182,7 +185,7 @@ def test_the_dense_layout_quantises_into_joint_cells_as_quantize_does():
     for levels, cell_type in ((256, np.uint16), (7, np.uint16), (1000, np.uint32)):  # 7: 0.25, 0.75 are ties
         x = torch.rand(2, 5000, generator=g, dtype=torch.float64)
         x[0, :8] = torch.tensor([0.0, 1.0, 0.5, 0.25, 0.75, 0.5 / (levels - 1), 1.5 / (levels - 1), 2.5 / (levels - 1)])
-        for dtype in (torch.float64, torch.float32, torch.bfloat16):
+        for dtype in (torch.float64, torch.float32, torch.bfloat16, torch.float16):
             xa, xb = x[0].to(dtype), x[1].to(dtype)
             cells = np.empty(5000, cell_type)
             assert _float_cells(_what_the_loops_read(xa), _what_the_loops_read(xb), float(levels - 1), levels, cells)
@@ -194,35 +197,59 @@ def test_the_dense_layout_quantises_into_joint_cells_as_quantize_does():
             assert _constant_parts(cells, levels) == (True, False)
             assert _float_cells(ra, flat, float(levels - 1), levels, cells)
             assert _constant_parts(cells, levels) == (False, True)
-            for bad in (float("nan"), -1e-30, 1.0 + 1e-2):  # 1 + 1e-2: above 1 in bfloat16 too
+            for bad in (float("nan"), -torch.finfo(dtype).tiny, 1.0 + 1e-2):  # 1 + 1e-2: above 1 in bfloat16 too
                 spoilt = xb.clone()
                 spoilt[-1] = bad
                 assert not _float_cells(ra, _what_the_loops_read(spoilt), float(levels - 1), levels, cells), (bad, dtype)
 
 
-def test_every_bfloat16_value_is_quantised_and_range_checked_as_float64_does():
-    """The bfloat16 loop rounds in float32 and tests the range on the raw bits; over all 65,536 bit patterns (NaN,
-    infinities, -0, subnormals, every value in [0, 1]) it must accept exactly the values in [0, 1] and give each
-    the level that float64 arithmetic (``quantize``) gives, at level counts with and without a shift."""
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_every_16_bit_float_is_quantised_and_range_checked_as_float64_does(dtype):
+    """The loop for 16-bit floats decodes their bits, rounds in float32 and tests the range on float32 bits; over all
+    65,536 bit patterns (NaN, infinities, -0, subnormals, every value in [0, 1]) it must accept exactly the values
+    in [0, 1] and give each the level that float64 arithmetic (``quantize``) gives, at level counts with and without
+    a shift, up to the dense layout's largest (4,096)."""
     from s2snets.metrics.joint_counts import pixel_cells
 
-    bits = np.arange(65536, dtype=np.uint16)
-    values = torch.from_numpy(bits.view(np.int16).copy()).view(torch.bfloat16)
+    values = torch.arange(-(2**15), 2**15, dtype=torch.int32).to(torch.int16).view(dtype)  # every bit pattern
+    bits = _what_the_loops_read(values)
     as_float64 = values.double()
     inside = ((as_float64 >= 0) & (as_float64 <= 1)).numpy()
-    assert inside.sum() == 0x3F81 + 1  # +0 ... 1 (0x0000...0x3F80) and -0
-    half = np.full(2, 0x3F00, np.uint16)  # 0.5
+    one = {torch.bfloat16: 0x3F80, torch.float16: 0x3C00}[dtype]
+    assert inside.sum() == one + 2  # +0 ... 1 and -0
+    half = _what_the_loops_read(torch.full((2,), 0.5, dtype=dtype))
     for levels in (256, 7, 1000, 4096):
         cell_type = np.uint16 if levels <= 256 else np.uint32
-        accepted = [pixel_cells(np.array([p, 0x3F00], np.uint16), half, float(levels - 1), levels, np.empty(2, cell_type))
-                    for p in range(65536)]  # fmt: skip
+        accepted = [pixel_cells(np.array([p, half[0]], bits.dtype), half, float(levels - 1), levels, np.empty(2, cell_type))
+                    for p in bits]  # fmt: skip
         assert np.array_equal(np.array(accepted), inside), levels
         a, b = bits[inside], bits[inside][::-1].copy()
         cells = np.empty(a.size, cell_type)
         assert pixel_cells(a, b, float(levels - 1), levels, cells)
-        va, vb = values[torch.from_numpy(inside)], values[torch.from_numpy(inside)].flip(0)
-        expected = quantize(va, levels) * levels + quantize(vb, levels)
+        va = values[torch.from_numpy(inside)]
+        expected = quantize(va, levels) * levels + quantize(va.flip(0), levels)
         assert torch.equal(torch.from_numpy(cells.astype(np.int64)), expected), levels
+
+
+def test_the_software_float16_decode_is_exact_in_0_1_and_refuses_the_rest():
+    """CPUs without a float16 conversion (no F16C) decode the bits in software (this CPU may use its hardware, so
+    the software form is checked on its own): every value in [0, 1] exactly, -0 as +0, and every other pattern
+    (negatives, inf, NaN, above 1) read as a value above 1, which the loops refuse."""
+    from numba import njit
+
+    from s2snets.metrics.joint_counts import _narrow_in_software
+
+    @njit
+    def decode(bits, out):
+        for i in range(bits.shape[0]):
+            out[i] = _narrow_in_software(bits[i])
+
+    values = torch.arange(-(2**15), 2**15, dtype=torch.int32).to(torch.int16).view(torch.float16)
+    decoded = np.empty(65536, np.float32)
+    decode(values.view(torch.int16).numpy(), decoded)
+    inside = (values >= 0) & (values <= 1)
+    assert torch.equal(torch.from_numpy(decoded)[inside], values[inside].float().abs())  # -0 -> +0
+    assert (decoded[~inside.numpy()] > 1).all()
 
 
 @pytest.mark.parametrize("levels", [256, 100])
@@ -236,8 +263,8 @@ def test_the_dense_layout_matches_sklearn_on_floats_integers_and_constant_images
     expected = sk(qa, qb)
     for x, y in ((a, b), (a.double(), b.double())):
         np.testing.assert_allclose(nmi(x, y, levels).numpy(), expected, atol=1e-12)
-    ha, hb = a.bfloat16(), b.bfloat16()  # read as bfloat16 bits by the loops: the levels of the values it holds
-    np.testing.assert_allclose(nmi(ha, hb, levels).numpy(), sk(quantize(ha, levels), quantize(hb, levels)), atol=1e-12)
+    for ha, hb in ((a.bfloat16(), b.bfloat16()), (a.half(), b.half())):  # read as their bits by the loops
+        np.testing.assert_allclose(nmi(ha, hb, levels).numpy(), sk(quantize(ha, levels), quantize(hb, levels)), atol=1e-12)
     ua, ub = (a * 255).round().to(torch.uint8), (b * 255).round().to(torch.uint8)  # integer levels (re-quantised at 100)
     np.testing.assert_allclose(nmi(ua, ub, levels).numpy(), sk(quantize(ua, levels), quantize(ub, levels)), atol=1e-12)
     with pytest.raises(ValueError, match=r"b holds float pixels in \[.*\]; nmi expects \[0, 1\]"):
@@ -260,7 +287,7 @@ def test_pairs_of_different_dtypes_give_each_sides_own_levels(size):
         "float16": torch.Tensor.half,
     }
     for left, right in (("float32", "uint8"), ("uint8", "float32"), ("uint8", "bfloat16"), ("float64", "bfloat16"),
-                        ("float16", "float32")):  # fmt: skip
+                        ("bfloat16", "float64"), ("float16", "float32"), ("float16", "bfloat16")):  # fmt: skip
         x, y = forms[left](a), forms[right](b)
         for levels in (256, 100):
             expected = sk(quantize(x, levels), quantize(y, levels))

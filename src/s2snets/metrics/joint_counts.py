@@ -58,23 +58,88 @@ def _flag_constant(a, b, r, flat):  # pragma: no cover - compiled
     return flat[r, 0] or flat[r, 1]
 
 
+NARROW = (types.uint16, types.int16)  # the bits of bfloat16 and of float16 pixels (numpy has no bfloat16 and
+# numba no float16 arrays): the compiled loops read such images at 2 bytes a pixel, without a float32 copy
+
+
+def _has_half_conversion() -> bool:
+    """Whether the CPU numba compiles for converts float16 in hardware (x86 F16C, every 64-bit ARM). Elsewhere LLVM
+    would call a runtime helper that the JIT may not find, so the loops decode the bits themselves."""
+    import platform
+
+    from llvmlite import binding
+    from numba.core import config
+
+    chosen = getattr(config, "CPU_FEATURES", None)  # NUMBA_CPU_FEATURES, as numba itself reads it
+    features = chosen if chosen is not None else binding.get_host_cpu_features().flatten()
+    return platform.machine().lower() in ("aarch64", "arm64") or "+f16c" in features.split(",")
+
+
+HALF_IN_HARDWARE = _has_half_conversion()
+
+
+def _decode_narrow(builder, x, kind, hardware=HALF_IN_HARDWARE):
+    """IR: the float32 of 16 bits. bfloat16 (uint16) is a float32's upper half: exact. float16 (int16): the CPU's
+    conversion (8 to an instruction with F16C: 2.3x faster than the decode below), or its exponent and significand
+    moved into float32's lower bits and scaled by 2**112 (the difference of the exponent biases), exact for normal and
+    subnormal values. That decode does not keep the sign: a negative value (its sign lands in the exponent), inf and
+    NaN all become values above 1, which every caller refuses as outside [0, 1]; -0 is read as +0."""
+    i32 = ir.IntType(32)
+    if kind == types.uint16:
+        return builder.bitcast(builder.shl(builder.zext(x, i32), ir.Constant(i32, 16)), ir.FloatType())
+    if hardware:
+        return builder.fpext(builder.bitcast(x, ir.HalfType()), ir.FloatType())
+    word = builder.zext(x, i32)
+    word = builder.select(builder.icmp_unsigned("==", word, ir.Constant(i32, 0x8000)), ir.Constant(i32, 0), word)
+    moved = builder.bitcast(builder.shl(word, ir.Constant(i32, 13)), ir.FloatType())
+    return builder.fmul(moved, ir.Constant(ir.FloatType(), 2.0**112))
+
+
 @intrinsic
 def _pixel(typingctx, value):  # pragma: no cover - compiled
-    """A float pixel as float64: float32 widened exactly, float64 as it is, and uint16 read as the bit pattern of a
-    bfloat16 (numpy has no bfloat16: its 16 bits are a float32's upper half), so bfloat16 images are read at 2
-    bytes a pixel instead of being copied to float32 first."""
-    if not (isinstance(value, types.Float) or value == types.uint16):
+    """A float pixel as float64: float32 widened exactly, float64 as it is, and the bits of a bfloat16 (uint16) or a
+    float16 (int16) decoded (``_decode_narrow``), so such images are read at 2 bytes a pixel."""
+    if not (isinstance(value, types.Float) or value in NARROW):
         return None
 
     def codegen(context, builder, signature, args):
         (x,) = args
         double = context.get_value_type(types.float64)
-        if value == types.uint16:
-            word = builder.shl(builder.zext(x, ir.IntType(32)), ir.Constant(ir.IntType(32), 16))
-            return builder.fpext(builder.bitcast(word, ir.FloatType()), double)
+        if value in NARROW:
+            return builder.fpext(_decode_narrow(builder, x, value), double)
         return x if value == types.float64 else builder.fpext(x, double)
 
     return types.float64(value), codegen
+
+
+def _narrow_intrinsic(hardware: bool):
+    def narrow(typingctx, bits):  # pragma: no cover - compiled
+        if bits not in NARROW:
+            return None
+
+        def codegen(context, builder, signature, args):
+            return _decode_narrow(builder, args[0], bits, hardware)
+
+        return types.float32(bits), codegen
+
+    narrow.__name__ = narrow.__qualname__ = "narrow_in_hardware" if hardware else "narrow_in_software"
+    return intrinsic(narrow)
+
+
+_narrow = _narrow_intrinsic(HALF_IN_HARDWARE)  # a 16-bit float's bits as float32, in [0, 1] exactly
+_narrow_in_software = _narrow_intrinsic(False)  # the decode of CPUs without the conversion (tested on every CPU)
+
+
+@intrinsic
+def _float32_bits(typingctx, value):  # pragma: no cover - compiled
+    """A float32's bits as uint32: for x >= +0 they grow with x, and every negative or NaN lies above 1.0's."""
+    if value != types.float32:
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.IntType(32))
+
+    return types.uint32(value), codegen
 
 
 @_compile
@@ -116,54 +181,43 @@ def _float_cells(xa, xb, scale, levels, cells):  # pragma: no cover - compiled
     return ok
 
 
-@intrinsic
-def _bfloat16(typingctx, bits):  # pragma: no cover - compiled
-    """The float32 that a bfloat16's 16 bits (read as uint16) are the upper half of: exact."""
-    if bits != types.uint16:
-        return None
-
-    def codegen(context, builder, signature, args):
-        word = builder.shl(builder.zext(args[0], ir.IntType(32)), ir.Constant(ir.IntType(32), 16))
-        return builder.bitcast(word, ir.FloatType())
-
-    return types.float32(bits), codegen
-
-
 @_compile
-def _bfloat16_cells(xa, xb, scale, levels, cells):  # pragma: no cover - compiled
-    """``_float_cells`` of bfloat16 pixels (their 16 bits as uint16) in float32 arithmetic, eight pixels to a vector
-    where float64 holds four: exact, because a bfloat16 has an 8-bit significand, so x * scale (scale < 2**16) has
-    at most 24 and float32 holds it without rounding; round half to even then gives quantize's levels. The range test
-    is on the bits: [0, 1] is 0x0000...0x3F80 and -0 (0x8000), and everything else (negatives, NaN, inf, above 1)
-    lies above 0x3F80 once -0 is read as 0, so one integer max replaces four comparisons. In cache, 37 us for a
-    224 x 224 x 3 pair against 97 us widened to float64 (benchmarks.md)."""
+def _narrow_cells(xa, xb, scale, levels, cells):  # pragma: no cover - compiled
+    """``_float_cells`` of 16-bit float pixels (bfloat16 as uint16, float16 as int16 bits) in float32 arithmetic,
+    eight pixels to a vector where float64 holds four. Exact, because the dense layout has at most 2**24 cells, so
+    scale < 2**12: a bfloat16 (8-bit significand) or float16 (11-bit) times it needs at most 23 bits, which float32
+    holds without rounding, and round half to even then gives quantize's level. The [0, 1] test is one unsigned
+    maximum of the float32 bits of x + 0 (-0 becomes +0; negatives, NaN and values above 1 lie above 1.0's bits)
+    instead of four comparisons. In cache, 37 us for a 224 x 224 x 3 bfloat16 pair against 97 us widened to float64."""
     s = np.float32(scale)
-    top = np.uint16(0)
+    zero = np.float32(0)
+    top = np.uint32(0)
     if levels == 256:
         for i in range(xa.shape[0]):
-            p, q = xa[i], xb[i]
-            top = max(top, max(p if p != 0x8000 else np.uint16(0), q if q != 0x8000 else np.uint16(0)))
+            v, u = _narrow(xa[i]), _narrow(xb[i])
+            top = max(top, max(_float32_bits(v + zero), _float32_bits(u + zero)))
             # a * 256 + b < 2**16 is exact in float32 too: one conversion to an integer instead of two
-            cells[i] = np.uint16(np.int32(np.rint(_bfloat16(p) * s) * np.float32(256) + np.rint(_bfloat16(q) * s)))
+            cells[i] = np.uint16(np.int32(np.rint(v * s) * np.float32(256) + np.rint(u * s)))
     else:
         for i in range(xa.shape[0]):
-            p, q = xa[i], xb[i]
-            top = max(top, max(p if p != 0x8000 else np.uint16(0), q if q != 0x8000 else np.uint16(0)))
-            cells[i] = np.uint32(np.rint(_bfloat16(p) * s)) * levels + np.uint32(np.rint(_bfloat16(q) * s))
-    return top <= 0x3F80
+            v, u = _narrow(xa[i]), _narrow(xb[i])
+            top = max(top, max(_float32_bits(v + zero), _float32_bits(u + zero)))
+            cells[i] = np.uint32(np.rint(v * s)) * levels + np.uint32(np.rint(u * s))
+    return top <= _float32_bits(np.float32(1))
 
 
 def pixel_cells(xa, xb, scale, levels, cells):
-    """The joint cells of float pixels (dense layout): ``_bfloat16_cells`` for bfloat16 bits (uint16), otherwise
-    ``_float_cells``. True when every pixel lay in [0, 1]. Chosen by the compiler from the array type."""
-    if xa.dtype == np.uint16:
-        return _bfloat16_cells(xa, xb, scale, levels, cells)
+    """The joint cells of float pixels (dense layout): ``_narrow_cells`` when both sides are 16-bit floats' bits,
+    otherwise ``_float_cells`` (float64 arithmetic; a pair of two dtypes too). True when every pixel lay in [0, 1].
+    Chosen by the compiler from the array types."""
+    if xa.dtype in (np.uint16, np.int16) and xb.dtype in (np.uint16, np.int16):
+        return _narrow_cells(xa, xb, scale, levels, cells)
     return _float_cells(xa, xb, scale, levels, cells)
 
 
 @overload(pixel_cells, jit_options={"nogil": True})  # inlined into the cached callers
 def _pixel_cells_of_type(xa, xb, scale, levels, cells):  # pragma: no cover - compiled
-    kernel = _bfloat16_cells if xa.dtype == types.uint16 else _float_cells
+    kernel = _narrow_cells if xa.dtype in NARROW and xb.dtype in NARROW else _float_cells
     return lambda xa, xb, scale, levels, cells: kernel(xa, xb, scale, levels, cells)
 
 
@@ -446,18 +500,23 @@ class Workspace:
         self.qa, self.qb = np.empty((1, rows), level_type), np.empty((1, rows), level_type)
 
 
+def _float_pixels(x: np.ndarray) -> bool:
+    """Float pixels, as the loops read them: float32, float64, or the bits of bfloat16 (uint16) and float16 (int16)."""
+    return x.dtype.kind == "f" or x.dtype in (np.uint16, np.int16)
+
+
 def count_terms(
     a: np.ndarray, b: np.ndarray, levels: int, lut: np.ndarray, ws: Workspace, out: np.ndarray, flat: np.ndarray
 ) -> None:
     """Fill ``out`` (R, 3) float64 and ``flat`` (R, 2) bool for rows of a, b (R, N): integer levels (uint8, int32,
-    int64), or float32/float64 pixels in [0, 1] (uint16: the bit patterns of bfloat16 ones), quantised row by row
+    int64), or float32/float64 pixels in [0, 1] (uint16, int16: the bits of bfloat16, float16 ones), quantised row by row
     (ValueError if any lies outside).
 
     ``lut``: float64 k log k for k = 0..N. Releases the GIL: threads may run it on disjoint rows with their own
     workspace.
     """
     kind = KINDS.index(ws.key[2])
-    if a.dtype.kind == "f" or a.dtype == np.uint16:
+    if _float_pixels(a):
         if not _float_terms(a, b, float(levels - 1), levels, lut, out, flat, kind, ws.table, ws.col, ws.cells, ws.marginals, ws.keys,
                             ws.qa, ws.qb):  # fmt: skip
             raise ValueError("float pixels outside [0, 1]")
@@ -470,6 +529,6 @@ def nmi_in_one_call(a: np.ndarray, b: np.ndarray, levels: int, lut: np.ndarray, 
     """nMI of rows of a, b (R, N) into ``out`` (R,), counted and finished in one compiled call (see ``finish``);
     for calls too small to spread over threads. ValueError at a float pixel outside [0, 1]."""
     kind = KINDS.index(ws.key[2])
-    run = nmi_of_floats if a.dtype.kind == "f" or a.dtype == np.uint16 else nmi_of_levels
+    run = nmi_of_floats if _float_pixels(a) else nmi_of_levels
     if not run(a, b, levels, lut, kind, ws.table, ws.col, ws.cells, ws.marginals, ws.keys, ws.qa, ws.qb, log_n, average, out):
         raise ValueError("float pixels outside [0, 1]")

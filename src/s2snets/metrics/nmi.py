@@ -247,20 +247,22 @@ def _compiled_nmi(qa: Tensor, qb: Tensor, levels: int, raw: bool, chunk: int | N
 def _compiled_input(x: Tensor, levels: int, raw: bool) -> np.ndarray:
     """Rows (R, N) as the numpy array the compiled loops read: uint8 levels as they are; float32/float64 pixels as
     they are (quantised row by row inside the loops: no float64 or int64 copy, which cost 15-30x the count itself);
-    bfloat16 as its 16-bit patterns (uint16, read as bfloat16 by the loops: half the bytes of a float32 copy);
-    float16 in float32 (exact); other integer levels through ``quantize``."""
+    bfloat16 and float16 as their 16-bit patterns (uint16 and int16, decoded by the loops: half the bytes of a
+    float32 copy); other integer levels through ``quantize``."""
     if raw:
         return x.contiguous().numpy()
     if not x.is_floating_point():
         return quantize(x, levels).contiguous().numpy()
     if x.dtype == torch.bfloat16:
         return x.contiguous().view(torch.int16).numpy().view(np.uint16)
-    return (x if x.dtype in (torch.float32, torch.float64) else x.float()).contiguous().numpy()
+    if x.dtype == torch.float16:
+        return x.contiguous().view(torch.int16).numpy()
+    return (x if x.dtype in (torch.float32, torch.float64) else x.float()).contiguous().numpy()  # float8: exact
 
 
 def _read_in_place(x: Tensor, raw: bool) -> bool:
     """Whether ``_compiled_input`` hands x to the loops without a copy."""
-    return x.is_contiguous() and (raw or x.dtype in (torch.float32, torch.float64, torch.bfloat16))
+    return x.is_contiguous() and (raw or x.dtype in (torch.float32, torch.float64, torch.bfloat16, torch.float16))
 
 
 def _compiled_terms(qa: Tensor, qb: Tensor, levels: int, raw: bool, chunk: int | None) -> tuple[np.ndarray, np.ndarray]:
