@@ -149,6 +149,10 @@ def _nmi_row(a: torch.Tensor, b: torch.Tensor, ref_pairs: int) -> dict:
         for form, (fa, fb) in floats.items():
             row[f"{form}_us_{t}"] = best_of(lambda fa=fa, fb=fb: nmi(fa, fb)) / pairs * 1e6
             row[f"{form}_ratio_{t}"] = row[f"{form}_us_{t}"] / batch
+            if threads == 1:  # one pair per call in this form too, against its own batched time
+                xs, ys = [x.reshape(-1) for x in fa[:one]], [y.reshape(-1) for y in fb[:one]]
+                per_call = best_of(lambda xs=xs, ys=ys: [nmi(x, y) for x, y in zip(xs, ys)], 3) / one * 1e6
+                row[f"{form}_per_call_ratio_{t}"] = per_call / row[f"{form}_us_{t}"]
         for name in ("sklearn", "numpy_bincount", "fast_histogram"):
             row[f"speedup_vs_{name}_{t}"] = row[f"{name}_us"] / batch
             row[f"per_call_speedup_vs_{name}_{t}"] = row[f"{name}_us"] / row[f"per_call_us_{t}"]
@@ -527,7 +531,9 @@ def main() -> int:
                 f"nMI {size:>9} {case:<30} batch {r['s2snets_us_1t']:7.1f} us/pair (1 thread), {r['s2snets_us_2t']:7.1f} (2); "
                 f"per call {r['per_call_us_1t']:7.1f} (x{r['per_call_ratio_1t']:.2f} of batch); "
                 + ", ".join(f"{form} x{r[f'{form}_ratio_1t']:.2f}" for form in FLOAT_FORMS if f"{form}_ratio_1t" in r)
-                + " of uint8; per call vs "
+                + " of uint8 (per call x"
+                + ", ".join(f"{r[f'{form}_per_call_ratio_1t']:.2f}" for form in FLOAT_FORMS if f"{form}_per_call_ratio_1t" in r)
+                + " of their batch); per call vs "
                 f"scikit-learn x{r['per_call_speedup_vs_sklearn_1t']:.0f}, numpy.bincount x{r['per_call_speedup_vs_numpy_bincount_1t']:.1f}, "
                 f"fast-histogram x{r['per_call_speedup_vs_fast_histogram_1t']:.1f}; max diff {r['max_abs_diff_vs_sklearn']:.1e}"
             )

@@ -339,6 +339,8 @@ def test_one_pair_in_every_form_a_user_passes_matches_sklearn():
     (H, W) and flat, tensors and numpy arrays, views with an offset into a batch; whatever it cannot take (a
     transposed view, a read-only array, other levels) goes the general way, and all of them give scikit-learn's
     value. Bad arguments still get their one named error."""
+    from s2snets.metrics.nmi import _one_pair_fast
+
     g = torch.Generator().manual_seed(14)
     batch = torch.randint(0, 256, (5, 32, 32), generator=g, dtype=torch.uint8)
     other = (batch.int() + torch.randint(-20, 21, batch.shape, generator=g)).clamp(0, 255).to(torch.uint8)
@@ -358,6 +360,13 @@ def test_one_pair_in_every_form_a_user_passes_matches_sklearn():
             quantize(a.float() / 255, 4).flatten().numpy(), quantize(b.float() / 255, 4).flatten().numpy()
         )
         assert abs(float(nmi(a.float() / 255, b.float() / 255, levels=4)) - four) < 1e-12
+        for narrow in (torch.bfloat16, torch.float16):  # read as their bits, in one compiled call too
+            x, y = (a.float() / 255).to(narrow), (b.float() / 255).to(narrow)
+            own = normalized_mutual_info_score(quantize(x, 256).flatten().numpy(), quantize(y, 256).flatten().numpy())
+            assert _one_pair_fast(x, y, 256, "arithmetic", "auto") is not None, narrow
+            assert abs(float(nmi(x, y)) - own) < 1e-12 and abs(float(nmi(x.reshape(-1), y.reshape(-1))) - own) < 1e-12
+            with pytest.raises(ValueError, match=r"b holds float pixels in \[.*\]; nmi expects \[0, 1\]"):
+                nmi(x, y * 2)
     a, b = batch[0], other[0]
     with pytest.raises(ValueError, match=r"a holds float pixels in \[0, 255\]"):
         nmi(a.float(), b.float() / 255)

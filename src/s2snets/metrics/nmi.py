@@ -356,8 +356,8 @@ def _one_call_setup(n: int, levels: int) -> tuple:
 
 
 def _one_pair_fast(a, b, levels: int, average: str, backend: str) -> Tensor | None:
-    """The per-call path scikit-learn users take: one pair (H, W) or (N,) of CPU tensors or numpy arrays, uint8,
-    float32 or float64, contiguous, straight into one compiled call whose fixed arguments this thread prepared once
+    """The per-call path scikit-learn users take: one pair (H, W) or (N,) of CPU tensors (uint8, float32, float64,
+    bfloat16, float16) or numpy arrays (uint8, float32, float64), contiguous, straight into one compiled call whose fixed arguments this thread prepared once
     for the size and options (``_one_call_plan``). Every check here is an attribute read, since at 32 x 32 the count
     itself takes about 7 us; None sends the call down the general path, which checks everything and names what is
     wrong (float pixels outside [0, 1] are found by the compiled loop, then named there)."""
@@ -395,8 +395,9 @@ def _plain(x: np.ndarray) -> bool:
     return flags.c_contiguous and flags.writeable
 
 
-_ONE_CALL_DTYPES = {torch.uint8: False, torch.float32: True, torch.float64: True,
+_ONE_CALL_DTYPES = {torch.uint8: False, torch.float32: True, torch.float64: True, torch.bfloat16: True, torch.float16: True,
                     np.dtype(np.uint8): False, np.dtype(np.float32): True, np.dtype(np.float64): True}  # fmt: skip
+_READ_AS = {torch.bfloat16: np.uint16(0), torch.float16: np.int16(0)}  # 16-bit floats: their bits (``_compiled_input``)
 
 
 def _one_call_plan(dtype, n: int, levels: int, average: str, backend: str) -> tuple | None:
@@ -430,7 +431,7 @@ def _new_plan(dtype, n: int, levels: int, average: str, backend: str) -> tuple |
              AVERAGES.index(average))  # fmt: skip
     if isinstance(dtype, np.dtype):
         return (joint_counts.nmi_of_floats if is_float else joint_counts.nmi_of_levels), fixed
-    sample = np.dtype(str(dtype).removeprefix("torch.")).type(0)  # the pixel type, for the compiled reader
+    sample = _READ_AS[dtype] if dtype in _READ_AS else np.dtype(str(dtype).removeprefix("torch.")).type(0)  # read as
     return (joint_counts.floats_at if is_float else joint_counts.levels_at), (sample, *fixed)
 
 
