@@ -80,7 +80,7 @@ HALF_IN_HARDWARE = _has_half_conversion()
 
 def _decode_narrow(builder, x, kind, hardware=HALF_IN_HARDWARE):
     """IR: the float32 of 16 bits. bfloat16 (uint16) is a float32's upper half: exact. float16 (int16): the CPU's
-    conversion (8 to an instruction with F16C: 2.3x faster than the decode below), or its exponent and significand
+    conversion (8 to an instruction with F16C: 1.7x faster than the decode below), or its exponent and significand
     moved into float32's lower bits and scaled by 2**112 (the difference of the exponent biases), exact for normal and
     subnormal values. That decode does not keep the sign: a negative value (its sign lands in the exponent), inf and
     NaN all become values above 1, which every caller refuses as outside [0, 1]; -0 is read as +0."""

@@ -357,10 +357,11 @@ def _one_call_setup(n: int, levels: int) -> tuple:
 
 def _one_pair_fast(a, b, levels: int, average: str, backend: str) -> Tensor | None:
     """The per-call path scikit-learn users take: one pair (H, W) or (N,) of CPU tensors (uint8, float32, float64,
-    bfloat16, float16) or numpy arrays (uint8, float32, float64), contiguous, straight into one compiled call whose fixed arguments this thread prepared once
-    for the size and options (``_one_call_plan``). Every check here is an attribute read, since at 32 x 32 the count
-    itself takes about 7 us; None sends the call down the general path, which checks everything and names what is
-    wrong (float pixels outside [0, 1] are found by the compiled loop, then named there)."""
+    bfloat16, float16) or numpy arrays (uint8, float32, float64), contiguous, straight into one compiled call whose
+    fixed arguments this thread prepared once for the size and options (``_one_call_plan``). Every check here is an
+    attribute read, since at 32 x 32 the count itself takes about 7 us; None sends the call down the general path,
+    which checks everything and names what is wrong (float pixels outside [0, 1] are found by the compiled loop, then
+    named there)."""
     if type(a) is Tensor and type(b) is Tensor:
         if a.ndim > 2 or not (a.is_cpu and b.is_cpu) or a.requires_grad or b.requires_grad:
             return None
