@@ -365,6 +365,11 @@ def test_one_pair_in_every_form_a_user_passes_matches_sklearn():
             own = normalized_mutual_info_score(quantize(x, 256).flatten().numpy(), quantize(y, 256).flatten().numpy())
             assert _one_pair_fast(x, y, 256, "arithmetic", "auto") is not None, narrow
             assert abs(float(nmi(x, y)) - own) < 1e-12 and abs(float(nmi(x.reshape(-1), y.reshape(-1))) - own) < 1e-12
+            if narrow == torch.float16:  # numpy has float16 too
+                assert _one_pair_fast(x.numpy(), y.numpy(), 256, "arithmetic", "auto") is not None
+                assert abs(float(nmi(x.numpy(), y.numpy())) - own) < 1e-12
+                with pytest.raises(ValueError, match=r"a holds float pixels in \[.*\]; nmi expects \[0, 1\]"):
+                    nmi(x.numpy() * 2, y.numpy())
             with pytest.raises(ValueError, match=r"b holds float pixels in \[.*\]; nmi expects \[0, 1\]"):
                 nmi(x, y * 2)
     a, b = batch[0], other[0]

@@ -357,7 +357,7 @@ def _one_call_setup(n: int, levels: int) -> tuple:
 
 def _one_pair_fast(a, b, levels: int, average: str, backend: str) -> Tensor | None:
     """The per-call path scikit-learn users take: one pair (H, W) or (N,) of CPU tensors (uint8, float32, float64,
-    bfloat16, float16) or numpy arrays (uint8, float32, float64), contiguous, straight into one compiled call whose
+    bfloat16, float16) or numpy arrays (uint8, float32, float64, float16), contiguous, straight into one compiled call whose
     fixed arguments this thread prepared once for the size and options (``_one_call_plan``). Every check here is an
     attribute read, since at 32 x 32 the count itself takes about 7 us; None sends the call down the general path,
     which checks everything and names what is wrong (float pixels outside [0, 1] are found by the compiled loop, then
@@ -380,7 +380,8 @@ def _one_pair_fast(a, b, levels: int, average: str, backend: str) -> Tensor | No
         if plan is None:
             return None
         out = np.empty(1, np.float64)
-        counted = plan[0](a.reshape(1, -1), b.reshape(1, -1), *plan[1], out)
+        read_a, read_b = (a.view(np.int16), b.view(np.int16)) if a.dtype == np.float16 else (a, b)  # numba has no
+        counted = plan[0](read_a.reshape(1, -1), read_b.reshape(1, -1), *plan[1], out)  # float16 arrays: read its bits
     else:
         return None
     if not counted:
@@ -397,7 +398,8 @@ def _plain(x: np.ndarray) -> bool:
 
 
 _ONE_CALL_DTYPES = {torch.uint8: False, torch.float32: True, torch.float64: True, torch.bfloat16: True, torch.float16: True,
-                    np.dtype(np.uint8): False, np.dtype(np.float32): True, np.dtype(np.float64): True}  # fmt: skip
+                    np.dtype(np.uint8): False, np.dtype(np.float32): True, np.dtype(np.float64): True,
+                    np.dtype(np.float16): True}  # fmt: skip
 _READ_AS = {torch.bfloat16: np.uint16(0), torch.float16: np.int16(0)}  # 16-bit floats: their bits (``_compiled_input``)
 
 
