@@ -19,6 +19,36 @@ def test_help_lists_the_subcommands():
     assert cli("measure", "--help").returncode == 0
 
 
+def _every_command(parser, path=()):
+    """(command path, parser) of every command and subcommand under ``parser``."""
+    import argparse
+
+    yield path, parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield from _every_command(sub, (*path, name))
+
+
+def test_every_help_states_only_defaults_that_say_something():
+    """An option's help names its default once, and never as 'None', 'False' or '[]' (an unset value, a flag)."""
+    import argparse
+
+    from s2snets.cli import build_parser
+
+    commands = list(_every_command(build_parser()))
+    assert len(commands) > 12  # the top level, every command and the measure / zoo subcommands
+    for path, parser in commands:
+        text = " ".join(parser.format_help().split())
+        for empty in ("(default: None)", "(default: False)", "(default: [])"):
+            assert empty not in text, (path, empty)
+        for option in parser._actions:
+            line = " ".join((option.help or "").split())
+            assert line.count("default") <= 1, (path, option.option_strings)
+            if option.option_strings and option.default not in (None, False, [], argparse.SUPPRESS):
+                assert "default" in parser._get_formatter()._get_help_string(option), (path, option.option_strings)
+
+
 def test_a_user_error_through_the_console_entry_point_is_one_line_and_exit_2(tmp_path):
     """The in-process ``cli`` checks skip the interpreter; this one goes through ``python -m s2snets`` itself."""
     one_line_error(run_cli("hypothesis", "--config", str(tmp_path / "nope.toml")), "config file not found", "nope.toml")

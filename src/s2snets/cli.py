@@ -366,8 +366,16 @@ class _Parser(argparse.ArgumentParser):
 GLOBAL_DEFAULTS = {"quiet": False, "debug": False, "device": None, "amp": None, "compile": False}
 
 
-class _Formatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
-    """Descriptions as written, and every option's default in its help."""
+class _Formatter(argparse.RawDescriptionHelpFormatter):
+    """Descriptions as written, and an option's default in its help where it says something: not for a flag (off
+    unless given), an unset value (None, []) or a help that already says what the default is."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        silent = action.default is None or action.default is False or action.default == [] or not action.option_strings
+        if silent or action.default is argparse.SUPPRESS or "default" in text:
+            return text
+        return f"{text} (default: %(default)s)"
 
 
 def _int_in(low: int, high: int):
