@@ -5,7 +5,7 @@ BIN     := $(VENV)/bin
 DATA    := /usr/share/datasets/fashion-mnist
 STAMP   := $(VENV)/.installed
 
-.PHONY: setup data browser demo test bench lint clean
+.PHONY: setup data browser demo test bench lint clean device-pack
 
 # make bench BENCH_ARGS=--demo also times `s2snets demo` from scratch (about 10 minutes).
 
@@ -41,6 +41,14 @@ lint: setup
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/ruff format --check src tests benchmarks
 	$(BIN)/mypy src
+
+# What benchmarks/device_check.sh needs on a lent GPU machine (its image lacks these three packages and the data).
+device-pack: setup
+	rm -rf .devpack && mkdir -p .devpack/fashion-mnist
+	cp $(DATA)/*-ubyte.gz .devpack/fashion-mnist/
+	$(BIN)/python -m pip download -q --no-deps --only-binary=:all: -d .devpack/wheels \
+	  $$($(BIN)/python -m pip list --format=freeze 2>/dev/null | grep -iE '^(concepts|bitsets|graphviz)==')
+	du -sh .devpack
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache
