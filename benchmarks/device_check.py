@@ -50,8 +50,10 @@ def environment() -> dict:
 
 def hypothesis(name: str, config: Path, device: str, jobs: int, threads: int, cap: float, shard: str = "") -> dict:
     """`s2snets hypothesis` in a fresh run directory, cut after ``cap`` seconds: wall, jobs finished, jobs/s."""
+    from s2snets.experiments.grid import Records
+
     runs = RUNS / name
-    grid = runs / "run" / "grid"
+    grid = Records(runs / "run").folder
     shutil.rmtree(runs, ignore_errors=True)
     command = [sys.executable, "-m", "s2snets", "hypothesis", "--config", str(config), "--runs", str(runs),
                "--name", "run", "--device", device, "--jobs", str(jobs), "--set", f"hypothesis.job_threads={threads}",
@@ -82,11 +84,14 @@ def hypothesis(name: str, config: Path, device: str, jobs: int, threads: int, ca
 
 
 def records(step: str) -> dict[str, dict]:
-    """{key: record without its seconds} of a step's run."""
+    """{key: record without its seconds} of a step's run, read as the grid reads them."""
+    from s2snets.experiments.grid import Records
+
+    found = Records(RUNS / step / "run")
     out = {}
-    for path in (RUNS / step / "run" / "grid").glob("*.json"):
-        record = json.loads(path.read_text())
-        out[path.stem] = {k: v for k, v in record.items() if k != "seconds"}
+    for path in found.folder.glob("*.json"):
+        if (record := found.get(path.stem)) is not None:
+            out[path.stem] = {k: v for k, v in record.items() if k != "seconds"}
     return out
 
 
