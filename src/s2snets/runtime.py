@@ -27,6 +27,17 @@ class Runtime:
     world_size: int = 1
 
     @property
+    def amp_mode(self) -> str:
+        """The amp mode as ``init_runtime`` and the config take it: 'off', 'bf16' or 'fp16' (never 'auto': the mode
+        this runtime resolved to), so ``init_runtime(device, runtime.amp_mode)`` rebuilds the same autocast dtype."""
+        if self.amp_dtype is None:
+            return "off"
+        modes = {torch.bfloat16: "bf16", torch.float16: "fp16"}
+        if self.amp_dtype not in modes:
+            raise ConfigError(f"autocast dtype {self.amp_dtype} has no amp mode; use amp 'off', 'bf16' or 'fp16'")
+        return modes[self.amp_dtype]
+
+    @property
     def is_main(self) -> bool:
         return self.rank == 0
 

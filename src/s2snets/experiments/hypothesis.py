@@ -325,7 +325,7 @@ def run_experiment(config, run, runtime, progress, jobs, shard) -> HypothesisRes
     classifiers = grid_classifiers(config)
     _check_controls(config, classifiers)
     payload = {"config": to_dict(config), "root": str(run.root), "device": str(runtime.device),
-               "amp": "off" if runtime.amp_dtype is None else str(runtime.amp_dtype).replace("torch.", ""),
+               "amp": runtime.amp_mode,
                "compile": runtime.compile}  # fmt: skip
     ctx = GridContext(config, run, runtime)
     periods: dict[str, int] = {}
