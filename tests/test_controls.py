@@ -71,11 +71,12 @@ def test_a_calibration_only_grid_plans_the_controls_and_no_real_cell():
     from s2snets.config import load_config, validate
     from s2snets.errors import ConfigError
     from s2snets.experiments.hypothesis import CONTROL_ARMS, grid_classifiers, plan
+    from test_experiment_vocabulary import fake_upstream
 
     config = load_config(Path(__file__).parents[1] / "examples" / "calibrate-only.toml")  # the shipped example
     h = config.hypothesis
     assert h.upsamples == [] and len(h.controls) == 5
-    jobs = plan(config, grid_classifiers(config), {"alexnet_s/native": 2}, "key")
+    jobs = plan(config, grid_classifiers(config), {"alexnet_s/native": 2}, "key", fake_upstream(config))
     assert not [j for j in jobs if j.spec["role"] == "cell" or (j.spec["role"] == "probe" and not j.spec["control"])]
     arms = {"control", *h.interventions}
     per_classifier = sum(len([a for a in CONTROL_ARMS[c] if a in arms]) for c in h.controls)

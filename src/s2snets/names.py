@@ -19,7 +19,8 @@ SEGNET_PRESETS = ("paper", "small", "tiny")
 NMI_AVERAGES = ("arithmetic", "geometric", "min", "max")
 NMI_BACKENDS = ("auto", "numba", "torch")
 # The checkerboard experiment: its arms (control and sham always run) and its planted controls.
-ARMS = ("control", "sham", "band_stop", "stride_smooth", "shift_y", "shift_x", "shift_period")
+ARMS = ("control", "sham", "band_stop", "stride_smooth", "shift_y", "shift_x", "shift_period", "lattice_shift_y",
+        "lattice_shift_x", "lattice_shift_period", "sham_band_stop")
 INTERVENTIONS = ARMS[2:]  # the arms a config chooses
 CONTROLS = ("additive", "multiplicative", "ignored", "none", "decoder")
 

@@ -18,7 +18,6 @@ import copy
 import dataclasses
 import itertools
 import logging
-import math
 import os
 import time
 from dataclasses import dataclass
@@ -32,19 +31,17 @@ from s2snets.errors import ConfigError
 from s2snets.experiments import verdict
 from s2snets.experiments.controls import CONTROLS, PlantedClassifier, planted_construction
 from s2snets.experiments.grid import Job, run_jobs
-from s2snets.experiments.interventions import arm_models, arm_shift
+from s2snets.experiments.interventions import ARMS, READOUTS, Replicate, arm_models, pattern_of, readout_values
 from s2snets.experiments.odena import odena_probe
 from s2snets.experiments.replicate import load_context
 from s2snets.experiments.schema import CalibrationSummary, HypothesisResult
-from s2snets.experiments.stages import Context, Trained, pretrain_autoencoder, train_classifier
-from s2snets.layers.gradient import band_stop_response
+from s2snets.experiments.stages import Context, Trained, pretrain_autoencoder, train_classifier, zoo_entry_for
+from s2snets.layers.gradient import band_stop_response, sham_removed_share
 from s2snets.metrics.gradients import input_gradients
 from s2snets.metrics.lattice import (
     band_amplitude,
-    frame_follow,
     lattice_coefficients,
     peak_amplitude,
-    phase_lock,
     phase_modulation,
     phase_scrambled_floor,
     random_sign_floor,
@@ -55,6 +52,7 @@ from s2snets.metrics.reconstruction import accuracy
 from s2snets.metrics.sensitivity import phase_sensitivity, read_ratio
 from s2snets.metrics.spectrum import lattice_contrast, power_spectrum
 from s2snets.metrics.stats import mean_ci, welch_difference
+from s2snets.names import SMALL_FAMILIES
 from s2snets.rundir import RunDir
 from s2snets.runtime import Runtime, init_runtime
 from s2snets.train import autoencode, autoencoder_stage, finetune_stage, predict_logits, to_pixels, train_stage
@@ -62,16 +60,20 @@ from s2snets.version import __version__
 from s2snets.zoo import zoo_fingerprint
 
 log = logging.getLogger("s2snets")
-MEASURES_VERSION = 4  # bump when a job's measures change: old records are then recomputed
+MEASURES_VERSION = 5  # bump when a job's measures change: old records are then recomputed
 
-# The arms each planted control runs: those its truth's rule reads, and those a wrong verdict would need.
+# The arms each planted control runs: those its truth's rule reads, and those a wrong verdict would need (and the
+# lattice-shift readouts, where the config runs them).
 CONTROL_ARMS = {
-    "additive": ("control", "band_stop", "stride_smooth", "shift_y", "shift_x", "shift_period"),
-    "multiplicative": ("control", "band_stop", "stride_smooth", "shift_y", "shift_x", "shift_period"),
+    "additive": ("control", "band_stop", "stride_smooth", "shift_y", "shift_x", "shift_period", "lattice_shift_y",
+                 "lattice_shift_x", "lattice_shift_period", "sham_band_stop"),
+    "multiplicative": ("control", "band_stop", "stride_smooth", "shift_y", "shift_x", "shift_period", "lattice_shift_y",
+                       "lattice_shift_x", "lattice_shift_period", "sham_band_stop"),
     "ignored": ("control", "band_stop", "stride_smooth"),
     "none": ("control",),
-    "decoder": ("control", "band_stop"),
-}
+    "decoder": ("control", "band_stop", "lattice_shift_y", "lattice_shift_x", "lattice_shift_period", "sham_band_stop"),
+}  # fmt: skip
+ROLES = ("probe", "plain", "cell", "control", "sham")
 
 
 # ----------------------------------------------------------------------------------------------- the grid's cells
@@ -150,27 +152,86 @@ def open_context(payload: dict) -> GridContext:
     return GridContext(config, RunDir(payload["root"]), runtime)
 
 
-def _classifier_of(ctx: GridContext, spec: dict) -> nn.Module:
-    base = ctx.classifier(GridClassifier(**spec["classifier"])).model
-    if not spec.get("planted"):
+@dataclass(frozen=True)
+class JobSpec:
+    """Everything that determines one job's record (its key is the hash of this, ``Job.key``).
+
+    ``role``: probe (a classifier's checks), plain (the plain autoencoder's pattern), cell (a real classifier's
+    fine-tuning), control (a planted one's), sham (the decoder's own loss). ``upstream``: the stage keys of the
+    classifier and autoencoder it builds on, so retraining either re-runs it; ``base``: the run-wide key (the
+    fine-tuning recipe, data, evaluation sizes, amp and device)."""
+
+    role: str
+    decoder: str
+    autoencoder_seed: int
+    replicate: int
+    seed: int
+    arm: str
+    period: int
+    base: str
+    upstream: tuple[str, ...] = ()
+    classifier: GridClassifier | None = None
+    control: str | None = None
+    planted: str | None = None
+    construction: dict | None = None
+
+    def __post_init__(self) -> None:
+        if self.role not in ROLES:
+            raise ValueError(f"unknown job role '{self.role}'; use {', '.join(ROLES)}")
+        if self.arm not in ARMS and self.arm not in ("probe", "plain"):
+            raise ValueError(f"unknown arm '{self.arm}'; use {', '.join(ARMS)}")
+
+    def record(self) -> dict:
+        """The JSON form a ``grid.Job`` carries (and hashes)."""
+        out = dataclasses.asdict(self)
+        out["upstream"] = list(self.upstream)
+        return out
+
+    @classmethod
+    def from_record(cls, record: dict) -> JobSpec:
+        c = record.get("classifier")
+        return cls(**{**record, "upstream": tuple(record.get("upstream", ())),
+                      "classifier": GridClassifier(**c) if c else None})  # fmt: skip
+
+    @property
+    def label(self) -> str:
+        c = self.classifier
+        who = f"{c.name}-{c.downsample}-s{c.seed}" if c else f"autoencoder s{self.autoencoder_seed}"
+        return f"{self.control or self.role} {who} {self.decoder} r{self.replicate} {self.arm}"
+
+
+def spec_of(job: Job) -> JobSpec:
+    return JobSpec.from_record(job.spec)
+
+
+def _classifier_of(ctx: GridContext, spec: JobSpec) -> nn.Module:
+    assert spec.classifier is not None
+    base = ctx.classifier(spec.classifier).model
+    if not spec.planted:
         return base
-    return PlantedClassifier(base, spec["planted"], spec["period"], ctx.eval.size, seed=spec["seed"])
+    return PlantedClassifier(base, spec.planted, spec.period, ctx.eval.size, seed=spec.seed)
 
 
 # ----------------------------------------------------------------------------------------------- the jobs
 def execute(ctx: GridContext, job: Job) -> dict:
-    """Run one job (module-level: workers import it). A probe of a classifier, or one fine-tuning and its measures."""
-    if job.spec["role"] == "probe":
-        return probe_classifier(ctx, job.spec)
-    return finetune_and_measure(ctx, job)
+    """Run one job (module-level: workers import it). A probe of a classifier, the plain autoencoder's pattern, or
+    one fine-tuning and its measures."""
+    spec = spec_of(job)
+    if spec.role == "probe":
+        return probe_classifier(ctx, spec)
+    if spec.role == "plain":
+        raw = ctx.plain_raw(spec.decoder, spec.autoencoder_seed)
+        return pattern_measures(ctx.eval, to_pixels(ctx.eval, raw), spec.period)
+    return finetune_and_measure(ctx, spec, job.key)
 
 
-def probe_classifier(ctx: GridContext, spec: dict) -> dict:
-    """The band-stop's manipulation check and the forward read test of one (planted) classifier, on the plain
-    autoencoder's reconstructions of the probe images (what the classifier sees when fine-tuning starts)."""
-    period = spec["period"]
+def probe_classifier(ctx: GridContext, spec: JobSpec) -> dict:
+    """The manipulation checks of the gradient arms (band-stop, lattice shift, matched sham) and the forward read
+    test of one (planted) classifier, on the plain autoencoder's reconstructions of the probe images (what the
+    classifier sees when fine-tuning starts)."""
+    period = spec.period
     classifier = _classifier_of(ctx, spec)
-    x = ctx.runtime.to_device(ctx.plain_raw(spec["decoder"], spec["autoencoder_seed"], "probe"))
+    x = ctx.runtime.to_device(ctx.plain_raw(spec.decoder, spec.autoencoder_seed, "probe"))
     y = ctx.probe.labels.to(ctx.runtime.device)
     g = torch.cat([input_gradients(classifier, x[s : s + 128], y[s : s + 128]) for s in range(0, len(x), 128)]).double()
     g = g - g.mean((-2, -1), keepdim=True)
@@ -180,31 +241,32 @@ def probe_classifier(ctx: GridContext, spec: dict) -> dict:
     share = [float((p * band).sum() / p.sum()) if float(p.sum()) > 0 else 0.0 for p in power]
     sensitivity = phase_sensitivity(classifier, x, period, seed=ctx.config.seed)
     shares = mean_ci(share)
+    matched = sham_removed_share(g.cpu(), period).mean(-1)  # (N,): the sham's removed power / the band's
     return {
         "band_share": shares["mean"], "band_share_high": shares["high"],
         "contrast": lattice_contrast(power.mean(0).float().cpu(), period),
         "modulation": phase_modulation(g, period), "modulation_floor": phase_scrambled_floor(g.cpu(), period),
         "sensitivity": sensitivity.tolist(), "read_ratio": read_ratio(sensitivity),
+        "sham_matched": float(matched.median()),
     }  # fmt: skip
 
 
-def finetune_and_measure(ctx: GridContext, job: Job) -> dict:
-    spec, runtime = job.spec, ctx.runtime
-    period, arm = spec["period"], spec["arm"]
-    plain = ctx.autoencoder(spec["decoder"], spec["autoencoder_seed"])
+def finetune_and_measure(ctx: GridContext, spec: JobSpec, key: str) -> dict:
+    runtime, period, arm = ctx.runtime, spec.period, spec.arm
+    plain = ctx.autoencoder(spec.decoder, spec.autoencoder_seed)
     model = copy.deepcopy(plain.model)
     classifier = None if arm == "sham" else _classifier_of(ctx, spec)
-    autoencoder, judge = arm_models(arm, model, classifier, period)  # type: ignore[arg-type]
-    name = f"grid-{job.key}"
+    autoencoder, judge = arm_models(arm, model, classifier, period)
+    name = f"grid-{key}"
     stage = autoencoder_stage(name, autoencoder, decoder_only=True) if judge is None else finetune_stage(name, autoencoder, judge)
-    checkpoint = ctx.stages.run.root / "grid" / f"{job.key}.ckpt.safetensors"
+    checkpoint = ctx.stages.run.root / "grid" / f"{key}.ckpt.safetensors"
     result = train_stage(
         stage,
         ctx.stages.train,
         ctx.config.finetune,
-        seed=spec["seed"],
+        seed=spec.seed,
         checkpoint=checkpoint,
-        key=job.key,
+        key=key,
         runtime=runtime,
         progress=False,
     )
@@ -213,8 +275,8 @@ def finetune_and_measure(ctx: GridContext, job: Job) -> dict:
     record.update({"seconds": result.seconds, "final_loss": result.final_loss})
     if classifier is not None:
         record["finetuned_top1"] = _top1(classifier, ctx, raw)
-    if spec["role"] == "cell" and arm == "control":  # what the claims table reads (the paper's accuracies and nMI)
-        plain_raw = ctx.plain_raw(spec["decoder"], spec["autoencoder_seed"])
+    if spec.role == "cell" and arm == "control":  # what the claims table reads (the paper's accuracies and nMI)
+        plain_raw = ctx.plain_raw(spec.decoder, spec.autoencoder_seed)
         record.update({
             "original_top1": accuracy(predict_logits(classifier, ctx.eval, runtime), ctx.eval.labels, ctx.eval.num_classes)["top1"],
             "plain_top1": _top1(classifier, ctx, plain_raw),
@@ -252,41 +314,55 @@ def _inter_nmi(ctx: GridContext, pixels: Tensor) -> float:
 
 
 # ----------------------------------------------------------------------------------------------- the plan
-def plan(config: RunConfig, classifiers: list[GridClassifier], periods: dict[str, int], base_key: str) -> list[Job]:
+@dataclass(frozen=True)
+class Upstream:
+    """The stage keys the jobs build on: each classifier's (by its cell member) and each autoencoder's."""
+
+    classifiers: dict[GridClassifier, str]
+    autoencoders: dict[tuple[str, int], str]
+
+    def of(self, c: GridClassifier | None, decoder: str, seed: int) -> tuple[str, ...]:
+        return ((self.classifiers[c],) if c is not None else ()) + (self.autoencoders[(decoder, seed)],)
+
+
+def plan(config: RunConfig, classifiers: list[GridClassifier], periods: dict[str, int], base_key: str,
+         upstream: Upstream) -> list[Job]:  # fmt: skip
     """Every job of the experiment, in a deterministic order (shards split it by index)."""
     h = config.hypothesis
     arms = ["control", *h.interventions]
-    jobs: list[Job] = []
+    specs: list[JobSpec] = []
 
-    def add(role: str, c: GridClassifier | None, decoder: str, r: int, arm: str, unit: int = 0, **extra) -> None:
+    def add(role: str, c: GridClassifier | None, decoder: str, r: int, arm: str, period: int, unit: int = 0,
+            control: str | None = None) -> None:  # fmt: skip
         # The zoo's autoencoders of a decoder kind take turns over classifiers and replicates: even one replicate
         # per classifier rests on every one of them.
         ae_seed = h.autoencoder_seeds[(unit + r) % len(h.autoencoder_seeds)]
-        spec = {"role": role, "decoder": decoder, "autoencoder_seed": ae_seed, "replicate": r, "seed": config.seed + r,
-                "arm": arm, "classifier": dataclasses.asdict(c) if c else None, "base": base_key, **extra}  # fmt: skip
-        what = f"{c.name}-{c.downsample}-s{c.seed}" if c else f"autoencoder s{ae_seed}"
-        jobs.append(Job(spec, f"{extra.get('control') or role} {what} {decoder} r{r} {arm}"))
+        planted = CONTROLS[control].planted if control else None
+        specs.append(JobSpec(role, decoder, ae_seed, r, config.seed + r, arm, period, base_key, upstream.of(c, decoder, ae_seed),
+                             c, control, planted, planted_construction(planted) if planted else None))  # fmt: skip
 
     for c in classifiers if h.upsamples else []:  # no decoder kind: a calibration-only run, no real cell
         i = [m for m in classifiers if m.cell == c.cell].index(c)
-        add("probe", c, h.upsamples[0], 0, "probe", unit=i, period=periods[c.cell], control=None)
+        add("probe", c, h.upsamples[0], 0, "probe", periods[c.cell], unit=i)
         for u, r, arm in itertools.product(h.upsamples, range(h.replicates), arms):
-            add("cell", c, u, r, arm, unit=i, period=periods[c.cell], control=None)
+            add("cell", c, u, r, arm, periods[c.cell], unit=i)
     bases = [c for c in classifiers if c.cell == classifiers[0].cell][: h.control_classifiers]
     for name in h.controls:
         control = CONTROLS[name]
         for i, c in enumerate(bases):
             p = periods[c.cell]
-            planted = {"planted": control.planted, "control": name, "construction": planted_construction(control.planted)}
-            add("probe", c, control.decoder, 0, "probe", unit=i, period=p, **planted)
+            add("probe", c, control.decoder, 0, "probe", p, unit=i, control=name)
             for r, arm in itertools.product(range(h.control_replicates), CONTROL_ARMS[name]):
                 if arm in arms:
-                    add("control", c, control.decoder, r, arm, unit=i, period=p, **planted)
+                    add("control", c, control.decoder, r, arm, p, unit=i, control=name)
     decoders = list(dict.fromkeys([*h.upsamples, *(CONTROLS[n].decoder for n in h.controls)]))
     replicates = range(max(h.replicates, h.control_replicates))
     for u, p, r, a in itertools.product(decoders, sorted(set(periods.values())), replicates, range(len(h.autoencoder_seeds))):
-        add("sham", None, u, r, "sham", unit=a - r, period=p)  # one per autoencoder and seed
-    return jobs
+        add("sham", None, u, r, "sham", p, unit=a - r)  # one per autoencoder and seed
+    if any(ARMS[a].lattice for a in h.interventions):  # the induced pattern needs the plain autoencoder's own
+        for u, p, a in itertools.product(decoders, sorted(set(periods.values())), range(len(h.autoencoder_seeds))):
+            add("plain", None, u, 0, "plain", p, unit=a)
+    return [Job(spec.record(), spec.label) for spec in specs]
 
 
 # ----------------------------------------------------------------------------------------------- the run
@@ -318,6 +394,24 @@ def _check_controls(config: RunConfig, classifiers: list[GridClassifier]) -> Non
         )
 
 
+def _check_zoo_classifiers(stages: Context, classifiers: list[GridClassifier]) -> None:
+    """No silent substitution: where the zoo serves this data, a family classifier it lacks would be trained for the
+    config's few steps and pooled with converged ones; refuse it before any work, saying what to do."""
+    config = stages.config
+    if zoo_entry_for(stages, "classifier", "alexnet_s", "native", 0) is None:  # the zoo does not serve this run at all
+        return
+    weights = classifier_weights(config)
+    missing = [f"{c.name}-{c.downsample}-s{c.seed}" for c in classifiers
+               if c.name in SMALL_FAMILIES and c.name not in weights and zoo_entry_for(stages, "classifier", c.name, c.downsample, c.seed) is None]  # fmt: skip
+    if missing:
+        raise ConfigError(
+            f"the zoo has no {', '.join(missing)}: the grid would train {'it' if len(missing) == 1 else 'them'} for the "
+            f"config's train_classifier steps and pool {'it' if len(missing) == 1 else 'them'} with converged classifiers. "
+            f"Train {'it' if len(missing) == 1 else 'them'} to the zoo's bar first ('s2snets zoo train --only {' '.join(missing)}') "
+            "or choose seeds the zoo holds ('s2snets zoo list')"
+        )
+
+
 def run_experiment(config, run, runtime, progress, jobs, shard) -> HypothesisResult | dict:
     """``hypothesis``'s work on a config already validated, inside the run's logging."""
     started = time.perf_counter()
@@ -328,20 +422,24 @@ def run_experiment(config, run, runtime, progress, jobs, shard) -> HypothesisRes
                "amp": runtime.amp_mode,
                "compile": runtime.compile}  # fmt: skip
     ctx = GridContext(config, run, runtime)
+    _check_zoo_classifiers(ctx.stages, classifiers)
     periods: dict[str, int] = {}
     for c in classifiers:  # trained here, once, before any worker needs them (the zoo's load instantly)
         model = ctx.classifier(c).model
         periods.setdefault(c.cell, analysis_period(model, ctx.eval.channels, ctx.eval.size))
-    for u, s in itertools.product([*h.upsamples, *(CONTROLS[n].decoder for n in h.controls)], h.autoencoder_seeds):
-        ctx.autoencoder(u, s)
+    decoders = [*h.upsamples, *(CONTROLS[n].decoder for n in h.controls)]
+    upstream = Upstream({c: ctx.classifier(c).key for c in classifiers},
+                        {(u, s): ctx.autoencoder(u, s).key for u, s in itertools.product(decoders, h.autoencoder_seeds)})  # fmt: skip
     base_key = config_hash(
         "hypothesis", MEASURES_VERSION, __version__, config.finetune, config.measure.eval_limit, config.seed,
         ctx.stages.data_key, zoo_fingerprint() if config.use_zoo else "", classifier_weights(config), h.job_threads,
+        config.measure.probe_images, config.measure.nmi_pairs, runtime.amp_mode, runtime.device.type,
     )  # fmt: skip
-    job_list = plan(config, classifiers, periods, base_key)
+    job_list = plan(config, classifiers, periods, base_key, upstream)
     workers = jobs if jobs is not None else h.jobs
     workers = workers or max(1, (os.cpu_count() or 1) // h.job_threads)
-    ctx.stages.say(f"hypothesis: {len(job_list)} jobs ({sum(j.spec['role'] != 'probe' for j in job_list)} fine-tunings), "
+    tunings = sum(j.spec["role"] not in ("probe", "plain") for j in job_list)
+    ctx.stages.say(f"hypothesis: {len(job_list)} jobs ({tunings} fine-tunings), "
                    f"{workers} at once x {h.job_threads} thread(s)" + (f", shard {shard[0]}/{shard[1]}" if shard else ""))  # fmt: skip
     clock = time.perf_counter()
 
@@ -374,41 +472,28 @@ def run_experiment(config, run, runtime, progress, jobs, shard) -> HypothesisRes
 
 
 # ----------------------------------------------------------------------------------------------- statistics
-def _find(records: dict, jobs: list[Job], **match) -> list[dict]:
-    return [records[j.key] | {"_spec": j.spec} for j in jobs if all(j.spec.get(k) == v for k, v in match.items())]
+def finished(jobs: list[Job], records: dict) -> list[tuple[JobSpec, dict]]:
+    """(typed spec, record) of every job that has a record, in plan order."""
+    return [(spec_of(j), records[j.key]) for j in jobs if j.key in records]
 
 
-def run_values(spec_records: dict[str, dict], sham: dict | None, period: int, h) -> dict:
-    """Per replicate: the five numbers the rules read (docs/measures.md), from its arms' records."""
-    control = spec_records["control"]
-    out: dict = {}
-    if sham is not None:  # the pattern against the sham's (r-fold) and against what no one can see (min_amplitude)
-        reference = max(h.min_amplitude, h.min_ratio * math.hypot(sham["peak"], sham["peak_floor"]))
-        out["pattern"] = 0.5 * math.log(control["peak"] ** 2 + control["peak_floor"] ** 2) - math.log(reference)
-    if "band_stop" in spec_records:
-        b = spec_records["band_stop"]
-        out["gradient"] = verdict.log_ratio(b["band"], b["band_floor"], control["band"], control["band_floor"])
-    follows = [classifier_follow(spec_records[a], control, period) for a in ("shift_y", "shift_x") if a in spec_records]
-    if follows:
-        out["frame"] = sum(follows) / len(follows)
-    if "shift_period" in spec_records:
-        out["stability"] = phase_lock(_pattern(spec_records["shift_period"]), _pattern(control), period)
-    if "stride_smooth" in spec_records and "band_stop" in spec_records:
-        s, b = spec_records["stride_smooth"], spec_records["band_stop"]
-        out["geometry"] = verdict.log_ratio(s["band"], s["band_floor"], b["band"], b["band_floor"])
-    return out
+def replicates_of(done: list[tuple[JobSpec, dict]], c: GridClassifier, decoder: str, role: str, control: str | None,
+                  replicate: int) -> Replicate | None:  # fmt: skip
+    """One classifier's replicate: its arms' records with its sham's and its plain autoencoder's (None: no control arm)."""
+    arms = {spec.arm: record for spec, record in done
+            if spec.role == role and spec.classifier == c and spec.decoder == decoder and spec.control == control
+            and spec.replicate == replicate}  # fmt: skip
+    if "control" not in arms:
+        return None
+    first = next(spec for spec, _ in done if spec.role == role and spec.classifier == c and spec.decoder == decoder
+                 and spec.control == control and spec.replicate == replicate and spec.arm == "control")  # fmt: skip
 
+    def shared(role_: str, replicate_: int | None) -> dict | None:
+        return next((record for spec, record in done if spec.role == role_ and spec.decoder == decoder
+                     and spec.period == first.period and spec.autoencoder_seed == first.autoencoder_seed
+                     and (replicate_ is None or spec.replicate == replicate_)), None)  # fmt: skip
 
-def _pattern(record: dict) -> Tensor:
-    return torch.tensor(record["pattern"], dtype=torch.float64)
-
-
-def classifier_follow(shifted: dict, control: dict, period: int) -> float:
-    """+1: the lattice stayed in the classifier's frame when the autoencoder's grid moved (classifier-born);
-    -1: it moved with the grid (the decoder's); 0: neither. ``metrics.lattice.frame_follow`` measures following the
-    moved frame, here the autoencoder's, so its sign is flipped."""
-    value = frame_follow(_pattern(shifted), _pattern(control), period, arm_shift(shifted["_spec"]["arm"], period))
-    return -value if value == value else value
+    return Replicate(arms, first.period, plain=shared("plain", None), sham=shared("sham", replicate))
 
 
 def summarise(jobs: list[Job], records: dict, config: RunConfig) -> dict:
@@ -416,17 +501,16 @@ def summarise(jobs: list[Job], records: dict, config: RunConfig) -> dict:
     h = config.hypothesis
     cells = []
     classifiers = grid_classifiers(config)
+    done = finished(jobs, records)
     for cell_name in dict.fromkeys(c.cell for c in classifiers):
         members = [c for c in classifiers if c.cell == cell_name]
         for u in h.upsamples:
-            cells.append(
-                _decide(jobs, records, config, members, u, role="cell", control=None) | {"cell": cell_name, "upsample": u}
-            )
+            cells.append(_decide(done, config, members, u, role="cell", control=None) | {"cell": cell_name, "upsample": u})
     calibration = []
     bases = [c for c in classifiers if c.cell == classifiers[0].cell][: h.control_classifiers]
     for name in h.controls:
         control = CONTROLS[name]
-        decision = _decide(jobs, records, config, bases, control.decoder, role="control", control=name)
+        decision = _decide(done, config, bases, control.decoder, role="control", control=name)
         calibration.append({
             "control": name, "truth": control.truth, "strided_truth": control.strided, "description": control.description,
             "decoder": control.decoder, "verdict": decision["decision"]["verdict"],
@@ -435,35 +519,32 @@ def summarise(jobs: list[Job], records: dict, config: RunConfig) -> dict:
     return {
         "cells": cells, "calibration": calibration, "answer": verdict.answer(cells, calibration if h.controls else None),
         "comparisons": compare_downsamplings(cells, h.alpha),
-        "min_ratio": h.min_ratio, "alpha": h.alpha, "min_amplitude": h.min_amplitude, "runs": _claims_runs(jobs, records),
+        "min_ratio": h.min_ratio, "alpha": h.alpha, "min_amplitude": h.min_amplitude, "runs": _claims_runs(done),
     }  # fmt: skip
 
 
-def _decide(jobs, records, config, members, decoder, *, role, control) -> dict:
+def _decide(done: list[tuple[JobSpec, dict]], config: RunConfig, members: list[GridClassifier], decoder: str, *,
+            role: str, control: str | None) -> dict:  # fmt: skip
     h = config.hypothesis
     replicates = h.replicates if role == "cell" else h.control_replicates
     per_unit: dict[str, list[list[float]]] = {}
     probes = []
     period = 2
     for c in members:
-        cdict = dataclasses.asdict(c)
-        match = {"classifier": cdict, "decoder": decoder, "control": control}
-        probes += _find(records, jobs, role="probe", classifier=cdict, control=control)[:1]
+        probes += [record for spec, record in done if spec.role == "probe" and spec.classifier == c and spec.control == control][
+            :1
+        ]
         for r in range(replicates):
-            arms = {rec["_spec"]["arm"]: rec for rec in _find(records, jobs, role=role, replicate=r, **match)}
-            if "control" not in arms:
+            run = replicates_of(done, c, decoder, role, control, r)
+            if run is None:
                 continue
-            period = arms["control"]["_spec"]["period"]
-            ae = arms["control"]["_spec"]["autoencoder_seed"]
-            sham = next(
-                iter(_find(records, jobs, role="sham", decoder=decoder, replicate=r, period=period, autoencoder_seed=ae)), None
-            )
-            for k, v in run_values(arms, sham, period, h).items():
+            period = run.period
+            for k, v in readout_values(run, h).items():
                 per_unit.setdefault(k, [[] for _ in members])[members.index(c)].append(v)
     one = len(members) == 1  # a one-classifier cell: its replicates are the units (the claim is about it alone)
     units = {k: ([v for rows in lists for v in rows] if one else [sum(rows) / len(rows) for rows in lists if rows])
              for k, lists in per_unit.items()}  # fmt: skip
-    for name in ("pattern", "gradient", "frame", "stability", "geometry"):
+    for name in READOUTS:
         units.setdefault(name, [])
     decision = verdict.cell_verdict(units, probes, min_ratio=h.min_ratio, alpha=h.alpha, power=h.power,
                                     read_ratio=h.read_ratio, band_share=h.band_share)  # fmt: skip
@@ -487,15 +568,13 @@ def compare_downsamplings(cells: list[dict], alpha: float) -> list[dict]:
     return out
 
 
-def _claims_runs(jobs: list[Job], records: dict) -> list[dict]:
+def _claims_runs(done: list[tuple[JobSpec, dict]]) -> list[dict]:
     """The control arm of the real cells, one row per run: what the claims table reads."""
     rows = []
-    for job in jobs:
-        s = job.spec
-        if s["role"] == "cell" and s["arm"] == "control" and job.key in records:
-            r = records[job.key]
-            rows.append({"family": s["classifier"]["name"], "downsample": s["classifier"]["downsample"],
-                         "seed": s["classifier"]["seed"], "upsample": s["decoder"], "replicate": s["replicate"],
+    for s, r in done:
+        if s.role == "cell" and s.arm == "control" and s.classifier is not None:
+            rows.append({"family": s.classifier.name, "downsample": s.classifier.downsample, "seed": s.classifier.seed,
+                         "upsample": s.decoder, "replicate": s.replicate,
                          **{k: r[k] for k in ("original_top1", "plain_top1", "finetuned_top1", "inter_nmi", "plain_inter_nmi",
                                               "peak", "band") if k in r}})  # fmt: skip
     return rows
@@ -504,12 +583,11 @@ def _claims_runs(jobs: list[Job], records: dict) -> list[dict]:
 def mean_patterns(jobs: list[Job], records: dict) -> dict[str, Tensor]:
     """The mean constant pattern per (cell or control, decoder, arm), for the figures."""
     groups: dict[str, list[Tensor]] = {}
-    for job in jobs:
-        s = job.spec
-        if job.key not in records or "pattern" not in records[job.key]:
+    for s, record in finished(jobs, records):
+        if "pattern" not in record or s.role == "plain":
             continue
-        who = s.get("control") or (f"{s['classifier']['name']}/{s['classifier']['downsample']}" if s["classifier"] else "sham")
-        groups.setdefault(f"pattern/{who}/{s['decoder']}/{s['arm']}", []).append(_pattern(records[job.key]))
+        who = s.control or (f"{s.classifier.name}/{s.classifier.downsample}" if s.classifier else "sham")
+        groups.setdefault(f"pattern/{who}/{s.decoder}/{s.arm}", []).append(pattern_of(record))
     return {k: torch.stack(v).mean(0).float() for k, v in groups.items()}
 
 

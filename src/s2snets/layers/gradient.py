@@ -69,6 +69,111 @@ def smooth_gradient(x: Tensor, period: int, order: int = 2) -> Tensor:
     return filter_gradient(x, smoothing_response(x.shape[-2], x.shape[-1], period, order, x.device))
 
 
+class _ShiftBandGradient(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: Tensor, band: Tensor, shift: tuple[int, int]) -> Tensor:  # type: ignore[override]
+        ctx.save_for_backward(band)
+        ctx.shift = shift
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, None, None]:  # type: ignore[override]
+        (band,) = ctx.saved_tensors
+        g = grad.float()
+        high = torch.fft.ifft2(torch.fft.fft2(g) * band).real
+        return (g - high + torch.roll(high, ctx.shift, (-2, -1))).to(grad.dtype), None, None
+
+
+def shift_lattice_gradient(x: Tensor, period: int, shift: tuple[int, int]) -> Tensor:
+    """Identity on ``x`` (..., H, W); its gradient's period-P lattice band is moved by ``shift`` = (dy, dx) pixels
+    (circularly) and the rest left in place: g -> low(g) + roll(high(g), shift), high = the band's part.
+
+    The band is a 0/1 set of frequencies and a roll keeps every frequency's magnitude, so the gradient's power is
+    unchanged, bin for bin; only the phase of its lattice moves (by ``shift``; a shift by P moves no lattice phase).
+
+    >>> import torch
+    >>> x = torch.zeros(1, 1, 4, 4, requires_grad=True)
+    >>> shift_lattice_gradient(x, 2, (0, 1)).backward(torch.tensor([[[[1.0, 0, 1, 0]] * 4]]))
+    >>> x.grad[0, 0, 0].tolist()  # the alternation (all band) moved one pixel right; the mean (DC) stayed
+    [0.0, 1.0, 0.0, 1.0]
+    """
+    band = lattice_band(x.shape[-2], x.shape[-1], period, x.device).float()
+    return _ShiftBandGradient.apply(x, band, (int(shift[0]), int(shift[1])))
+
+
+def _removal_order(h: int, w: int, period: int, device: torch.device | None) -> tuple[Tensor, Tensor]:
+    """For the power-matched sham: (pair id per bin (H, W), pair ids in removal order). Bins outside the lattice band
+    and not DC, paired with their conjugates (a real map's spectrum removes both or neither), ordered from the
+    edge of the DC cell inwards (farthest from DC first: nearest to the band without being in it)."""
+    band = lattice_band(h, w, period, device)
+    u, v = torch.meshgrid(torch.arange(h, device=device), torch.arange(w, device=device), indexing="ij")
+    index = u * w + v
+    partner = ((-u) % h) * w + ((-v) % w)
+    pair = torch.minimum(index, partner)
+    du = torch.minimum(u, h - u)
+    dv = torch.minimum(v, w - v)
+    distance = torch.maximum(du * (w / h), dv.double()) if h != w else torch.maximum(du, dv).double()
+    eligible = ~band & (index != 0)
+    ids = pair[eligible & (index == pair)]
+    order = torch.argsort(distance[eligible & (index == pair)] * (h * w) - ids.double(), descending=True)
+    return pair, ids[order]
+
+
+class _MatchedShamGradient(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: Tensor, band: Tensor, pair: Tensor, order: Tensor) -> Tensor:  # type: ignore[override]
+        ctx.save_for_backward(band, pair, order)
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, None, None, None]:  # type: ignore[override]
+        band, pair, order = ctx.saved_tensors
+        spectrum = torch.fft.fft2(grad.double())
+        power = spectrum.abs().square()
+        flat = power.flatten(-2)
+        target = (flat * band.flatten()).sum(-1, keepdim=True)  # the band's power, per map
+        pair_power = torch.zeros(*flat.shape[:-1], flat.shape[-1], dtype=flat.dtype, device=flat.device)
+        pair_power.scatter_add_(-1, pair.flatten().expand_as(flat), flat)
+        ranked = pair_power[..., order]
+        before = ranked.cumsum(-1) - ranked  # power removed before each pair in the order
+        remove_pair = torch.zeros_like(pair_power, dtype=torch.bool)
+        remove_pair[..., order] = before + ranked / 2 < target  # the last pair taken when it brings the sum nearer
+        remove = remove_pair.gather(-1, pair.flatten().expand_as(flat)).view_as(power)
+        filtered = torch.fft.ifft2(spectrum * (~remove)).real
+        return filtered.to(grad.dtype), None, None, None
+
+
+def matched_sham_gradient(x: Tensor, period: int) -> Tensor:
+    """Identity on ``x`` (..., H, W); its gradient loses as much power as ``band_stop_gradient`` would remove, but
+    *away* from the lattice band: per map, frequency pairs of the DC cell (not DC itself), from its edge inwards,
+    until the removed power reaches the band's. The band-stop's sham: it differs from it only in *where* the power
+    goes (when the DC cell holds less power than the band, all of it goes and the match falls short: the probe
+    reports the matched share).
+
+    >>> import torch
+    >>> x = torch.zeros(1, 1, 8, 8, requires_grad=True)
+    >>> g = torch.randn(1, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    >>> matched_sham_gradient(x, 2).backward(g)
+    >>> band = lattice_band(8, 8, 2)
+    >>> bool(torch.allclose(torch.fft.fft2(x.grad)[0, 0][band], torch.fft.fft2(g)[0, 0][band], atol=1e-5))
+    True
+    """
+    h, w = x.shape[-2:]
+    pair, order = _removal_order(h, w, period, x.device)
+    return _MatchedShamGradient.apply(x, lattice_band(h, w, period, x.device).double(), pair, order)
+
+
+def sham_removed_share(grad: Tensor, period: int) -> Tensor:
+    """What ``matched_sham_gradient`` removes from (..., H, W) gradients, as a share of the band's power -> (...,):
+    1 when matched, below 1 when the DC cell held too little power."""
+    x = torch.zeros_like(grad, dtype=torch.float64, requires_grad=True)
+    matched_sham_gradient(x, period).backward(grad.double())
+    power = torch.fft.fft2(grad.double()).abs().square()
+    removed = (power - torch.fft.fft2(x.grad).abs().square()).sum((-2, -1))
+    band = (power * lattice_band(grad.shape[-2], grad.shape[-1], period, grad.device)).sum((-2, -1))
+    return torch.where(band > 0, removed / band.clamp_min(1e-300), torch.ones_like(band))
+
+
 class GradientFilter(nn.Module):
     """Module twin of the filters: ``GradientFilter("band_stop" | "smooth", period)``; responses are cached per size."""
 

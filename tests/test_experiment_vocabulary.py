@@ -1,0 +1,153 @@
+"""The experiment's vocabulary: arms and readouts as registry entries, jobs as typed specs keyed on what made them.
+
+Every arm's install is checked against what it says it changes (the forward pass identical where it says so, the
+gradient changed as it says); every job key moves when, and only when, something its record depends on moves.
+"""
+
+import dataclasses
+import itertools
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from s2snets.config import RunConfig
+from s2snets.experiments.controls import CONTROLS
+from s2snets.experiments.hypothesis import GridClassifier, JobSpec, Upstream, grid_classifiers, plan
+from s2snets.experiments.interventions import ARMS, READOUTS, Replicate, arm_models, readout_values
+from s2snets.layers.frequency import lattice_band
+from s2snets.names import ARMS as ARM_NAMES
+
+
+def fake_upstream(config: RunConfig, changed: dict | None = None) -> Upstream:
+    """Stage keys for every classifier and autoencoder a config's grid uses (``changed``: some replaced)."""
+    h = config.hypothesis
+    decoders = [*h.upsamples, *(CONTROLS[n].decoder for n in h.controls)]
+    classifiers = {c: f"classifier-{c.name}-{c.seed}" for c in grid_classifiers(config)}
+    autoencoders = {(u, s): f"autoencoder-{u}-{s}" for u, s in itertools.product(decoders, h.autoencoder_seeds)}
+    for key, value in (changed or {}).items():
+        (classifiers if isinstance(key, GridClassifier) else autoencoders)[key] = value
+    return Upstream(classifiers, autoencoders)
+
+
+def _config() -> RunConfig:
+    config = RunConfig()
+    h = dataclasses.replace(config.hypothesis, seeds=[0, 1], upsamples=["unpool"], controls=["additive", "decoder"],
+                            control_classifiers=2, interventions=[*config.hypothesis.interventions, "lattice_shift_y",
+                                                                  "lattice_shift_x", "lattice_shift_period"])  # fmt: skip
+    return dataclasses.replace(config, hypothesis=h)
+
+
+def _keys(config, upstream, base="base") -> dict[str, str]:
+    return {j.label: j.key for j in plan(config, grid_classifiers(config), {"alexnet_s/native": 2}, base, upstream)}
+
+
+def test_registries_match_the_names_the_config_validates_against():
+    assert tuple(ARMS) == ARM_NAMES
+    for arm in ARMS.values():
+        assert arm.reads is None or arm.reads in READOUTS, arm.name
+    for readout in READOUTS.values():
+        assert set(readout.needs) <= set(ARMS), readout.name
+
+
+def test_changing_an_upstream_stage_re_keys_exactly_the_jobs_built_on_it():
+    config = _config()
+    before = _keys(config, fake_upstream(config))
+    assert len(before) == len(set(before.values()))  # one key per job
+    c0 = grid_classifiers(config)[0]
+    retrained = _keys(config, fake_upstream(config, {c0: "classifier-retrained"}))
+    moved = {label for label in before if before[label] != retrained[label]}
+    assert moved and all("alexnet_s-native-s0 " in label for label in moved)  # its cell, probe and control jobs
+    assert {label for label in before if "alexnet_s-native-s0 " in label} == moved
+    other = _keys(config, fake_upstream(config, {("transposed", 1): "autoencoder-retrained"}))
+    moved = {label for label in before if before[label] != other[label]}
+    assert moved and all(" transposed " in label for label in moved)
+    decoder_jobs = [label for label in before if " transposed " in label]
+    assert len(moved) < len(decoder_jobs)  # only those that start from that autoencoder (seed 1 of two)
+    assert _keys(config, fake_upstream(config), base="other") .keys() == before.keys()
+    assert not set(_keys(config, fake_upstream(config), base="other").values()) & set(before.values())
+
+
+def test_a_job_spec_round_trips_and_refuses_unknown_roles_and_arms():
+    c = GridClassifier("alexnet_s", "native", 3, "alexnet_s/native")
+    spec = JobSpec("cell", "unpool", 0, 1, 1, "lattice_shift_x", 2, "base", ("a", "b"), c)
+    assert JobSpec.from_record(spec.record()) == spec
+    with pytest.raises(ValueError, match="unknown arm 'lattice_shift'"):
+        JobSpec("cell", "unpool", 0, 0, 0, "lattice_shift", 2, "base")
+    with pytest.raises(ValueError, match="unknown job role"):
+        JobSpec("cel", "unpool", 0, 0, 0, "control", 2, "base")
+
+
+class _Linear(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.w = nn.Parameter(torch.randn(1, 1, 16, 16, generator=torch.Generator().manual_seed(1)))
+
+    def forward(self, x):
+        return (x * self.w).sum((1, 2, 3))[:, None].repeat(1, 2)
+
+
+@pytest.mark.parametrize("arm", [a for a in ARMS if a not in ("control", "sham")])
+def test_every_gradient_arm_keeps_the_forward_pass_and_changes_the_gradient_as_it_says(arm):
+    classifier, autoencoder = _Linear(), nn.Identity()
+    x = torch.randn(2, 1, 16, 16, generator=torch.Generator().manual_seed(0), requires_grad=True)
+    ae, judge = arm_models(arm, autoencoder, classifier, 2)
+    assert judge is not None
+    if ARMS[arm].grid is not None:  # the autoencoder's grid moves: the classifier is untouched
+        assert judge is classifier and torch.equal(ae(x), x)
+        return
+    assert torch.equal(judge(x), classifier(x))  # forward identical
+    judge(x).sum().backward()
+    changed = x.grad.clone()
+    x.grad = None
+    classifier(x).sum().backward()
+    plain = x.grad
+    band = lattice_band(16, 16, 2)
+    spectrum, reference = torch.fft.fft2(changed), torch.fft.fft2(plain)
+    if ARMS[arm].lattice is not None:
+        dy, dx = ARMS[arm].lattice(2)
+        assert torch.allclose(spectrum.abs(), reference.abs(), atol=1e-4)  # power unchanged, bin for bin
+        u = torch.fft.fftfreq(16)[:, None]
+        v = torch.fft.fftfreq(16)[None, :]
+        turned = reference * torch.exp(-2j * math.pi * (u * dy + v * dx))  # roll by (dy, dx) in the band only
+        expected = torch.where(band, turned, reference)
+        assert torch.allclose(spectrum, expected, atol=1e-4)
+    elif arm == "band_stop":
+        assert spectrum[..., band].abs().max() < 1e-4 and torch.allclose(spectrum[..., ~band], reference[..., ~band], atol=1e-4)
+    elif arm == "sham_band_stop":
+        assert torch.allclose(spectrum[..., band], reference[..., band], atol=1e-4)  # the band untouched
+        removed = reference.abs().square().sum() - spectrum.abs().square().sum()
+        target = reference[..., band].abs().square().sum()
+        assert 0.5 * target < removed < 1.5 * target  # as much power as the band-stop would take
+    elif arm == "stride_smooth":  # a model without strided layers: nothing to smooth
+        assert torch.allclose(changed, plain)
+
+
+def _record(pattern: torch.Tensor) -> dict:
+    return {"pattern": pattern.tolist(), "peak": 0.01, "peak_floor": 0.001, "band": 0.01, "band_floor": 0.001}
+
+
+def test_the_lattice_readouts_tell_a_pattern_that_follows_the_gradient_from_one_that_stays():
+    """The follow index and the share on patterns built to be classifier-born (the lattice turns with the gradient's),
+    decoder-born (it stays) and a half-half mixture, against the plain autoencoder's pattern subtracted first."""
+    g = torch.Generator().manual_seed(0)
+    y, x = torch.meshgrid(torch.arange(16), torch.arange(16), indexing="ij")
+    c = 0.02 * (-1.0) ** (x + y) + 0.01 * (-1.0) ** y  # a lattice the gradient writes
+    plain = 0.05 * torch.randn(16, 16, generator=g, dtype=torch.float64)  # the autoencoder's own error: never moves
+    shifted = {"lattice_shift_y": torch.roll(c, (1, 0), (0, 1)), "lattice_shift_x": torch.roll(c, (0, 1), (0, 1)),
+               "lattice_shift_period": c}  # fmt: skip
+
+    def run(classifier_part: float) -> dict:
+        d = (1 - classifier_part) * c  # the same lattice, but the decoder's: it stays
+        arms = {"control": _record(plain + classifier_part * c + d)}
+        arms |= {a: _record(plain + classifier_part * s + d) for a, s in shifted.items()}
+        return readout_values(Replicate(arms, 2, plain=_record(plain)), RunConfig().hypothesis)
+
+    born, stays, half = run(1.0), run(0.0), run(0.5)
+    assert born["follow"] == pytest.approx(1.0) and stays["follow"] == pytest.approx(-1.0)
+    assert born["follow_sham"] == pytest.approx(-1.0)  # the sham moved no phase
+    assert born["follow_gain"] == pytest.approx(2.0) and stays["follow_gain"] == pytest.approx(0.0)
+    assert born["share"] == pytest.approx(1.0) and stays["share"] == pytest.approx(0.0)
+    assert half["share"] == pytest.approx(0.5)  # power shares: |c/2|^2 vs |c/2|^2
+    assert born["share_sham"] == pytest.approx(0.0)
