@@ -103,6 +103,8 @@ def test_the_shipped_calibration_recovers_every_planted_truth(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     run = tmp_path / "calibrate-only"
     hyp = json.loads((run / "metrics" / "hypothesis.json").read_text())
+    registered = json.loads((run / "registration.json").read_text())  # written before the first job, quoted after
+    assert hyp["registration"] == registered and f"(sha256 {registered['sha256'][:12]})" in proc.stdout
     got = {c["control"]: c["verdict"] for c in hyp["calibration"]}
     assert got == {name: control.truth for name, control in CONTROLS.items()}, hyp["calibration"]
     h = load_config(example).hypothesis

@@ -200,6 +200,21 @@ class HypothesisConfig:
         gt=0,
         lt=1,
     )
+    primary_endpoint: str = key(
+        "",
+        "the registered primary endpoint: a readout name (follow_gain, share, gradient, ...); '' = none registered",
+        choices="readout",
+    )
+    primary_cell: str = key("", "the registered primary cell, family/downsample/decoder (alexnet_s/native/unpool)")
+    smallest_effect: float = key(
+        0.5, "the registered smallest effect of interest of the primary endpoint (its units)", gt=0, le=100
+    )
+    planned_n: int = key(
+        0,
+        "the registered number of classifiers of the primary cell (from a power analysis); 0 = none registered",
+        ge=0,
+        le=10_000,
+    )
     job_threads: int = key(
         1, "torch threads per fine-tuning (in each job's key, so numbers do not depend on --jobs)", ge=1, le=256
     )
@@ -263,7 +278,7 @@ def _check_value(path: str, value: Any, meta: Any) -> None:
     if meta.get("choices"):
         valid = registry(meta["choices"])
         for v in items:
-            if v in valid or (meta["choices"] == "classifier" and ":" in v):
+            if v in valid or (meta["choices"] == "classifier" and ":" in v) or (meta["choices"] == "readout" and v == ""):
                 continue
             close = difflib.get_close_matches(v, valid, n=1, cutoff=0.6)
             hint = f" (did you mean '{close[0]}'?)" if close else ""

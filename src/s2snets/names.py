@@ -19,10 +19,36 @@ SEGNET_PRESETS = ("paper", "small", "tiny")
 NMI_AVERAGES = ("arithmetic", "geometric", "min", "max")
 NMI_BACKENDS = ("auto", "numba", "torch")
 # The checkerboard experiment: its arms (control and sham always run) and its planted controls.
-ARMS = ("control", "sham", "band_stop", "stride_smooth", "shift_y", "shift_x", "shift_period", "lattice_shift_y",
-        "lattice_shift_x", "lattice_shift_period", "sham_band_stop")
+ARMS = (
+    "control",
+    "sham",
+    "band_stop",
+    "stride_smooth",
+    "shift_y",
+    "shift_x",
+    "shift_period",
+    "lattice_shift_y",
+    "lattice_shift_x",
+    "lattice_shift_period",
+    "sham_band_stop",
+)
 INTERVENTIONS = ARMS[2:]  # the arms a config chooses
 CONTROLS = ("additive", "multiplicative", "ignored", "none", "decoder")
+# The numbers per fine-tuning replicate the rules read (experiments.interventions.READOUTS); "" = none chosen.
+READOUTS = (
+    "pattern",
+    "gradient",
+    "frame",
+    "stability",
+    "geometry",
+    "follow",
+    "follow_sham",
+    "follow_gain",
+    "share",
+    "share_sham",
+    "band_sham",
+    "band_specific",
+)
 
 REGISTRIES: dict[str, tuple[str, ...]] = {
     "dataset": DATASETS,
@@ -40,6 +66,7 @@ REGISTRIES: dict[str, tuple[str, ...]] = {
     "nmi_backend": NMI_BACKENDS,
     "intervention": INTERVENTIONS,
     "control": CONTROLS,
+    "readout": READOUTS,
 }
 
 

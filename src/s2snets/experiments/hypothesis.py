@@ -33,6 +33,7 @@ from s2snets.experiments.controls import CONTROLS, PlantedClassifier, planted_co
 from s2snets.experiments.grid import Job, run_jobs
 from s2snets.experiments.interventions import ARMS, READOUTS, Replicate, arm_models, pattern_of, readout_values
 from s2snets.experiments.odena import odena_probe
+from s2snets.experiments.registration import register, registration, registration_text
 from s2snets.experiments.replicate import load_context
 from s2snets.experiments.schema import CalibrationSummary, HypothesisResult
 from s2snets.experiments.stages import Context, Trained, pretrain_autoencoder, train_classifier, zoo_entry_for
@@ -436,6 +437,8 @@ def run_experiment(config, run, runtime, progress, jobs, shard) -> HypothesisRes
         config.measure.probe_images, config.measure.nmi_pairs, runtime.amp_mode, runtime.device.type,
     )  # fmt: skip
     job_list = plan(config, classifiers, periods, base_key, upstream)
+    registered = register(config, run) if runtime.is_main else registration(config)  # before the first job runs
+    ctx.stages.say(registration_text(registered) if "sha256" in registered else "registration: written by the main process")
     workers = jobs if jobs is not None else h.jobs
     workers = workers or max(1, (os.cpu_count() or 1) // h.job_threads)
     tunings = sum(j.spec["role"] not in ("probe", "plain") for j in job_list)
@@ -460,7 +463,7 @@ def run_experiment(config, run, runtime, progress, jobs, shard) -> HypothesisRes
         ctx.stages.say(f"hypothesis: {missing} job(s) are left to other shards; run without --shard to merge")
         return {"incomplete": {"jobs": len(job_list), "missing": missing}}
     result = summarise(job_list, records, config)
-    result.update({"periods": periods, "version": __version__, "config": to_dict(h), "image_size": ctx.eval.size,
+    result.update({"registration": registered, "periods": periods, "version": __version__, "config": to_dict(h), "image_size": ctx.eval.size,
                    "jobs": len(job_list), "seconds_total": time.perf_counter() - started})  # fmt: skip
     if h.odena_probe:
         result["odena"] = odena_probe(ctx.stages, config)
@@ -640,7 +643,8 @@ def verdict_text(result: HypothesisResult) -> str:
     if "incomplete" in result:
         i = result["incomplete"]
         return f"The checkerboard question: {i['missing']} of {i['jobs']} jobs still to run (other shards)."
-    lines = ["Calibration (planted controls, answer known by construction):"]
+    lines = [registration_text(result["registration"])] if "sha256" in result.get("registration", {}) else []
+    lines.append("Calibration (planted controls, answer known by construction):")
     for row in result["calibration"]:
         mark = "recovered" if row["recovered"] else "NOT recovered"
         lines.append(f"  {row['control']:<15} truth {row['truth']:<18} verdict {row['verdict']:<18} {mark} "

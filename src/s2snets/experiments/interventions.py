@@ -48,6 +48,7 @@ from s2snets.layers.gradient import GradientFilter, matched_sham_gradient, shift
 from s2snets.metrics.lattice import frame_follow, lattice_coefficients, phase_lock, shift_rotation
 from s2snets.models.hooks import smooth_strided_backward
 from s2snets.names import ARMS as ARM_NAMES
+from s2snets.names import check_registry
 
 # ----------------------------------------------------------------------------------------------- model wrappers
 
@@ -355,6 +356,9 @@ READOUTS: dict[str, Readout] = {
                 ("band_stop", "sham_band_stop"), lambda run, h: _band_ratio(run, "band_stop", "sham_band_stop")),
     )
 }  # fmt: skip
+
+
+check_registry("readout", READOUTS)
 
 
 def readout_values(run: Replicate, h: object) -> dict[str, float]:

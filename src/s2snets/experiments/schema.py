@@ -207,6 +207,7 @@ class HypothesisResult(TypedDict):
     jobs: int
     seconds_total: float
     odena: NotRequired[dict[str, Any]]
+    registration: NotRequired[dict[str, Any]]  # experiments.registration: rules, primary endpoint and cell, n, time
     incomplete: NotRequired[dict[str, int]]  # a shard that left jobs to others: jobs, missing
 
 

@@ -1,0 +1,126 @@
+"""Pre-registration of the checkerboard experiment: what a run will decide, and how, fixed before its first job.
+
+``register(config, run)`` writes ``<run>/registration.json`` before any job runs: the rules' version and the hash of
+their code (``verdict``, ``interventions``, ``controls``: every line that turns records into a verdict), the primary
+endpoint and cell, the planned n, alpha, the smallest effect of interest, the power analysis that gave n (when one is
+stated) and the hash of every config value the numbers depend on, with the UTC time. A resume reads it back and
+refuses to go on when any of that changed: a changed rule or endpoint needs a new run (a new name), never a
+re-decision of finished jobs. ``hypothesis.json``, the command's output and the report quote it.
+
+    >>> n_for_power(sd=0.6, smallest_effect=0.5, alpha=0.05, power=0.8)
+    14
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import inspect
+import json
+import math
+from datetime import UTC, datetime
+from typing import Any
+
+from s2snets.checkpoint import atomic_write_text
+from s2snets.config import RunConfig, config_hash
+from s2snets.errors import ConfigError
+from s2snets.metrics.stats import replicates_needed
+from s2snets.rundir import RunDir
+
+RULES_VERSION = "0.4-pilot"  # bump with every change of a rule; the code hash catches the changes nobody bumped
+FILE = "registration.json"
+# What does not change a number: how many processes share the work.
+_NOT_REGISTERED = {"jobs"}
+
+
+def rules_hash() -> str:
+    """sha256 of the source of the modules that turn records into verdicts."""
+    from s2snets.experiments import controls, interventions, verdict
+
+    source = "".join(inspect.getsource(m) for m in (verdict, interventions, controls))
+    return hashlib.sha256(source.encode()).hexdigest()
+
+
+def n_for_power(*, sd: float, smallest_effect: float, alpha: float, power: float) -> int | None:
+    """Classifiers a one-sample t test needs to show an effect of ``smallest_effect`` beyond 0 with ``power``, for a
+    spread of ``sd`` between classifiers (stated beforehand, from a pilot): the effect is the *smallest one of
+    interest*, never an observed mean. None when no n up to 10,000 does."""
+    if not (sd > 0 and math.isfinite(sd)) or not smallest_effect > 0:
+        raise ConfigError(
+            f"a power analysis needs sd > 0 and smallest_effect > 0, got sd = {sd}, smallest_effect = {smallest_effect}"
+        )
+    return replicates_needed(smallest_effect, sd, 0.0, alpha=alpha, power=power)
+
+
+def registration(config: RunConfig, *, pilot_sd: float | None = None) -> dict[str, Any]:
+    """The registration of a run (without its time): rules, primary endpoint and cell, n, alpha, effect, config."""
+    h = config.hypothesis
+    registered = {k: v for k, v in dataclasses.asdict(h).items() if k not in _NOT_REGISTERED}
+    out: dict[str, Any] = {
+        "rules": {"version": RULES_VERSION, "sha256": rules_hash()},
+        "primary": {
+            "endpoint": h.primary_endpoint or None,
+            "cell": h.primary_cell or None,
+            "n": h.planned_n or None,
+            "alpha": h.alpha,
+            "smallest_effect": h.smallest_effect,
+            "power": h.power,
+        },  # fmt: skip
+        "config_sha256": config_hash(
+            "registered",
+            config.seed,
+            config.data,
+            config.finetune,
+            config.measure,
+            config.autoencoder,
+            config.use_zoo,
+            registered,
+        ),  # fmt: skip
+    }
+    if pilot_sd is not None:
+        n = n_for_power(sd=pilot_sd, smallest_effect=h.smallest_effect, alpha=h.alpha, power=h.power)
+        out["power_analysis"] = {"pilot_sd": pilot_sd, "smallest_effect": h.smallest_effect, "n": n}
+    return out
+
+
+def digest(record: dict[str, Any]) -> str:
+    body = {k: v for k, v in record.items() if k not in ("created", "sha256")}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def register(config: RunConfig, run: RunDir) -> dict[str, Any]:
+    """Write the run's registration before its first job, or check a resumed run against the one it has.
+
+    Returns the registration as written (with ``created`` and ``sha256``). ConfigError when the run directory holds
+    another registration: which part changed, and that a changed registration needs a new run name."""
+    path = run.root / FILE
+    record = registration(config)
+    record["sha256"] = digest(record)
+    if path.is_file():
+        try:
+            old = json.loads(path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError, OSError) as exc:
+            raise ConfigError(f"{path} is not a readable registration ({exc}); a damaged registration cannot be resumed: "
+                              "use a new run name") from None  # fmt: skip
+        if not isinstance(old, dict) or old.get("sha256") != digest(old):
+            raise ConfigError(f"{path} was edited after it was written (its sha256 does not match); use a new run name")
+        if old["sha256"] != record["sha256"]:
+            changed = [k for k in ("rules", "primary", "config_sha256") if old.get(k) != record.get(k)]
+            raise ConfigError(
+                f"this run was registered on {old.get('created', '?')} with other {', '.join(changed)}; a registered run "
+                "resumes only unchanged. Restore them, or start a new registered run (another config 'name')"
+            )
+        return old
+    record["created"] = datetime.now(UTC).isoformat(timespec="seconds")
+    run.root.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, json.dumps(record, indent=2, sort_keys=True) + "\n")
+    return record
+
+
+def registration_text(record: dict[str, Any]) -> str:
+    """One line for the command's output and the report."""
+    p = record["primary"]
+    primary = (f"primary endpoint {p['endpoint']} in {p['cell']}, n = {p['n']}, alpha = {p['alpha']}, smallest effect "
+               f"{p['smallest_effect']}" if p.get("endpoint") else "no primary endpoint registered (exploratory)")  # fmt: skip
+    return (f"registered {record.get('created', '?')} (sha256 {record['sha256'][:12]}): rules {record['rules']['version']} "
+            f"({record['rules']['sha256'][:12]}); {primary}")  # fmt: skip

@@ -1,0 +1,75 @@
+"""Pre-registration: written before the first job, quoted, and a resume that changed any registered part refused."""
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+from conftest import cli, needs_fashion
+
+from s2snets.config import RunConfig
+from s2snets.errors import ConfigError
+from s2snets.experiments.registration import FILE, n_for_power, register, registration_text
+from s2snets.rundir import RunDir
+
+
+def _config(**hypothesis) -> RunConfig:
+    config = RunConfig(name="reg")
+    return dataclasses.replace(config, hypothesis=dataclasses.replace(config.hypothesis, **hypothesis))
+
+
+def test_a_registration_is_written_once_and_a_changed_one_is_refused(tmp_path):
+    run = RunDir(tmp_path / "reg")
+    config = _config(primary_endpoint="follow_gain", primary_cell="alexnet_s/native/unpool", planned_n=12)
+    first = register(config, run)
+    assert first["primary"] == {"endpoint": "follow_gain", "cell": "alexnet_s/native/unpool", "n": 12, "alpha": 0.05,
+                                "smallest_effect": 0.5, "power": 0.8}  # fmt: skip
+    assert "created" in first and len(first["rules"]["sha256"]) == 64
+    assert register(config, run) == first  # a resume: the same registration, its first time kept
+    assert register(dataclasses.replace(config, hypothesis=dataclasses.replace(config.hypothesis, jobs=4)), run) == first
+    with pytest.raises(ConfigError, match="registered on .* with other primary"):
+        register(_config(primary_endpoint="share", primary_cell="alexnet_s/native/unpool", planned_n=12), run)
+    with pytest.raises(ConfigError, match="with other config_sha256"):
+        register(dataclasses.replace(config, finetune=dataclasses.replace(config.finetune, lr=0.5)), run)
+    record = json.loads((run.root / FILE).read_text())
+    record["primary"]["n"] = 30  # n raised by hand after a near miss
+    (run.root / FILE).write_text(json.dumps(record))
+    with pytest.raises(ConfigError, match="edited after it was written"):
+        register(config, run)
+    assert "primary endpoint follow_gain in alexnet_s/native/unpool, n = 12" in registration_text(first)
+
+
+def test_the_power_analysis_matches_a_simulated_t_test():
+    """n from the noncentral t, against 20,000 simulated one-sample t tests at that n and one fewer."""
+    from scipy import stats
+
+    sd, effect = 0.6, 0.5
+    n = n_for_power(sd=sd, smallest_effect=effect, alpha=0.05, power=0.8)
+    rng = np.random.default_rng(0)
+
+    def simulated_power(k: int) -> float:
+        x = rng.normal(effect, sd, size=(20_000, k))
+        t = x.mean(1) / (x.std(1, ddof=1) / np.sqrt(k))
+        return float((t > stats.t.ppf(0.975, k - 1)).mean())
+
+    assert simulated_power(n) >= 0.79 and simulated_power(n - 1) < 0.81
+    with pytest.raises(ConfigError, match="sd > 0"):
+        n_for_power(sd=0.0, smallest_effect=0.5, alpha=0.05, power=0.8)
+
+
+def test_an_unknown_primary_endpoint_is_a_config_error_with_a_suggestion(tmp_path):
+    (tmp_path / "c.toml").write_text('[hypothesis]\nprimary_endpoint = "folow_gain"\n')
+    proc = cli("hypothesis", "--config", str(tmp_path / "c.toml"), "--runs", str(tmp_path))
+    assert proc.returncode == 2 and "did you mean 'follow_gain'" in proc.stderr and proc.stderr.count("\n") == 1
+
+
+@needs_fashion
+def test_a_grid_classifier_the_zoo_lacks_is_refused_before_any_work(tmp_path):
+    """hypothesis.seeds = [0, 999]: seed 999 is not in the zoo; it used to be trained for the config's few steps and
+    pooled with converged classifiers. Now one line names it and what to do, and nothing was trained."""
+    (tmp_path / "c.toml").write_text('name = "z"\n[data]\ntrain_limit = 64\ntest_limit = 32\n[hypothesis]\nseeds = [0, 999]\n'
+                                     'upsamples = ["unpool"]\ncontrols = []\nodena_probe = false\n')  # fmt: skip
+    proc = cli("hypothesis", "--config", str(tmp_path / "c.toml"), "--runs", str(tmp_path), "--quiet")
+    assert proc.returncode == 2, proc.stderr
+    assert "the zoo has no alexnet_s-native-s999" in proc.stderr and "s2snets zoo train --only" in proc.stderr
+    assert not list((tmp_path / "z").rglob("*.safetensors"))  # nothing trained
