@@ -111,11 +111,12 @@ def test_the_workers_are_capped_by_cores_and_memory_and_the_log_says_so(monkeypa
     monkeypatch.setattr(grid, "available_memory", lambda: 5_000_000_000)
     caplog.set_level(logging.INFO, logger="s2snets")
     assert grid.worker_cap(256, 1, 1_500_000_000) == 2
-    assert "256 workers asked for, 2 started (2 core(s) / 1 thread(s) per job = 2; 5.0 GB available / 1.5 GB" in caplog.text
+    assert "grid: 256 workers asked for, 2 started (2 core(s) / 1 thread(s) per job = 2; 5.0 GB available / 1.5 GB" in caplog.text
     assert grid.worker_cap(256, 2, 1_500_000_000) == 1  # 2 cores, 2 threads a job
     assert grid.worker_cap(8, 1, 3_000_000_000) == 1  # room for one worker only
     caplog.clear()
     assert grid.worker_cap(2, 1, 1_500_000_000) == 2 and not caplog.text  # a request within the cap: no line
+    assert grid.worker_cap(256, 1, 1_500_000_000, jobs=1) == 1 and not caplog.text  # one job: one worker, no line
     pools = []
     monkeypatch.setattr(grid, "_run_pool", lambda todo, execute, init, payload, workers, *rest: pools.append(workers))
     run_jobs(grid_jobs.JOBS, root=tmp_path, execute=grid_jobs.execute, initializer=grid_jobs.context, payload={}, workers=256)

@@ -266,19 +266,21 @@ def usable_cores() -> int:
     return os.cpu_count() or 1
 
 
-def worker_cap(requested: int, threads: int, worker_memory: int) -> int:
-    """``requested`` workers of ``threads`` torch threads each, capped by the cores (cores // threads) and by the
-    available memory (``worker_memory`` bytes each); a log line when the cap lowers the request. At least 1."""
+def worker_cap(requested: int, threads: int, worker_memory: int, jobs: int | None = None) -> int:
+    """How many of ``requested`` workers of ``threads`` torch threads each to start for ``jobs`` jobs: at most the
+    cores (cores // threads), the available memory over ``worker_memory`` bytes each, and the jobs; at least 1. A
+    log line says so when the cores or the memory lower the request."""
+    wanted = max(1, min(requested, jobs if jobs is not None else requested))
     cores = usable_cores()
     by_cores = max(1, cores // max(1, threads))
     memory = available_memory()
-    by_memory = max(1, memory // worker_memory) if memory is not None and worker_memory > 0 else requested
-    workers = max(1, min(requested, by_cores, by_memory))
-    if workers < requested:
+    by_memory = max(1, memory // worker_memory) if memory is not None and worker_memory > 0 else wanted
+    workers = min(wanted, by_cores, by_memory)
+    if workers < wanted:
         reasons = [f"{cores} core(s) / {threads} thread(s) per job = {by_cores}"]
         if memory is not None and worker_memory > 0:
             reasons.append(f"{memory / 1e9:.1f} GB available / {worker_memory / 1e9:.1f} GB per worker = {by_memory}")
-        log.warning(f"{requested} workers asked for, {workers} started ({'; '.join(reasons)})")
+        log.warning(f"grid: {requested} workers asked for, {workers} started ({'; '.join(reasons)})")
     return workers
 
 
@@ -381,7 +383,7 @@ def run_jobs(
             on_done(job, record, done, total)
 
     try:
-        count = worker_cap(min(workers, len(todo)), threads, worker_memory) if todo and workers > 1 else 1
+        count = worker_cap(workers, threads, worker_memory, len(todo)) if todo and workers > 1 else 1
         if todo and count <= 1:
             previous = torch.get_num_threads()
             torch.set_num_threads(threads)
@@ -447,27 +449,27 @@ def _run_pool(todo, execute, initializer, payload, workers, threads, finished) -
             for future in futures.as_completed(pending):
                 key, record = future.result()
                 finished(pending[future], record)
+            pool.shutdown(wait=True)  # every job is done: the workers exit, their queues close (no leaked semaphores)
         except futures.process.BrokenProcessPool:
             processes = processes or list((getattr(pool, "_processes", None) or {}).values())
             how = ", ".join(_ending(p) for p in processes if p.exitcode not in (None, 0)) or "a worker"  # before
-            _stop(pool)  # which ends the others
+            _stop(pool, processes)  # which ends the others
             raise TrainingError(
                 f"a worker process died after {time.perf_counter() - started:.0f}s ({how}: killed, or out of memory; "
                 "fewer --jobs need less); the finished jobs are saved: re-run the command to resume"
             ) from None
         except _StopSignal as stop:
-            _stop(pool)
+            _stop(pool, processes)
             name = signal.Signals(stop.signum).name
             error = Interrupted(f"stopped by {name}; the finished jobs are saved, re-run the command to resume")
             error.exit_code = 128 + stop.signum
             raise error from None
         except KeyboardInterrupt:
-            _stop(pool)
+            _stop(pool, processes)
             raise Interrupted("interrupted; the finished jobs are saved, re-run the command to resume") from None
         except BaseException:
-            _stop(pool)
+            _stop(pool, processes)
             raise
-        pool.shutdown(wait=True)  # every job is done: the workers exit and their queues close (no leaked semaphores)
 
 
 def _ending(process: Any) -> str:
@@ -478,9 +480,10 @@ def _ending(process: Any) -> str:
     return f"pid {process.pid} exited with code {code}"
 
 
-def _stop(pool: futures.ProcessPoolExecutor) -> None:
-    """Stop a pool now: cancel what has not started and end the workers (they would go on fine-tuning)."""
-    processes = list((getattr(pool, "_processes", None) or {}).values())  # the executor forgets them at shutdown
+def _stop(pool: futures.ProcessPoolExecutor, known: list) -> None:
+    """Stop a pool now: cancel what has not started and end the workers (they would go on fine-tuning); ``known``:
+    the workers seen so far (the executor forgets them at shutdown)."""
+    processes = list({id(p): p for p in [*known, *(getattr(pool, "_processes", None) or {}).values()]}.values())
     pool.shutdown(wait=False, cancel_futures=True)
     for process in processes:
         if process.is_alive():
