@@ -104,11 +104,12 @@ def test_a_band_stop_that_removed_nothing_cannot_support_classifier_born():
     assert _verdict(units, SMOOTH)["verdict"] != "classifier-born"
 
 
-def test_inconclusive_says_what_was_undecided_and_the_n_it_needs():
+def test_inconclusive_says_what_was_undecided_and_proposes_no_n_from_the_observed_effect():
     out = _verdict(_units([2.0, 2.2, 1.9, 2.1], [-0.9, -0.2, -1.4, -0.6]))
     assert out["verdict"] == "inconclusive" and out["n"] == 4
     (text,) = out["undecided"]
-    assert "band-stop" in text and "needs n = " in text
+    assert "band-stop" in text and "n = 4, sd 0.51" in text and "a near miss stays inconclusive" in text
+    assert "needs n" not in text
 
 
 def test_geometry_and_frame_of_a_classifier_born_pattern():

@@ -22,7 +22,7 @@ R2 interaction       reads every phase, the band-stop acts (check), upper(b) < -
 R3 classifier-born   reads every phase, the band-stop acts (check), upper(b) < -delta
 R4 decoder-born      reads every phase and either the classifier's gradient has no lattice (check fails in every
                      classifier) and the band-stop did not remove the pattern, or b is equivalent to 0 (TOST, +-delta)
-R5 inconclusive      otherwise: each undecided clause with its n and the n a power analysis asks for
+R5 inconclusive      otherwise: each undecided clause with its interval, n and spread (no n proposed from it)
 
 A classifier-born pattern also gets its frame ("follows the classifier": lower(s) > 0 and lower(f) > 0; otherwise
 "undetermined") and, with the stride_smooth arm, a descriptive answer to whether the strided layers account for it
@@ -34,7 +34,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from s2snets.metrics.stats import equivalent, mean_ci, replicates_needed
+from s2snets.metrics.stats import equivalent, mean_ci
 
 VERDICTS = ("no pattern", "ignored positions", "classifier-born", "decoder-born", "interaction", "inconclusive")
 RULES = {"no pattern": "R0", "ignored positions": "R1", "interaction": "R2", "classifier-born": "R3", "decoder-born": "R4",
@@ -61,10 +61,6 @@ def _sd(values: Sequence[float]) -> float:
         return math.nan
     mean = sum(values) / n
     return math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
-
-
-def _need(ci: dict, threshold: float, alpha: float, power: float, equivalence: bool = False) -> int | None:
-    return replicates_needed(ci["mean"], ci.get("sd", math.nan), threshold, alpha=alpha, power=power, equivalence=equivalence)
 
 
 def cell_verdict(units: dict, probes: list[dict], *, min_ratio: float, alpha: float, power: float, read_ratio: float,
@@ -136,13 +132,14 @@ def geometry_verdict(values: Sequence[float], delta: float, alpha: float) -> dic
 
 
 def _undecided(verdict: str, ci: dict, tost: dict, delta: float, alpha: float, power: float) -> list[str]:
-    """What an inconclusive cell could not decide, each with the n a power analysis on the observed spread asks for."""
+    """What an inconclusive cell could not decide: the clause, its interval, n and the spread between units. No n is
+    proposed: a power analysis that plugs in the observed mean is not a plan (a registered run's n comes from a stated
+    smallest effect, ``registration.n_for_power``), and adding units after a near miss is optional stopping."""
     out = []
 
     def say(name: str, c: dict, threshold: float, equivalence: bool = False) -> None:
-        need = _need(c, threshold, alpha, power, equivalence)
-        out.append(f"{name}: mean {c['mean']:+.2f} [{c['low']:+.2f}, {c['high']:+.2f}], n = {c['n']}; "
-                   + (f"needs n = {need} at {power:.0%} power" if need else "no n would decide it at this mean"))  # fmt: skip
+        out.append(f"{name}: mean {c['mean']:+.2f} [{c['low']:+.2f}, {c['high']:+.2f}], n = {c['n']}, sd {c.get('sd', math.nan):.2f}; "
+                   "a near miss stays inconclusive")  # fmt: skip
 
     p = ci["pattern"]
     if not (p["low"] > 0 or p["high"] < 0):
