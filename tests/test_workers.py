@@ -99,8 +99,9 @@ def test_a_killed_parent_leaves_no_worker_and_the_resumed_run_equals_a_serial_on
     kept = [j for j in grid_jobs.JOBS if records.get(j.key)]
     assert 0 < len(kept) < len(grid_jobs.JOBS)  # killed mid-run
     done: list[int] = []  # resumed by 2 workers after SIGKILL, here after the others (any split gives the same)
+    workers = 2 if signum == signal.SIGKILL else 1
     resumed = run_jobs(grid_jobs.JOBS, root=root, execute=grid_jobs.execute, initializer=grid_jobs.context,
-                       payload={}, workers=2 if signum == signal.SIGKILL else 1, shard=(0, 1), on_done=lambda job, *_: done.append(job.spec["i"]))  # fmt: skip
+                       payload={}, workers=workers, shard=(0, 1), on_done=lambda job, *_: done.append(job.spec["i"]))  # fmt: skip
     assert sorted(done) == [j.spec["i"] for j in grid_jobs.JOBS if j not in kept]  # the dead claim was taken over
     assert resumed == _serial(tmp_path_factory)
     assert not list(records.folder.glob("*.claim"))  # a finished shard leaves no claim
