@@ -151,3 +151,47 @@ def test_the_lattice_readouts_tell_a_pattern_that_follows_the_gradient_from_one_
     assert born["share"] == pytest.approx(1.0) and stays["share"] == pytest.approx(0.0)
     assert half["share"] == pytest.approx(0.5)  # power shares: |c/2|^2 vs |c/2|^2
     assert born["share_sham"] == pytest.approx(0.0)
+
+
+def test_control_strengths_make_one_calibration_row_each_and_keep_the_03_keys_at_strength_1():
+    from s2snets.experiments.controls import PlantedClassifier, planted_tile
+    from s2snets.experiments.hypothesis import control_rows
+
+    config = _config()
+    h = dataclasses.replace(config.hypothesis, controls=["additive", "zero_insertion", "none", "null_unpool"],
+                            control_strengths=[0.1, 1.0, 3.0])  # fmt: skip
+    rows = control_rows(h)
+    assert [r[0] for r in rows] == ["additive@0.1", "additive", "additive@3", "zero_insertion@0.1", "zero_insertion",
+                                    "zero_insertion@3", "none", "null_unpool"]  # fmt: skip
+    config = dataclasses.replace(config, hypothesis=h)
+    jobs = plan(config, grid_classifiers(config), {"alexnet_s/native": 2}, "base", fake_upstream(config))
+    strengths = {(j.spec["control"], j.spec.get("strength", 1.0)) for j in jobs if j.spec["role"] == "control"}
+    assert ("additive@0.1", 0.1) in strengths and ("additive", 1.0) in strengths and ("none", 1.0) in strengths
+    assert all("strength" not in j.spec for j in jobs if j.spec.get("control") in ("additive", "none"))  # 0.3's key
+    # the knob does what it says: a tenth of the additive lattice, a shallower zero insertion
+    assert torch.allclose(planted_tile(2, "zero_insertion", scale=0.5), torch.tensor([[2.5, 0.5], [0.5, 0.5]]))
+    x = torch.zeros(1, 1, 8, 8, requires_grad=True)
+    grads = []
+    for scale in (0.1, 1.0):
+        x.grad = None
+        PlantedClassifier(_Linear8(), "additive", 2, 8, scale=scale)(x).sum().backward()
+        grads.append(x.grad.clone())
+    from s2snets.metrics.lattice import lattice_coefficients
+
+    lattice = [lattice_coefficients(g[0, 0], 2).abs() for g in grads]  # the smoothing leaves nothing else there
+    assert torch.allclose(lattice[0], 0.1 * lattice[1], rtol=1e-4) and float(lattice[1].max()) > 0
+
+
+def test_a_null_control_is_recovered_by_either_answer_that_is_not_classifier_born():
+    from s2snets.experiments.verdict import control_recovered
+
+    null = CONTROLS["null_unpool"]
+    assert null.recovered_by("no pattern") and null.recovered_by("decoder-born") and not null.recovered_by("classifier-born")
+    assert control_recovered(null.truth, {"verdict": "decoder-born"}, null.accepts)
+    assert not control_recovered(null.truth, {"verdict": "inconclusive"}, null.accepts)
+
+
+class _Linear8(nn.Module):
+    def forward(self, x):
+        w = torch.linspace(-1, 1, 64).view(1, 1, 8, 8)
+        return (x * w).sum((1, 2, 3))[:, None].repeat(1, 2)

@@ -176,6 +176,13 @@ class HypothesisConfig:
         "planted controls run beside the real cells; a real cell's verdict is reported only when all are recovered",
         choices="control",
     )
+    control_strengths: list[float] = key(
+        [1.0],
+        "each planted control with a strength (additive, multiplicative, zero_insertion) runs at each of these multiples "
+        "of its 0.3 strength, one calibration row each ('additive@0.1'): the calibration curve",
+        gt=0,
+        le=100,
+    )
     control_classifiers: int = key(
         3, "each control is planted on this many classifiers (the first cell's first ones)", ge=2, le=100
     )

@@ -33,7 +33,7 @@ ARMS = (
     "sham_band_stop",
 )
 INTERVENTIONS = ARMS[2:]  # the arms a config chooses
-CONTROLS = ("additive", "multiplicative", "ignored", "none", "decoder")
+CONTROLS = ("additive", "multiplicative", "ignored", "none", "decoder", "zero_insertion", "null_unpool", "null_resize_conv")
 # The numbers per fine-tuning replicate the rules read (experiments.interventions.READOUTS); "" = none chosen.
 READOUTS = (
     "pattern",

@@ -57,29 +57,35 @@ class _PlantedGradient(torch.autograd.Function):
 
 
 MODULATION = 30.0  # the multiplicative tile is 1 + MODULATION x (a zero-mean unit-RMS tile)
+ADDITIVE = 0.03  # the additive tile's RMS, as a share of the smoothed gradient's RMS
 
 
-def planted_tile(period: int, kind: str, seed: int = 0) -> Tensor:
+def planted_tile(period: int, kind: str, seed: int = 0, scale: float = 1.0) -> Tensor:
     """The P x P tile of a planted lattice, drawn from ``seed``. additive: zero mean, unit RMS (all lattice bins
-    non-zero in general); multiplicative: 1 + 30 x that tile, a factor of either sign per phase; zero_insertion: P^2
-    at phase (0, 0) and 0 elsewhere (mean 1), what a 1x1 stride-P layer's backward pass does."""
+    non-zero in general); multiplicative: 1 + 30 ``scale`` x that tile, a factor of either sign per phase;
+    zero_insertion: 1 + ``scale`` (Z - 1) with Z = P^2 at phase (0, 0) and 0 elsewhere (mean 1): at scale 1 what a
+    1x1 stride-P layer's backward pass does, below 1 a partial one."""
     if kind in ("additive", "multiplicative"):
         tile = torch.randn(period, period, generator=torch.Generator().manual_seed(seed))
         tile = tile - tile.mean()
         tile = tile / tile.square().mean().sqrt()
-        return tile if kind == "additive" else 1 + MODULATION * tile
+        return tile if kind == "additive" else 1 + MODULATION * scale * tile
     if kind == "zero_insertion":
         tile = torch.zeros(period, period)
         tile[0, 0] = period * period
-        return tile
+        return 1 + scale * (tile - 1)
     raise ValueError(f"no tile for planted kind '{kind}'")
 
 
-def planted_construction(kind: str) -> dict:
+def planted_construction(kind: str, scale: float = 1.0) -> dict:
     """What a planted classifier of ``kind`` is made of, as data: part of every control job's key, so a change of
-    the construction recomputes its jobs instead of reusing records of another one."""
-    return {"kind": kind, "smoothing_order": 2, "strength": 0.03 if kind == "additive" else None,
-            "modulation": MODULATION if kind == "multiplicative" else None}  # fmt: skip
+    the construction recomputes its jobs instead of reusing records of another one. (At ``scale`` 1 the record is
+    0.3's, so its jobs keep their keys.)"""
+    out = {"kind": kind, "smoothing_order": 2, "strength": ADDITIVE * scale if kind == "additive" else None,
+           "modulation": MODULATION * scale if kind == "multiplicative" else None}  # fmt: skip
+    if kind == "zero_insertion":
+        out["depth"] = scale
+    return out
 
 
 class PlantedClassifier(nn.Module):
@@ -89,7 +95,8 @@ class PlantedClassifier(nn.Module):
     as a share of the smoothed gradient's RMS, per map.
     """
 
-    def __init__(self, classifier: nn.Module, kind: str, period: int, size: int, *, strength: float = 0.03, seed: int = 0):
+    def __init__(self, classifier: nn.Module, kind: str, period: int, size: int, *, strength: float = ADDITIVE, seed: int = 0,
+                 scale: float = 1.0):  # fmt: skip
         super().__init__()
         if kind not in PLANTED_KINDS:
             raise ValueError(f"unknown planted kind '{kind}'; use {', '.join(PLANTED_KINDS)}")
@@ -99,9 +106,11 @@ class PlantedClassifier(nn.Module):
         repeat = (size // period, size // period)
         self.register_buffer("response", smoothing_response(size, size, period, 2), persistent=False)
         mult = (
-            planted_tile(period, kind, seed).repeat(*repeat) if kind in ("multiplicative", "zero_insertion") else torch.empty(0)
+            planted_tile(period, kind, seed, scale).repeat(*repeat)
+            if kind in ("multiplicative", "zero_insertion")
+            else torch.empty(0)
         )
-        add = planted_tile(period, "additive", seed).repeat(*repeat) * strength if kind == "additive" else torch.empty(0)
+        add = planted_tile(period, "additive", seed).repeat(*repeat) * strength * scale if kind == "additive" else torch.empty(0)
         self.register_buffer("mult", mult, persistent=False)
         self.register_buffer("add", add, persistent=False)
         # A stride-P layer that reads one pixel of every P x P block, then a nearest fill: the positions in between
@@ -127,6 +136,11 @@ class Control:
     truth: str  # the verdict the rules must give
     strided: str | None  # what the stride_smooth arm should find, where a control's construction fixes it (reported)
     description: str
+    accepts: tuple[str, ...] = ()  # the verdicts that count as its truth (default: the truth itself)
+    scalable: bool = False  # its planted lattice has a strength (``hypothesis.control_strengths`` scales it)
+
+    def recovered_by(self, verdict: str) -> bool:
+        return verdict in (self.accepts or (self.truth,))
 
     def build(self, classifier: nn.Module, period: int, size: int, seed: int = 0) -> PlantedClassifier:
         return PlantedClassifier(classifier, self.planted, period, size, seed=seed)
@@ -136,16 +150,25 @@ CONTROLS: dict[str, Control] = {
     c.name: c
     for c in (
         Control("additive", "additive", "unpool", "classifier-born", "not the strided layers",
-                "a fixed period-P tile (3 % of the gradient's RMS) added to a smoothed input gradient"),
+                "a fixed period-P tile (3 % of the gradient's RMS) added to a smoothed input gradient", scalable=True),
         Control("multiplicative", "multiplicative", "unpool", "classifier-born", "not the strided layers",
                 "a smoothed input gradient multiplied by a period-P tile of both signs (1 + 30 x a unit tile), as the "
-                "polyphase sub-kernels of a strided layer scale its gradient per phase"),
+                "polyphase sub-kernels of a strided layer scale its gradient per phase", scalable=True),
         Control("ignored", "ignored", "unpool", "ignored positions", None,
                 "a classifier that reads one pixel of every P x P block (a stride-P sub-sampler)"),
         Control("none", "smooth", "flat", "no pattern", None,
                 "a smoothed input gradient and a decoder without any grid: no lattice has a source"),
         Control("decoder", "smooth", "transposed", "decoder-born", None,
                 "a smoothed input gradient and a decoder of 3x3 stride-2 transposed convolutions (uneven overlap)"),
+        Control("zero_insertion", "zero_insertion", "unpool", "classifier-born", "not the strided layers",
+                "a smoothed input gradient multiplied by a stride-P zero insertion (P^2 at one phase, 0 elsewhere): "
+                "what a 1x1 stride-P layer's backward pass does", scalable=True),
+        Control("null_unpool", "smooth", "unpool", "not classifier-born", None,
+                "a smoothed input gradient through the paper's unpool decoder: any pattern is the decoder's or the "
+                "images'", accepts=("no pattern", "decoder-born")),
+        Control("null_resize_conv", "smooth", "resize_conv", "not classifier-born", None,
+                "a smoothed input gradient through the resize-conv decoder: any pattern is the decoder's or the "
+                "images'", accepts=("no pattern", "decoder-born")),
     )
 }  # fmt: skip
 if tuple(CONTROLS) != CONTROL_NAMES:

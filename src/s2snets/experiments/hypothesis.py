@@ -29,7 +29,7 @@ from s2snets.checkpoint import save_checkpoint
 from s2snets.config import RunConfig, classifier_weights, config_hash, from_dict, to_dict, validate
 from s2snets.errors import ConfigError
 from s2snets.experiments import verdict
-from s2snets.experiments.controls import CONTROLS, PlantedClassifier, planted_construction
+from s2snets.experiments.controls import CONTROLS, Control, PlantedClassifier, planted_construction
 from s2snets.experiments.grid import Job, run_jobs
 from s2snets.experiments.interventions import ARMS, READOUTS, Replicate, arm_models, pattern_of, readout_values
 from s2snets.experiments.odena import odena_probe
@@ -73,7 +73,25 @@ CONTROL_ARMS = {
     "ignored": ("control", "band_stop", "stride_smooth"),
     "none": ("control",),
     "decoder": ("control", "band_stop", "lattice_shift_y", "lattice_shift_x", "lattice_shift_period", "sham_band_stop"),
+    "zero_insertion": ("control", "band_stop", "stride_smooth", "shift_y", "shift_x", "shift_period", "lattice_shift_y",
+                       "lattice_shift_x", "lattice_shift_period", "sham_band_stop"),
+    "null_unpool": ("control", "band_stop", "lattice_shift_y", "lattice_shift_x", "lattice_shift_period", "sham_band_stop"),
+    "null_resize_conv": ("control", "band_stop", "lattice_shift_y", "lattice_shift_x", "lattice_shift_period",
+                         "sham_band_stop"),
 }  # fmt: skip
+
+
+def control_rows(h) -> list[tuple[str, Control, float]]:
+    """(row name, control, strength) per calibration row: a scalable control once per ``control_strengths`` entry
+    ('additive@0.1'; at 1 its plain name), the others once."""
+    rows = []
+    for name in h.controls:
+        control = CONTROLS[name]
+        for s in h.control_strengths if control.scalable else [1.0]:
+            rows.append((name if s == 1.0 else f"{name}@{s:g}", control, float(s)))
+    return list({r[0]: r for r in rows}.values())
+
+
 ROLES = ("probe", "plain", "cell", "control", "sham")
 
 
@@ -175,6 +193,7 @@ class JobSpec:
     control: str | None = None
     planted: str | None = None
     construction: dict | None = None
+    strength: float = 1.0  # the planted lattice's scale (hypothesis.control_strengths)
 
     def __post_init__(self) -> None:
         if self.role not in ROLES:
@@ -186,6 +205,8 @@ class JobSpec:
         """The JSON form a ``grid.Job`` carries (and hashes)."""
         out = dataclasses.asdict(self)
         out["upstream"] = list(self.upstream)
+        if self.strength == 1.0:  # 0.3's specs had no strength: their keys, and records, stay valid
+            del out["strength"]
         return out
 
     @classmethod
@@ -210,7 +231,7 @@ def _classifier_of(ctx: GridContext, spec: JobSpec) -> nn.Module:
     base = ctx.classifier(spec.classifier).model
     if not spec.planted:
         return base
-    return PlantedClassifier(base, spec.planted, spec.period, ctx.eval.size, seed=spec.seed)
+    return PlantedClassifier(base, spec.planted, spec.period, ctx.eval.size, seed=spec.seed, scale=spec.strength)
 
 
 # ----------------------------------------------------------------------------------------------- the jobs
@@ -334,13 +355,13 @@ def plan(config: RunConfig, classifiers: list[GridClassifier], periods: dict[str
     specs: list[JobSpec] = []
 
     def add(role: str, c: GridClassifier | None, decoder: str, r: int, arm: str, period: int, unit: int = 0,
-            control: str | None = None) -> None:  # fmt: skip
+            control: tuple[str, Control, float] | None = None) -> None:  # fmt: skip
         # The zoo's autoencoders of a decoder kind take turns over classifiers and replicates: even one replicate
         # per classifier rests on every one of them.
         ae_seed = h.autoencoder_seeds[(unit + r) % len(h.autoencoder_seeds)]
-        planted = CONTROLS[control].planted if control else None
+        row, planted, strength = (control[0], control[1].planted, control[2]) if control else (None, None, 1.0)
         specs.append(JobSpec(role, decoder, ae_seed, r, config.seed + r, arm, period, base_key, upstream.of(c, decoder, ae_seed),
-                             c, control, planted, planted_construction(planted) if planted else None))  # fmt: skip
+                             c, row, planted, planted_construction(planted, strength) if planted else None, strength))  # fmt: skip
 
     for c in classifiers if h.upsamples else []:  # no decoder kind: a calibration-only run, no real cell
         i = [m for m in classifiers if m.cell == c.cell].index(c)
@@ -348,14 +369,14 @@ def plan(config: RunConfig, classifiers: list[GridClassifier], periods: dict[str
         for u, r, arm in itertools.product(h.upsamples, range(h.replicates), arms):
             add("cell", c, u, r, arm, periods[c.cell], unit=i)
     bases = [c for c in classifiers if c.cell == classifiers[0].cell][: h.control_classifiers]
-    for name in h.controls:
-        control = CONTROLS[name]
+    for row in control_rows(h):
+        control = row[1]
         for i, c in enumerate(bases):
             p = periods[c.cell]
-            add("probe", c, control.decoder, 0, "probe", p, unit=i, control=name)
-            for r, arm in itertools.product(range(h.control_replicates), CONTROL_ARMS[name]):
+            add("probe", c, control.decoder, 0, "probe", p, unit=i, control=row)
+            for r, arm in itertools.product(range(h.control_replicates), CONTROL_ARMS[control.name]):
                 if arm in arms:
-                    add("control", c, control.decoder, r, arm, p, unit=i, control=name)
+                    add("control", c, control.decoder, r, arm, p, unit=i, control=row)
     decoders = list(dict.fromkeys([*h.upsamples, *(CONTROLS[n].decoder for n in h.controls)]))
     replicates = range(max(h.replicates, h.control_replicates))
     for u, p, r, a in itertools.product(decoders, sorted(set(periods.values())), replicates, range(len(h.autoencoder_seeds))):
@@ -511,13 +532,13 @@ def summarise(jobs: list[Job], records: dict, config: RunConfig) -> dict:
             cells.append(_decide(done, config, members, u, role="cell", control=None) | {"cell": cell_name, "upsample": u})
     calibration = []
     bases = [c for c in classifiers if c.cell == classifiers[0].cell][: h.control_classifiers]
-    for name in h.controls:
-        control = CONTROLS[name]
+    for name, control, strength in control_rows(h):
         decision = _decide(done, config, bases, control.decoder, role="control", control=name)
         calibration.append({
             "control": name, "truth": control.truth, "strided_truth": control.strided, "description": control.description,
             "decoder": control.decoder, "verdict": decision["decision"]["verdict"],
-            "recovered": verdict.control_recovered(control.truth, decision["decision"]), **decision,
+            "recovered": verdict.control_recovered(control.truth, decision["decision"], control.accepts), **decision,
+            **({"strength": strength} if control.scalable else {}),
         })  # fmt: skip
     return {
         "cells": cells, "calibration": calibration, "answer": verdict.answer(cells, calibration if h.controls else None),

@@ -179,6 +179,7 @@ class CalibrationRow(Decided):
     decoder: str
     verdict: str
     recovered: bool
+    strength: NotRequired[float]  # a scalable control's multiple of its 0.3 strength (hypothesis.control_strengths)
 
 
 class Comparison(TypedDict):

@@ -194,7 +194,7 @@ def _answer_text(verdicts: list[str]) -> tuple[str, str]:
     return "inconclusive (cell verdicts: " + ", ".join(verdicts) + ")", "inconclusive"
 
 
-def control_recovered(control_truth: str, decision: dict) -> bool:
+def control_recovered(control_truth: str, decision: dict, accepts: tuple[str, ...] = ()) -> bool:
     """A planted control is recovered when the rules name its truth. (The stride_smooth arm's geometry answer is
     reported beside it, uncalibrated: no control has a positive case for it.)"""
-    return decision["verdict"] == control_truth
+    return decision["verdict"] in (accepts or (control_truth,))

@@ -17,6 +17,7 @@ from torch import Tensor
 from s2snets.checkpoint import load_checkpoint
 from s2snets.experiments.schema import HypothesisResult, Results
 from s2snets.metrics.lattice import lattice_neighbourhoods, neighbourhood_radius
+from s2snets.names import ARMS
 
 COLORS = {"original": "#4c72b0", "plain": "#dd8452", "finetuned": "#55a868"}
 
@@ -258,7 +259,7 @@ def grid_diagnosis_figure(diagnosis, maps: Tensor, fixed: Tensor | None, index: 
     return fig
 
 
-ARM_ORDER = ("control", "sham", "band_stop", "stride_smooth", "shift_y", "shift_x", "shift_period")
+ARM_ORDER = ARMS  # the arms' registry order: a new arm gets its column without an edit here
 
 
 def _groups(hyp: HypothesisResult) -> list[tuple[str, str, str, Any]]:
