@@ -65,7 +65,7 @@ def test_changing_an_upstream_stage_re_keys_exactly_the_jobs_built_on_it():
     assert moved and all(" transposed " in label for label in moved)
     decoder_jobs = [label for label in before if " transposed " in label]
     assert len(moved) < len(decoder_jobs)  # only those that start from that autoencoder (seed 1 of two)
-    assert _keys(config, fake_upstream(config), base="other") .keys() == before.keys()
+    assert _keys(config, fake_upstream(config), base="other").keys() == before.keys()
     assert not set(_keys(config, fake_upstream(config), base="other").values()) & set(before.values())
 
 
