@@ -4,17 +4,30 @@ VENV    := .venv
 BIN     := $(VENV)/bin
 DATA    := /usr/share/datasets/fashion-mnist
 STAMP   := $(VENV)/.installed
+# Two test workers (pytest-xdist); the tests that share the quick demo stay on one (tests/conftest.py).
+XDIST   ?= -n 2 --dist loadgroup
+# The second environment of test-compat: the newest torch/torchvision the package index serves (raise on a release).
+# Its own venv inside .venv (so `make clean` and .gitignore cover it); PIP_CONFIG_FILE=/dev/null because this
+# machine's pip configuration caps torch at the version on its disk.
+COMPAT_TORCH ?= torch==2.15.0 torchvision==0.29.2
+COMPAT  := $(VENV)/compat
+# What runs there: the API, layers, measures, lint, models, data, checkpoints and the CLI's quick commands; not the
+# zoo's scores or the end-to-end runs (bit-exact on constraints.txt's versions only) -- `-m "not slow"` as well.
+COMPAT_TESTS ?= tests/test_api.py tests/test_architecture.py tests/test_attribution.py tests/test_checkpoint.py \
+  tests/test_config.py tests/test_data.py tests/test_layers.py tests/test_lattice.py tests/test_models.py \
+  tests/test_nmi.py tests/test_overlap_lint.py tests/test_spectrum_pattern.py tests/test_transfer.py
 
-.PHONY: setup data browser demo test bench lint clean device-pack
+.PHONY: setup data browser demo test test-fast test-compat bench lint clean device-pack
 
 # make bench BENCH_ARGS=--demo also times `s2snets demo` from scratch (about 10 minutes).
 
 setup: $(STAMP) data browser
 
-$(STAMP): pyproject.toml
+# pyproject.toml gives ranges; constraints.txt the exact versions of the reproducible runs.
+$(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[dev]'
+	$(BIN)/python -m pip install -q -c constraints.txt -e '.[dev]'
 	touch $(STAMP)
 
 data:
@@ -31,8 +44,26 @@ browser:
 demo: setup
 	$(BIN)/s2snets demo
 
+# The full suite, the 15 slowest tests listed at the end.
 test: setup
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest $(XDIST) --durations=15
+
+# Day to day: everything but the end-to-end runs (the `slow` marker).
+test-fast: setup
+	$(BIN)/python -m pytest $(XDIST) -m "not slow"
+
+# torch/torchvision first, then the package: installing s2snets must keep them (the diff fails otherwise).
+$(COMPAT)/.installed: pyproject.toml
+	test -x $(COMPAT)/bin/python || $(PY) -m venv $(COMPAT)
+	PIP_CONFIG_FILE=/dev/null $(COMPAT)/bin/python -m pip install -q --upgrade pip $(COMPAT_TORCH)
+	$(COMPAT)/bin/python -m pip freeze | grep -E '^torch(vision)?==' > $(COMPAT)/torch.txt
+	PIP_CONFIG_FILE=/dev/null $(COMPAT)/bin/python -m pip install -q -e '.[dev]'
+	$(COMPAT)/bin/python -m pip freeze | grep -E '^torch(vision)?==' | diff $(COMPAT)/torch.txt -
+	touch $@
+
+test-compat: $(COMPAT)/.installed data
+	$(COMPAT)/bin/python -c 'import torch, torchvision; print("torch", torch.__version__, "torchvision", torchvision.__version__)'
+	$(COMPAT)/bin/python -m pytest $(XDIST) -m "not slow" $(COMPAT_TESTS)
 
 bench: setup
 	$(BIN)/python benchmarks/run_all.py $(BENCH_ARGS)

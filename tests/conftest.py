@@ -22,6 +22,19 @@ needs_fashion = pytest.mark.skipif(
 torch.set_num_threads(min(2, os.cpu_count() or 1))
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which turns the group mark into the test's id
+def pytest_collection_modifyitems(config, items):
+    """For pytest-xdist (`make test` runs ``-n 2 --dist loadgroup``): the tests that read the one quick demo run on
+    one worker, so the demo runs once; the slow tests are handed out first, so the long ones do not end the run on
+    one worker while the other idles. Each worker sorts the same way, so they collect the same order."""
+    if not hasattr(config, "workerinput"):  # not an xdist worker
+        return
+    for item in items:
+        if "quick_demo" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.xdist_group("quick_demo"))
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)  # stable: file order within each part
+
+
 def run_cli(*args: str, cwd: Path | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
     """``s2snets ARGS`` as a user runs it: ``python -m s2snets`` in a subprocess, with its output captured. For the
     end-to-end runs (a fresh interpreter, a time limit); the quick checks use ``cli`` (same main, this process)."""
