@@ -5,6 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
@@ -75,12 +76,15 @@ def test_finetune_decoder_trains_only_the_decoder_of_a_users_autoencoder():
     before = {k: v.clone() for k, v in ae.state_dict().items()}
     clf_before = {k: v.clone() for k, v in clf.state_dict().items()}
     loader = DataLoader(TensorDataset(torch.randn(40, 1, 8, 8), torch.randint(0, 3, (40,))), batch_size=8)
-    result = s2snets.finetune_decoder(ae, clf, loader, steps=12, lr=1e-2, progress=False)
+    with pytest.raises(s2snets.InputError, match="swap them"):  # 0.3's order: refused, never run the wrong way round
+        s2snets.finetune_decoder(ae, clf, loader, steps=12, lr=1e-2, progress=False)
+    result = s2snets.finetune_decoder(clf, ae, loader, steps=12, lr=1e-2, progress=False)
     after = ae.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before if k.startswith("encoder"))  # BN statistics too
     assert not torch.equal(before["decoder.weight"], after["decoder.weight"])
     assert all(torch.equal(clf_before[k], v) for k, v in clf.state_dict().items())
-    assert result.history[-1][0] == 12 and "FinetuneResult(steps=12" in repr(result)
+    assert result.history[-1][0] == 12 and "StageResult(finetune: steps=12, final loss" in repr(result)
+    assert isinstance(result, type(s2snets.S2SNet(clf, ae).finetune(loader, steps=1, progress=False)))  # one result type
 
 
 def test_data_in_the_forms_a_notebook_holds():

@@ -18,6 +18,7 @@ from s2snets.errors import (
     CheckpointError,
     ConfigError,
     DataError,
+    InputError,
     ModelError,
     S2SNetsError,
     TrainingError,
@@ -59,6 +60,8 @@ _LAZY = {
     "GridDiagnosis": "s2snets.attribution",
     "S2SNetResult": "s2snets.api",
     "FinetuneResult": "s2snets.api",
+    "StageResult": "s2snets.train",
+    "fingerprint": "s2snets.api",
 }
 
 
@@ -82,6 +85,7 @@ __all__ = [
     "smoothed_backward",
     "S2SNet",
     "S2SNetResult",
+    "StageResult",
     "band_amplitude",
     "band_stop_gradient",
     "peak_amplitude",
@@ -93,6 +97,7 @@ __all__ = [
     "DataError",
     "FinetuneResult",
     "Geometry",
+    "InputError",
     "GradientProbe",
     "LintReport",
     "ModelError",

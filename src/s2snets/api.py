@@ -22,11 +22,14 @@ plain autoencoder is kept apart from the fine-tuned one, so the two can be compa
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import hashlib
 import json
 import logging
 import math
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -138,9 +141,7 @@ class S2SNet:
             raise InputError(
                 "autoencoder needs a 'decoder' submodule (the part fine-tuning trains), e.g. a SegNet from s2snets.models"
             )
-        self.classifier = classifier.eval()
-        for p in self.classifier.parameters():
-            p.requires_grad_(False)
+        self.classifier = classifier  # used frozen (``frozen``) and left as the user had it: mode and requires_grad
         self.plain = autoencoder
         self.finetuned: nn.Module | None = None
         self.mean, self.std, self.preset, self.upsample, self.seed = mean, std, preset, upsample, seed
@@ -153,12 +154,14 @@ class S2SNet:
         """Train the autoencoder (MSE) on ``data``; builds a SegNet if there is none. Returns the stage's result."""
         _check_steps(steps)
         data = self._data(data)
+        _not_bytes(data, "pretrain")  # 0...255 floats: refused before any step
         if self.plain is None:
             self.plain = self._build_autoencoder(data)
+        self._check_shapes(data)
         cfg = StageConfig(
             epochs=1, max_steps=steps, batch_size=min(batch_size, len(data)), lr=lr, warmup_steps=min(200, steps // 4)
         )
-        key = config_hash("api-pretrain", cfg, self.seed, len(data))
+        key = config_hash("api-pretrain", cfg, self.seed, fingerprint(self.plain, data.images, data.labels))
         return self._train(autoencoder_stage("pretrain", self.plain), data, cfg, "pretrain", key, progress)
 
     def finetune(self, data, *, steps: int = 500, batch_size: int = 64, lr: float = 1e-3, progress: bool = True) -> StageResult:
@@ -169,12 +172,14 @@ class S2SNet:
             raise InputError(
                 "there is no autoencoder: call pretrain(data) first or pass autoencoder= (e.g. s2snets.zoo.load_autoencoder())"
             )
+        _not_bytes(data, "finetune")
         self.check_input_space(data)
         self._check_shapes(data)
         self.finetuned = copy.deepcopy(self.plain)
         cfg = StageConfig(epochs=1, max_steps=steps, batch_size=min(batch_size, len(data)), lr=lr)
-        key = config_hash("api-finetune", cfg, self.seed, len(data))
-        return self._train(finetune_stage("finetune", self.finetuned, self.classifier), data, cfg, "finetune", key, progress)
+        key = config_hash("api-finetune", cfg, self.seed, fingerprint(self.plain, self.classifier, data.images, data.labels))
+        with frozen(self.classifier):
+            return self._train(finetune_stage("finetune", self.finetuned, self.classifier), data, cfg, "finetune", key, progress)
 
     @torch.no_grad()
     def reconstruct(self, images, which: str = "finetuned") -> Tensor:
@@ -195,6 +200,13 @@ class S2SNet:
         data = self._data(data)
         originals = _original_pixels(data)
         models = {"plain": self._autoencoder("plain"), "finetuned": self._autoencoder("finetuned")}
+        self._check_shapes(data)
+        with frozen(self.classifier):
+            return self._evaluate(data, originals, models, period, nmi_pairs, examples)
+
+    def _evaluate(
+        self, data: TensorSet, originals: Tensor, models: dict, period: int, nmi_pairs: int, examples: int
+    ) -> S2SNetResult:
         top1 = {"original": accuracy(predict_logits(self.classifier, data, self.runtime), data.labels, data.num_classes)["top1"]}
         out: dict[str, Any] = {"psnr": {}, "nmi": {"original": {"inter_same_class": float(inter_nmi(originals, data.labels, nmi_pairs).mean())}},
                                "lattice": {}, "patterns": {}, "examples": {"original": originals[:examples]}}  # fmt: skip
@@ -226,7 +238,7 @@ class S2SNet:
         x = data.images
         low, high = float(x.min()), float(x.max())
         standardised = low < -0.05 or high > 1.05
-        zoo_like = getattr(self.plain, "arch", "").startswith("segnet(in=1,widths=[16, 32, 64]")
+        zoo_like = getattr(self.plain, "zoo_entry", None) is not None  # recorded by the zoo's loader, not guessed
         if zoo_like and not standardised:
             space = input_space()
             log.warning(
@@ -238,9 +250,9 @@ class S2SNet:
     def _check_shapes(self, data: TensorSet) -> None:
         """One batch through the autoencoder and the classifier before any training: shapes and outputs that fit."""
         x = self.runtime.to_device(data.images[:2])
-        with torch.no_grad():
+        with torch.no_grad(), frozen(self.classifier), _mode(self.plain, False):
             try:
-                recon = self.plain.to(self.runtime.device).eval()(x)  # type: ignore[union-attr]
+                recon = self.plain.to(self.runtime.device)(x)  # type: ignore[union-attr]
             except RuntimeError as exc:
                 raise ModelError(
                     f"the autoencoder cannot take images of shape {tuple(x.shape[1:])}: {str(exc).splitlines()[0]}"
@@ -257,7 +269,8 @@ class S2SNet:
         if not isinstance(logits, Tensor) or logits.ndim != 2 or logits.shape[1] < data.num_classes:
             got = tuple(logits.shape) if isinstance(logits, Tensor) else type(logits).__name__
             raise ModelError(
-                f"the classifier returned {got} for a batch of 2; it must return logits (2, K) with K >= {data.num_classes} classes"
+                f"the classifier returned {got} for a batch of 2; it must return logits (2, K) with K >= {data.num_classes} "
+                f"classes (the labels run from {int(data.labels.min())} to {int(data.labels.max())})"
             )
 
     # ------------------------------------------------------------------ helpers
@@ -289,23 +302,48 @@ class S2SNet:
                            runtime=self.runtime, progress=progress, log=log.info, workers=0)  # fmt: skip
 
 
-@dataclass
-class FinetuneResult:
-    """What ``finetune_decoder`` did: steps, seconds and the loss history [(step, mean loss since the last entry)]."""
+FinetuneResult = StageResult  # 0.3's name for what ``finetune_decoder`` returns: one result type for one fine-tuning
 
-    steps: int
-    seconds: float
-    history: list[tuple[int, float]] = field(default_factory=list)
 
-    @property
-    def final_loss(self) -> float:
-        return self.history[-1][1] if self.history else float("nan")
+def fingerprint(*parts: Any) -> str:
+    """sha256 of what a stage's result depends on: tensors by their bytes, modules by their class and state (names,
+    shapes, dtypes, values), anything else by its JSON form. Reusing a run_dir with other data or another model of
+    the same shape then trains again instead of returning the old result."""
+    h = hashlib.sha256()
+    for part in parts:
+        if isinstance(part, nn.Module):
+            h.update(type(part).__qualname__.encode())
+            for name, value in part.state_dict().items():
+                h.update(name.encode())
+                _update_tensor(h, value)
+        elif isinstance(part, Tensor):
+            _update_tensor(h, part)
+        else:
+            h.update(json.dumps(part, sort_keys=True, default=str).encode())
+    return h.hexdigest()[:16]
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"steps": self.steps, "seconds": self.seconds, "final_loss": self.final_loss, "history": self.history}
 
-    def __repr__(self) -> str:
-        return f"FinetuneResult(steps={self.steps}, final loss {self.final_loss:.4f}, {self.seconds:.1f}s)"
+def _update_tensor(h, value: Tensor) -> None:
+    value = value.detach().cpu().contiguous().reshape(-1)  # 1-D: a 0-d tensor has no byte view
+    h.update(f"{tuple(value.shape)}{value.dtype}".encode())
+    h.update(value.view(torch.uint8).numpy().tobytes() if value.numel() else b"")
+
+
+@contextlib.contextmanager
+def frozen(model: nn.Module) -> Iterator[nn.Module]:
+    """``model`` in eval mode with every parameter's requires_grad off for the duration, then as it was: the
+    user's classifier is used, never left changed."""
+    mode = model.training
+    flags = [(p, p.requires_grad) for p in model.parameters()]
+    model.eval()
+    for p, _ in flags:
+        p.requires_grad_(False)
+    try:
+        yield model
+    finally:
+        model.train(mode)
+        for p, flag in flags:
+            p.requires_grad_(flag)
 
 
 def _shape_of(x) -> str:
@@ -318,7 +356,32 @@ def _check_steps(steps) -> None:
         raise InputError(f"steps must be an int >= 1, got {steps!r}")
 
 
-def _original_pixels(data: TensorSet) -> Tensor:
+@contextlib.contextmanager
+def _mode(model: nn.Module | None, training: bool) -> Iterator[None]:
+    """``model`` in train (or eval) mode for the duration, then as it was."""
+    before = model.training if model is not None else None
+    if model is not None:
+        model.train(training)
+    try:
+        yield
+    finally:
+        if model is not None and before is not None:
+            model.train(before)
+
+
+def _not_bytes(data: TensorSet, step: str) -> None:
+    """Training refuses images that are 0...255 numbers as floats (no standardisation reaches 20): the engine would
+    train on them for minutes before ``evaluate`` refused them. (Standardised images without mean/std train as
+    given; ``evaluate`` asks for their mean/std.)"""
+    high = float(data.denormalize(data.images[:1024]).abs().max())
+    if high > 20:
+        raise DataError(
+            f"{step}: the images reach {high:.4g}, like 0...255 pixels stored as floats; divide them by 255 (or pass "
+            "uint8 tensors, which are read as 0...255) before training"
+        )
+
+
+def _original_pixels(data: TensorSet, step: str = "evaluate") -> Tensor:
     """The images in pixel units, (N, C, H, W) in [0, 1]. DataError when they lie well outside (a mean/std missing or
     wrong): the measures would clip them to [0, 1] and report numbers about other images. (Within 0.05: the
     overshoot of a bicubic resize, clipped as the reconstructions are.)"""
@@ -332,17 +395,26 @@ def _original_pixels(data: TensorSet) -> Tensor:
             else f"un-standardised with mean={data.mean}, std={data.std}"
         )
         raise DataError(
-            f"evaluate: the images lie in [{low:.3g}, {high:.3g}] in pixel units, not [0, 1]; {given}. Pass S2SNet the "
+            f"{step}: the images lie in [{low:.3g}, {high:.3g}] in pixel units, not [0, 1]; {given}. Pass S2SNet the "
             "mean= and std= they were standardised with"
         )
     return pixels.clamp(0, 1).contiguous()
 
 
-def finetune_decoder(autoencoder: nn.Module, classifier: nn.Module, data, *, steps: int = 500, lr: float = 1e-3,
-                     batch_size: int = 64, seed: int = 0, progress: bool = True, mean=None, std=None) -> FinetuneResult:  # fmt: skip
+def finetune_decoder(classifier: nn.Module, autoencoder: nn.Module, data, *, steps: int = 500, lr: float = 1e-3,
+                     batch_size: int = 64, seed: int = 0, progress: bool = True, mean=None, std=None) -> StageResult:  # fmt: skip
     """Fine-tune ``autoencoder``'s decoder in place through the frozen ``classifier`` (the engine's fine-tuning stage):
-    ``S2SNet(classifier, autoencoder).finetune(...)`` without keeping the plain autoencoder apart."""
+    ``S2SNet(classifier, autoencoder).finetune(...)`` without keeping the plain autoencoder apart, and returning the
+    same ``StageResult``. The order is S2SNet's, (classifier, autoencoder); 0.3's (autoencoder, classifier) is refused
+    with what to swap, never run the wrong way round."""
+    if isinstance(getattr(classifier, "decoder", None), nn.Module) and not isinstance(
+        getattr(autoencoder, "decoder", None), nn.Module
+    ):
+        raise InputError(
+            "finetune_decoder takes (classifier, autoencoder, data) since 0.4, the order of S2SNet; the first argument "
+            "has a decoder and the second has none: swap them"
+        )
     net = S2SNet(classifier, autoencoder, mean=mean, std=std, seed=seed)
     result = net.finetune(data, steps=steps, batch_size=batch_size, lr=lr, progress=progress)
     autoencoder.load_state_dict(net.finetuned.state_dict())  # type: ignore[union-attr]
-    return FinetuneResult(result.steps, result.seconds, list(result.history))
+    return result

@@ -194,6 +194,14 @@ class StageResult:
     def final_loss(self) -> float:
         return self.history[-1][1] if self.history else float("nan")
 
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "steps": self.steps, "seconds": self.seconds, "final_loss": self.final_loss,
+                "skipped": self.skipped, "resumed_from": self.resumed_from, "history": self.history}  # fmt: skip
+
+    def __repr__(self) -> str:
+        how = "skipped (done before)" if self.skipped else f"final loss {self.final_loss:.4f}, {self.seconds:.1f}s"
+        return f"StageResult({self.name}: steps={self.steps}, {how})"
+
 
 class _StopFlag:
     """Turns SIGINT into a flag checked between steps, so Ctrl-C never interrupts an optimizer step half-way."""
