@@ -73,3 +73,15 @@ def test_a_grid_classifier_the_zoo_lacks_is_refused_before_any_work(tmp_path):
     assert proc.returncode == 2, proc.stderr
     assert "the zoo has no alexnet_s-native-s999" in proc.stderr and "s2snets zoo train --only" in proc.stderr
     assert not list((tmp_path / "z").rglob("*.safetensors"))  # nothing trained
+
+
+def test_an_exploratory_run_is_re_registered_and_keeps_its_history(tmp_path):
+    run = RunDir(tmp_path / "explore")
+    first = register(_config(), run)
+    changed = register(_config(min_ratio=2.0), run)  # no primary endpoint then or now: nothing to break
+    assert changed["sha256"] != first["sha256"] and changed["supersedes"] == [
+        {"sha256": first["sha256"], "created": first["created"]}
+    ]
+    assert register(_config(min_ratio=2.0), run) == changed
+    with pytest.raises(ConfigError, match="with other primary"):  # registering an endpoint on an explored run
+        register(_config(min_ratio=2.0, primary_endpoint="follow_gain", primary_cell="alexnet_s/native/unpool"), run)

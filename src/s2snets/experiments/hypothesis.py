@@ -58,7 +58,6 @@ from s2snets.rundir import RunDir
 from s2snets.runtime import Runtime, init_runtime
 from s2snets.train import autoencode, autoencoder_stage, finetune_stage, predict_logits, to_pixels, train_stage
 from s2snets.version import __version__
-from s2snets.zoo import zoo_fingerprint
 
 log = logging.getLogger("s2snets")
 MEASURES_VERSION = 5  # bump when a job's measures change: old records are then recomputed
@@ -194,6 +193,7 @@ class JobSpec:
     planted: str | None = None
     construction: dict | None = None
     strength: float = 1.0  # the planted lattice's scale (hypothesis.control_strengths)
+    arm_version: int = 1  # interventions.Arm.version: an arm that changes what it does re-keys its jobs
 
     def __post_init__(self) -> None:
         if self.role not in ROLES:
@@ -205,8 +205,9 @@ class JobSpec:
         """The JSON form a ``grid.Job`` carries (and hashes)."""
         out = dataclasses.asdict(self)
         out["upstream"] = list(self.upstream)
-        if self.strength == 1.0:  # 0.3's specs had no strength: their keys, and records, stay valid
-            del out["strength"]
+        for name, default in (("strength", 1.0), ("arm_version", 1)):  # 0.3's specs had neither: their keys stay valid
+            if out[name] == default:
+                del out[name]
         return out
 
     @classmethod
@@ -264,13 +265,22 @@ def probe_classifier(ctx: GridContext, spec: JobSpec) -> dict:
     sensitivity = phase_sensitivity(classifier, x, period, seed=ctx.config.seed)
     shares = mean_ci(share)
     matched = sham_removed_share(g.cpu(), period).mean(-1)  # (N,): the sham's removed power / the band's
+    top1 = {arm: _probe_top1(ARMS[arm].install(nn.Identity(), classifier, period)[1], x, y)  # the lattice arms' cost
+            for arm in ("control", "lattice_shift_y", "lattice_shift_x", "lattice_shift_period")}  # fmt: skip
     return {
         "band_share": shares["mean"], "band_share_high": shares["high"],
         "contrast": lattice_contrast(power.mean(0).float().cpu(), period),
         "modulation": phase_modulation(g, period), "modulation_floor": phase_scrambled_floor(g.cpu(), period),
         "sensitivity": sensitivity.tolist(), "read_ratio": read_ratio(sensitivity),
-        "sham_matched": float(matched.median()),
+        "sham_matched": float(matched.median()), "top1": top1,
     }  # fmt: skip
+
+
+@torch.no_grad()
+def _probe_top1(model: nn.Module | None, x: Tensor, y: Tensor) -> float:
+    assert model is not None
+    logits = torch.cat([model(x[s : s + 128]) for s in range(0, len(x), 128)])
+    return float((logits.argmax(1) == y).float().mean())
 
 
 def finetune_and_measure(ctx: GridContext, spec: JobSpec, key: str) -> dict:
@@ -361,7 +371,8 @@ def plan(config: RunConfig, classifiers: list[GridClassifier], periods: dict[str
         ae_seed = h.autoencoder_seeds[(unit + r) % len(h.autoencoder_seeds)]
         row, planted, strength = (control[0], control[1].planted, control[2]) if control else (None, None, 1.0)
         specs.append(JobSpec(role, decoder, ae_seed, r, config.seed + r, arm, period, base_key, upstream.of(c, decoder, ae_seed),
-                             c, row, planted, planted_construction(planted, strength) if planted else None, strength))  # fmt: skip
+                             c, row, planted, planted_construction(planted, strength) if planted else None, strength,
+                             ARMS[arm].version if arm in ARMS else 1))  # fmt: skip
 
     for c in classifiers if h.upsamples else []:  # no decoder kind: a calibration-only run, no real cell
         i = [m for m in classifiers if m.cell == c.cell].index(c)
@@ -454,7 +465,7 @@ def run_experiment(config, run, runtime, progress, jobs, shard) -> HypothesisRes
                         {(u, s): ctx.autoencoder(u, s).key for u, s in itertools.product(decoders, h.autoencoder_seeds)})  # fmt: skip
     base_key = config_hash(
         "hypothesis", MEASURES_VERSION, __version__, config.finetune, config.measure.eval_limit, config.seed,
-        ctx.stages.data_key, zoo_fingerprint() if config.use_zoo else "", classifier_weights(config), h.job_threads,
+        ctx.stages.data_key, classifier_weights(config), h.job_threads,  # the models: their own keys, in each JobSpec
         config.measure.probe_images, config.measure.nmi_pairs, runtime.amp_mode, runtime.device.type,
     )  # fmt: skip
     job_list = plan(config, classifiers, periods, base_key, upstream)

@@ -84,15 +84,22 @@ def registration(config: RunConfig, *, pilot_sd: float | None = None) -> dict[st
 
 
 def digest(record: dict[str, Any]) -> str:
-    body = {k: v for k, v in record.items() if k not in ("created", "sha256")}
+    body = {k: v for k, v in record.items() if k not in ("created", "sha256")}  # "supersedes" is hashed: history kept
     return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _essence(record: dict[str, Any]) -> str:
+    """What a registration fixes (rules, primary, config, power analysis), without its time and history."""
+    return digest({k: v for k, v in record.items() if k != "supersedes"})
 
 
 def register(config: RunConfig, run: RunDir) -> dict[str, Any]:
     """Write the run's registration before its first job, or check a resumed run against the one it has.
 
     Returns the registration as written (with ``created`` and ``sha256``). ConfigError when the run directory holds
-    another registration: which part changed, and that a changed registration needs a new run name."""
+    another registration with a primary endpoint: which part changed, and that a changed registration needs a new run
+    name. An exploratory run (no primary endpoint, then or now) is re-registered instead, the old one listed under
+    ``supersedes``: nothing was fixed in advance for it to break."""
     path = run.root / FILE
     record = registration(config)
     record["sha256"] = digest(record)
@@ -104,13 +111,19 @@ def register(config: RunConfig, run: RunDir) -> dict[str, Any]:
                               "use a new run name") from None  # fmt: skip
         if not isinstance(old, dict) or old.get("sha256") != digest(old):
             raise ConfigError(f"{path} was edited after it was written (its sha256 does not match); use a new run name")
-        if old["sha256"] != record["sha256"]:
+        exploratory = not old.get("primary", {}).get("endpoint") and not record["primary"]["endpoint"]
+        same = _essence(old) == _essence(record)
+        if not same and exploratory:  # nothing was registered to decide: record the change
+            record["supersedes"] = [*old.get("supersedes", []), {"sha256": old["sha256"], "created": old.get("created")}]
+            record["sha256"] = digest(record)
+        elif not same:
             changed = [k for k in ("rules", "primary", "config_sha256") if old.get(k) != record.get(k)]
             raise ConfigError(
                 f"this run was registered on {old.get('created', '?')} with other {', '.join(changed)}; a registered run "
                 "resumes only unchanged. Restore them, or start a new registered run (another config 'name')"
             )
-        return old
+        else:
+            return old
     record["created"] = datetime.now(UTC).isoformat(timespec="seconds")
     run.root.mkdir(parents=True, exist_ok=True)
     atomic_write_text(path, json.dumps(record, indent=2, sort_keys=True) + "\n")

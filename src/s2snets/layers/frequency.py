@@ -81,3 +81,23 @@ def lattice_neighbourhoods(h: int, w: int, period: int, radius: int, device: tor
         du, dv = _circular_distance(h, u, device), _circular_distance(w, v, device)
         mask |= (du[:, None] <= radius) & (dv[None, :] <= radius)
     return mask
+
+
+def roll_lattice(x: Tensor, period: int, shift: tuple[int, int], radius: int | None = None) -> Tensor:
+    """(..., H, W) -> same: the content of ``x`` near the period-P lattice bins (within ``radius``, default
+    ``neighbourhood_radius``) moved by ``shift`` = (dy, dx) pixels (circularly), the rest left in place.
+
+    Every frequency keeps its magnitude; only the phase of the lattice's neighbourhood turns (a shift by P turns no
+    lattice bin, only their neighbours). A pure function of ``x``: its gradient is the exact adjoint (the same
+    neighbourhood rolled back), so a model that reads ``roll_lattice(x)`` is trained by a true gradient.
+
+    >>> import torch
+    >>> x = torch.tensor([[1.0, 0, 1, 0]] * 4) + 0.5
+    >>> roll_lattice(x, 2, (0, 1), radius=0)[0].tolist()  # the alternation moved one pixel; the mean stayed
+    [0.5, 1.5, 0.5, 1.5]
+    """
+    h, w = x.shape[-2:]
+    radius = neighbourhood_radius(min(h, w), period) if radius is None else radius
+    mask = lattice_neighbourhoods(h, w, period, radius, x.device)
+    high = torch.fft.ifft2(torch.fft.fft2(x) * mask).real.to(x.dtype)
+    return x - high + torch.roll(high, (int(shift[0]), int(shift[1])), (-2, -1))
