@@ -75,7 +75,8 @@ def as_maps(attribution: object) -> Tensor:
     a = _as_float64(attribution)
     a = a[None, None] if a.ndim == 2 else a[None] if a.ndim == 3 else a
     if a.ndim != 4 or min(a.shape[-2:]) < 4:
-        raise InputError(f"attribution of shape {tuple(attribution.shape)} is not {MAP_FORMS} with sides >= 4")  # type: ignore[attr-defined]
+        shape = tuple(attribution.shape)  # type: ignore[attr-defined]
+        raise InputError(f"attribution of shape {shape} is not {MAP_FORMS} with sides >= 4")
     if not bool(torch.isfinite(a).all()):
         raise InputError("attribution holds NaN or infinite values")
     return a
@@ -195,8 +196,9 @@ class GridDiagnosis:
     def dominant_period(self) -> int | None:
         """The grid's period, or None when no period is significant. The finest significant period P is folded onto
         its divisors: the smallest significant divisor d whose lattice holds at least half of the excess power that
-        P's lattice holds (``shares``, in the statistic where P's share is the larger) (a period-4 grid has power at the period-2 frequencies too; its period-8 frequencies stay
-        empty, since each period is tested on the frequencies no coarser period has)."""
+        P's lattice holds (``shares``, in the statistic where P's share is the larger). A period-4 grid has power at
+        the period-2 frequencies too; its period-8 frequencies stay empty, since each period is tested on the
+        frequencies no coarser period has."""
         found = self.significant_periods
         if not found:
             return None
@@ -259,8 +261,8 @@ def grid_diagnostic(
     ``attribution``: one map or several, (H, W), (C, H, W), (N, H, W) or (N, C, H, W), tensor or numpy array, any scale
     (each map is normalised first, in float64); 3-D is read as N maps unless it has 3 (ambiguous: pass ``layout``
     'NHW' or 'CHW'); the layout read is the result's ``form``. ``periods``: ints >= 2 that divide the maps' sides
-    (default: those of 2, 4, 8 that divide them 4 times or more). ``threshold``: the significance level in (0, 1). ``model``, ``inputs``: the
-    model to lint and the example or size it traces with (default: the maps' own size).
+    (default: those of 2, 4, 8 that divide them 4 times or more). ``threshold``: the significance level in (0, 1).
+    ``model``, ``inputs``: the model to lint and the example or size it traces with (default: the maps' own size).
 
     The test, one map at a time (``metrics.lattice_significance``): the power at each period's lattice frequencies
     against the same map's power at the frequencies around them (same radius and orientation), in the map and in its

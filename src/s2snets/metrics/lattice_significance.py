@@ -159,7 +159,8 @@ def lattice_peak_tests(maps: Tensor, periods: tuple[int, ...], radius: int = 3) 
     >>> g = torch.Generator().manual_seed(0)
     >>> noise = torch.randn(1, 64, 64, generator=g, dtype=torch.float64)
     >>> tile = torch.tensor([[1.0, -1.0, 0.5, -0.5]]).T @ torch.tensor([[1.0, 0.0, -1.0, 0.0]])
-    >>> lattice_peak_tests(noise, (4,))[4].p_value > 0.01, lattice_peak_tests(noise + 0.5 * tile.repeat(16, 16), (4,))[4].p_value < 1e-6
+    >>> gridded = noise + 0.5 * tile.repeat(16, 16)
+    >>> lattice_peak_tests(noise, (4,))[4].p_value > 0.01, lattice_peak_tests(gridded, (4,))[4].p_value < 1e-6
     (True, True)
     """
     if maps.ndim != 3:
