@@ -142,3 +142,71 @@ def test_the_forums_claim_is_not_testable_and_its_verdict_withheld_when_a_contro
     assert row["value"] == "withheld (classifier-born)" and "decoder (truth decoder-born" in row["note"]
     calibrated = _forum({"answer": answer(cells, [{**failed[0], "recovered": True}])})
     assert calibrated["status"] == "holds" and calibrated["value"] == ["classifier-born"]
+
+
+# ----------------------------------------------------------------------------------------------- 0.4's primary rule
+def _primary(d, f=None, f0=None, x=(2.0, 2.1, 1.9, 2.2, 2.0, 2.05), v=(0.05, -0.1, 0.0, 0.08, -0.02, 0.03), gap=0.0,
+             limit=0.001, amplitude=0.01):  # fmt: skip
+    from s2snets.experiments.verdict import primary_verdict
+
+    n = len(d)
+    units = {"pattern": list(x[:n]), "follow_gain": list(d), "follow": list(f if f is not None else [v_ - 1 for v_ in d]),
+             "follow_sham": list(f0 if f0 is not None else [-1.0] * n), "shift_vs_sham": list(v[:n])}  # fmt: skip
+    probes = [{"top1": {"lattice_shift_y": 0.9 + gap, "lattice_shift_x": 0.9, "lattice_shift_period": 0.9}}] * n
+    return primary_verdict(units, probes, delta=0.5, alpha=0.05, detection_limit=limit, amplitude=amplitude)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "expected"),
+    [
+        ({"d": [1.9, 1.8, 2.0, 1.7, 1.95, 1.85]}, "classifier-born"),
+        (
+            {"d": [0.05, -0.1, 0.0, 0.1, -0.05, 0.02], "f": [-0.95, -1.0, -0.9, -0.92, -1.0, -0.97]},
+            "not predominantly classifier-born",
+        ),  # fmt: skip
+        (
+            {"d": [0.05, -0.1, 0.0, 0.1, -0.05, 0.02], "f": [-0.95, -1.0, -0.9, -0.92, -1.0, -0.97], "amplitude": 0.0001},
+            "below the detection limit",
+        ),  # fmt: skip
+        (
+            {"d": [0.05, -0.1, 0.0, 0.1, -0.05, 0.02], "f": [-0.95, -1.0, -0.9, -0.92, -1.0, -0.97], "limit": None},
+            "inconclusive",
+        ),  # no calibrated limit: no "no"  # fmt: skip
+        # weak patterns: F and F0 near 0, so D near 0 -- equivalence alone would say "not"; the guard says inconclusive
+        (
+            {
+                "d": [0.05, -0.1, 0.0, 0.1, -0.05, 0.02],
+                "f": [0.1, -0.2, 0.05, 0.0, -0.1, 0.1],
+                "f0": [0.05, -0.1, 0.1, -0.05, 0.0, 0.02],
+            },
+            "inconclusive",
+        ),  # fmt: skip
+        ({"d": [1.9, 1.8, 2.0, 1.7, 1.95, 1.85], "x": [-2.0, -2.1, -1.9, -2.2, -2.0, -2.05]}, "no pattern"),
+        ({"d": [1.9, 1.8, 2.0, 1.7, 1.95, 1.85], "gap": -0.05}, "not testable with this arm"),  # the arm costs top-1
+        ({"d": [1.9, 1.8, 2.0, 1.7, 1.95, 1.85], "v": [1.5, 1.8, 1.6, 1.7, 1.9, 1.6]}, "not testable with this arm"),
+        ({"d": [0.2, 1.4, 0.6, 1.1, 0.3, 0.9]}, "inconclusive"),
+    ],
+)
+def test_the_primary_rule_reaches_each_verdict(kwargs, expected):
+    out = _primary(**kwargs)
+    assert out["verdict"] == expected, out["clauses"]
+
+
+def test_the_primary_decision_reads_the_registered_cell_only():
+    import dataclasses
+
+    from s2snets.config import RunConfig
+    from s2snets.experiments.hypothesis import primary_decision
+
+    h = dataclasses.replace(RunConfig().hypothesis, primary_endpoint="follow_gain", primary_cell="alexnet_s/native/unpool",
+                            smallest_effect=0.5, detection_limit=0.001)  # fmt: skip
+    born = {"pattern": [2.0, 2.1, 1.9, 2.2], "follow_gain": [1.9, 1.8, 2.0, 1.7], "follow": [0.9, 0.8, 1.0, 0.7],
+            "follow_sham": [-1.0] * 4, "shift_vs_sham": [0.05, -0.1, 0.0, 0.08], "induced_peak": [0.01] * 4}  # fmt: skip
+    probes = [{"top1": {"lattice_shift_y": 0.9, "lattice_shift_x": 0.9, "lattice_shift_period": 0.9}}] * 4
+    cells = [{"cell": "alexnet_s/native", "upsample": "resize_conv", "units": {}, "probes": []},
+             {"cell": "alexnet_s/native", "upsample": "unpool", "units": born, "probes": probes}]  # fmt: skip
+    out = primary_decision(cells, h)
+    assert out["verdict"] == "classifier-born" and out["cell"] == "alexnet_s/native/unpool" and out["n"] == 4
+    assert primary_decision(cells, dataclasses.replace(h, primary_endpoint="")) is None  # nothing registered
+    missing = primary_decision(cells[:1], h)
+    assert missing["verdict"] == "not testable here" and "no cell alexnet_s/native/unpool" in missing["why"]

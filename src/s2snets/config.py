@@ -216,6 +216,13 @@ class HypothesisConfig:
     smallest_effect: float = key(
         0.5, "the registered smallest effect of interest of the primary endpoint (its units)", gt=0, le=100
     )
+    detection_limit: float = key(
+        0.0,
+        "the calibration curve's detection limit of the induced lattice amplitude (pixel units); 0 = none measured, "
+        "and then the primary rule never says 'not'",
+        ge=0,
+        le=1,
+    )
     planned_n: int = key(
         0,
         "the registered number of classifiers of the primary cell (from a power analysis); 0 = none registered",

@@ -44,6 +44,8 @@ READOUTS = (
     "follow",
     "follow_sham",
     "follow_gain",
+    "induced_peak",
+    "shift_vs_sham",
     "share",
     "share_sham",
     "band_sham",

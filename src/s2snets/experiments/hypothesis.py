@@ -551,8 +551,10 @@ def summarise(jobs: list[Job], records: dict, config: RunConfig) -> dict:
             "recovered": verdict.control_recovered(control.truth, decision["decision"], control.accepts), **decision,
             **({"strength": strength} if control.scalable else {}),
         })  # fmt: skip
+    primary = primary_decision(cells, h)
     return {
         "cells": cells, "calibration": calibration, "answer": verdict.answer(cells, calibration if h.controls else None),
+        **({"primary": primary} if primary else {}),
         "comparisons": compare_downsamplings(cells, h.alpha),
         "min_ratio": h.min_ratio, "alpha": h.alpha, "min_amplitude": h.min_amplitude, "runs": _claims_runs(done),
     }  # fmt: skip
@@ -585,6 +587,21 @@ def _decide(done: list[tuple[JobSpec, dict]], config: RunConfig, members: list[G
                                     read_ratio=h.read_ratio, band_share=h.band_share)  # fmt: skip
     return {"decision": decision, "period": period, "unit": "fine-tuning replicate" if one else "classifier",
             "classifiers": [f"{c.name}-{c.downsample}-s{c.seed}" for c in members], "probes": probes, "units": units}  # fmt: skip
+
+
+def primary_decision(cells: list[dict], h) -> dict | None:
+    """The registered primary endpoint's rule on the registered primary cell (None when none is registered)."""
+    if h.primary_endpoint != "follow_gain" or not h.primary_cell:
+        return None
+    cell = next((c for c in cells if f"{c['cell']}/{c['upsample']}" == h.primary_cell), None)
+    if cell is None:
+        return {"cell": h.primary_cell, "endpoint": h.primary_endpoint, "verdict": "not testable here",
+                "why": f"the grid has no cell {h.primary_cell}"}  # fmt: skip
+    amplitudes = [a for a in cell["units"].get("induced_peak", []) if a == a]
+    decision = verdict.primary_verdict(cell["units"], cell["probes"], delta=h.smallest_effect, alpha=h.alpha,
+                                       detection_limit=h.detection_limit or None,
+                                       amplitude=sum(amplitudes) / len(amplitudes) if amplitudes else None)  # fmt: skip
+    return {"cell": h.primary_cell, "endpoint": h.primary_endpoint, **decision}
 
 
 def compare_downsamplings(cells: list[dict], alpha: float) -> list[dict]:
@@ -684,6 +701,12 @@ def verdict_text(result: HypothesisResult) -> str:
     lines.append("The checkerboard question (are constant patterns the classifier's gradient checkerboards?):")
     if not result["cells"]:
         lines.append(f"  {calibration_only_text(result)}")
+    if "primary" in result:
+        p = result["primary"]
+        d = p.get("clauses", {}).get("D above delta", {})
+        lines.append(f"  PRIMARY ({p['endpoint']} in {p['cell']}, n = {p.get('n', 0)} classifiers): {p['verdict']}"
+                     + (f" -- D {_ci_text(d)}, delta {p['delta']}" if d else f" -- {p.get('why', '')}"))  # fmt: skip
+        lines.append("  secondary (0.3's rules, per decoder; descriptive beside the primary):")
     for u, a in result["answer"].items():
         lines.append(f"  decoder {u}: {a['text']}")
     for comp in result.get("comparisons", []):

@@ -50,7 +50,7 @@ from torch import Tensor, nn
 from s2snets.experiments.verdict import log_ratio
 from s2snets.layers.frequency import roll_lattice
 from s2snets.layers.gradient import GradientFilter, matched_sham_gradient
-from s2snets.metrics.lattice import frame_follow, lattice_coefficients, phase_lock, shift_rotation
+from s2snets.metrics.lattice import frame_follow, lattice_coefficients, peak_amplitude, phase_lock, shift_rotation
 from s2snets.models.hooks import smooth_strided_backward
 from s2snets.names import ARMS as ARM_NAMES
 from s2snets.names import check_registry
@@ -271,6 +271,11 @@ def _band_ratio(run: Replicate, arm: str, reference: str = "control") -> float:
     return log_ratio(a["band"], a["band_floor"], b["band"], b["band_floor"])
 
 
+def _peak_ratio(run: Replicate, arm: str, reference: str) -> float:
+    a, b = run.arms[arm], run.arms[reference]
+    return log_ratio(a["peak"], a["peak_floor"], b["peak"], b["peak_floor"])
+
+
 def _pattern(run: Replicate, h) -> float | None:
     if run.sham is None:
         return None
@@ -364,6 +369,11 @@ READOUTS: dict[str, Readout] = {
                 ("control", "lattice_shift_y", "lattice_shift_x", "lattice_shift_period"),
                 lambda run, h: _mean([lattice_follow(run, a) for a in ("lattice_shift_y", "lattice_shift_x")])
                 - _mean([lattice_follow(run, "lattice_shift_period", s) for _, s in arms_as(("lattice_shift_period",), run.period)])),
+        Readout("induced_peak", "A = peak lattice amplitude of control's induced pattern (pixel units)", ("control",),
+                lambda run, h: float(peak_amplitude(induced(run, "control"), run.period)) if run.plain is not None else None),
+        Readout("shift_vs_sham", "v = ln A_peak(lattice_shift_y, _x) - ln A_peak(lattice_shift_period): the arms' validity",
+                ("lattice_shift_y", "lattice_shift_x", "lattice_shift_period"),
+                lambda run, h: _mean([_peak_ratio(run, a, "lattice_shift_period") for a in ONE_PIXEL])),
         Readout("share", "phi = classifier-born share of the induced pattern's lattice power (lattice shifts)",
                 ("control", "lattice_shift_y", "lattice_shift_x"), lambda run, h: classifier_share(run)),
         Readout("share_sham", "phi0 = the same share from lattice_shift_period (what noise gives)",

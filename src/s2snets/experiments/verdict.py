@@ -198,3 +198,67 @@ def control_recovered(control_truth: str, decision: dict, accepts: tuple[str, ..
     """A planted control is recovered when the rules name its truth. (The stride_smooth arm's geometry answer is
     reported beside it, uncalibrated: no control has a positive case for it.)"""
     return decision["verdict"] in (accepts or (control_truth,))
+
+
+# ----------------------------------------------------------------------------------------------- 0.4: the primary rule
+PRIMARY_VERDICTS = ("classifier-born", "not predominantly classifier-born", "below the detection limit", "no pattern",
+                    "not testable with this arm", "inconclusive")  # fmt: skip
+
+
+def primary_verdict(units: dict, probes: list[dict], *, delta: float, alpha: float, detection_limit: float | None = None,
+                    amplitude: float | None = None, top1_slack: float = 0.01, sham_margin: float = math.log(2)) -> dict:  # fmt: skip
+    """The 0.4 rule on the primary endpoint D = F - F0 (``follow_gain``) of one cell, the classifier the unit.
+
+    ``units``: per classifier {"pattern": x, "follow_gain": D, "follow": F, "follow_sham": F0, "shift_vs_sham": v};
+    ``probes``: per classifier {"top1": {arm: top-1 on the plain reconstructions}}; ``delta``: the registered smallest
+    effect of interest of D (superiority bound and equivalence margin); ``detection_limit``/``amplitude``: the
+    calibration's detection limit and the cell's induced lattice amplitude (pixel units), for the guard below.
+
+    In order (the first that holds decides):
+
+    1. not testable with this arm: the lattice arms are not comparable with their sham: mean top-1 of a one-pixel
+       arm more than ``top1_slack`` from the sham's, or ln A_peak(one-pixel arm / sham) not equivalent to 0 within
+       ln 2 (TOST) -- the arm did more than move the lattice;
+    2. no pattern: upper(x) < 0; a verdict on D needs lower(x) > 0 (otherwise inconclusive);
+    3. classifier-born: lower(D) > delta (the two-sided 1 - alpha interval);
+    4. not predominantly classifier-born: D equivalent to 0 within +-delta (TOST at alpha) *and* positive evidence
+       that the lattice stayed: upper(F) < 0 and lower(-F0) > 0 (a reproducible pattern that did not follow);
+       reported as "below the detection limit" instead when the induced amplitude is under the calibration's limit,
+       and as inconclusive when no limit was measured (a "no" needs a calibrated instrument);
+    5. inconclusive otherwise.
+    """
+    ci = {k: interval(units.get(k, []), alpha) for k in ("pattern", "follow_gain", "follow", "follow_sham", "shift_vs_sham")}
+    reproducible = interval([-v for v in units.get("follow_sham", [])], alpha)
+    tost = equivalent(units["follow_gain"], delta, alpha) if len(units.get("follow_gain", [])) >= 2 else {"equivalent": False}
+    sham_tost = (equivalent(units["shift_vs_sham"], sham_margin, alpha) if len(units.get("shift_vs_sham", [])) >= 2
+                 else {"equivalent": False})  # fmt: skip
+    costs = [abs(p["top1"][a] - p["top1"]["lattice_shift_period"]) for p in probes if "top1" in p
+             for a in ("lattice_shift_y", "lattice_shift_x")]  # fmt: skip
+    clauses = {
+        "lattice arms comparable with their sham": {"top1_gaps": costs, "amplitude": sham_tost,
+                                                    "holds": bool(costs) and max(costs) <= top1_slack and sham_tost["equivalent"]},
+        "pattern": {**ci["pattern"], "holds": ci["pattern"]["low"] > 0},
+        "no pattern": {**ci["pattern"], "holds": ci["pattern"]["high"] < 0},
+        "D above delta": {**ci["follow_gain"], "holds": ci["follow_gain"]["low"] > delta},
+        "D equivalent to 0 (TOST)": {**tost, "holds": tost["equivalent"]},
+        "did not follow": {**ci["follow"], "holds": ci["follow"]["high"] < 0},
+        "reproducible": {**reproducible, "holds": reproducible["low"] > 0},
+    }  # fmt: skip
+    held = {k: c["holds"] for k, c in clauses.items()}
+    if not held["lattice arms comparable with their sham"]:
+        verdict = "not testable with this arm"
+    elif held["no pattern"]:
+        verdict = "no pattern"
+    elif not held["pattern"]:
+        verdict = "inconclusive"
+    elif held["D above delta"]:
+        verdict = "classifier-born"
+    elif held["D equivalent to 0 (TOST)"] and held["did not follow"] and held["reproducible"]:
+        if detection_limit is None or amplitude is None:  # a "no" needs the instrument's measured detection limit
+            verdict = "inconclusive"
+        else:
+            verdict = "below the detection limit" if amplitude < detection_limit else "not predominantly classifier-born"
+    else:
+        verdict = "inconclusive"
+    return {"verdict": verdict, "n": ci["follow_gain"]["n"], "delta": delta, "clauses": clauses,
+            "detection_limit": detection_limit, "amplitude": amplitude}  # fmt: skip
