@@ -39,22 +39,29 @@ def test_a_registration_is_written_once_and_a_changed_one_is_refused(tmp_path):
     assert "primary endpoint follow_gain in alexnet_s/native/unpool, n = 12" in registration_text(first)
 
 
-def test_the_power_analysis_matches_a_simulated_t_test():
-    """n from the noncentral t, against 20,000 simulated one-sample t tests at that n and one fewer."""
+def test_the_power_analysis_matches_simulated_tests_of_the_rule_as_written():
+    """Superiority (lower bound of D above delta at the stated alternative) and equivalence (TOST within +-delta at
+    0), each against 20,000 simulated cells at the n it gives and one fewer."""
     from scipy import stats
 
-    sd, effect = 0.6, 0.5
-    n = n_for_power(sd=sd, smallest_effect=effect, alpha=0.05, power=0.8)
+    sd, delta, alternative = 0.6, 0.5, 1.2
+    plan = n_for_power(sd=sd, smallest_effect=delta, alternative=alternative, alpha=0.05, power=0.8)
     rng = np.random.default_rng(0)
 
-    def simulated_power(k: int) -> float:
-        x = rng.normal(effect, sd, size=(20_000, k))
-        t = x.mean(1) / (x.std(1, ddof=1) / np.sqrt(k))
-        return float((t > stats.t.ppf(0.975, k - 1)).mean())
+    def power(k: int, mean: float, equivalence: bool) -> float:
+        x = rng.normal(mean, sd, size=(20_000, k))
+        m, se = x.mean(1), x.std(1, ddof=1) / np.sqrt(k)
+        if equivalence:
+            t = stats.t.ppf(0.95, k - 1)
+            return float(((m - t * se > -delta) & (m + t * se < delta)).mean())
+        return float((m - stats.t.ppf(0.975, k - 1) * se > delta).mean())
 
-    assert simulated_power(n) >= 0.79 and simulated_power(n - 1) < 0.81
+    n1, n2 = plan["superiority"], plan["equivalence"]
+    assert power(n1, alternative, False) >= 0.79 and power(n1 - 1, alternative, False) < 0.81
+    assert power(n2, 0.0, True) >= 0.79 and power(n2 - 1, 0.0, True) < 0.81
+    assert plan["n"] == max(n1, n2)
     with pytest.raises(ConfigError, match="sd > 0"):
-        n_for_power(sd=0.0, smallest_effect=0.5, alpha=0.05, power=0.8)
+        n_for_power(sd=0.0, smallest_effect=0.5, alternative=1.2, alpha=0.05, power=0.8)
 
 
 def test_an_unknown_primary_endpoint_is_a_config_error_with_a_suggestion(tmp_path):

@@ -1,24 +1,23 @@
 """Pre-registration of the checkerboard experiment: what a run will decide, and how, fixed before its first job.
 
 ``register(config, run)`` writes ``<run>/registration.json`` before any job runs: the rules' version and the hash of
-their code (``verdict``, ``interventions``, ``controls``: every line that turns records into a verdict), the primary
+the package's code (every line from the measures to the rules) with its git commit and clean flag, the primary
 endpoint and cell, the planned n, alpha, the smallest effect of interest, the power analysis that gave n (when one is
 stated) and the hash of every config value the numbers depend on, with the UTC time. A resume reads it back and
 refuses to go on when any of that changed: a changed rule or endpoint needs a new run (a new name), never a
 re-decision of finished jobs. ``hypothesis.json``, the command's output and the report quote it.
 
-    >>> n_for_power(sd=0.6, smallest_effect=0.5, alpha=0.05, power=0.8)
-    14
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
-import inspect
 import json
 import math
+import subprocess
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from s2snets.checkpoint import atomic_write_text
@@ -34,25 +33,53 @@ _NOT_REGISTERED = {"jobs"}
 
 
 def rules_hash() -> str:
-    """sha256 of the source of the modules that turn records into verdicts."""
-    from s2snets.experiments import controls, interventions, verdict
+    """sha256 of every source file of the package (sorted by path): everything that turns records into a verdict,
+    from the measures to the rules, and nothing else."""
+    root = Path(__file__).resolve().parents[1]
+    h = hashlib.sha256()
+    for path in sorted(root.rglob("*.py")):
+        h.update(str(path.relative_to(root)).encode())
+        h.update(path.read_bytes())
+    return h.hexdigest()
 
-    source = "".join(inspect.getsource(m) for m in (verdict, interventions, controls))
-    return hashlib.sha256(source.encode()).hexdigest()
+
+def source_commit() -> dict[str, Any] | None:
+    """The git commit of the package's checkout and whether its sources had uncommitted changes; None outside git."""
+    root = Path(__file__).resolve().parents[1]
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10)
+        status = subprocess.run(["git", "status", "--porcelain", "--", "."], cwd=root, capture_output=True, text=True,
+                                timeout=10)  # fmt: skip
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if commit.returncode or status.returncode:
+        return None
+    return {"commit": commit.stdout.strip(), "clean": not status.stdout.strip()}
 
 
-def n_for_power(*, sd: float, smallest_effect: float, alpha: float, power: float) -> int | None:
-    """Classifiers a one-sample t test needs to show an effect of ``smallest_effect`` beyond 0 with ``power``, for a
-    spread of ``sd`` between classifiers (stated beforehand, from a pilot): the effect is the *smallest one of
-    interest*, never an observed mean. None when no n up to 10,000 does."""
-    if not (sd > 0 and math.isfinite(sd)) or not smallest_effect > 0:
+def n_for_power(*, sd: float, smallest_effect: float, alternative: float, alpha: float, power: float) -> dict[str, Any]:
+    """Classifiers the primary rule needs, for a spread ``sd`` between classifiers stated beforehand (from a pilot:
+    plan with its upper confidence limit, not its point value): the larger of
+    superiority -- the (1 - alpha) interval of D above ``smallest_effect`` when the truth is ``alternative`` (a
+    stated effect, e.g. a fully classifier-born pattern, never an observed mean) -- and equivalence -- TOST within
+    +-``smallest_effect`` when the truth is 0. {"superiority", "equivalence", "n"}; None where no n up to 10,000 does.
+
+    >>> n_for_power(sd=0.6, smallest_effect=0.5, alternative=1.2, alpha=0.05, power=0.8)
+    {'superiority': 8, 'equivalence': 14, 'n': 14}
+    """
+    if not (sd > 0 and math.isfinite(sd)) or not smallest_effect > 0 or not alternative > smallest_effect:
         raise ConfigError(
-            f"a power analysis needs sd > 0 and smallest_effect > 0, got sd = {sd}, smallest_effect = {smallest_effect}"
+            f"a power analysis needs sd > 0 and alternative > smallest_effect > 0, got sd = {sd}, smallest_effect = "
+            f"{smallest_effect}, alternative = {alternative}"
         )
-    return replicates_needed(smallest_effect, sd, 0.0, alpha=alpha, power=power)
+    superiority = replicates_needed(alternative, sd, smallest_effect, alpha=alpha, power=power)
+    equivalence = replicates_needed(0.0, sd, smallest_effect, alpha=alpha, power=power, equivalence=True)
+    both = [n for n in (superiority, equivalence) if n is not None]
+    return {"superiority": superiority, "equivalence": equivalence,
+            "n": max(both) if len(both) == 2 else None}  # fmt: skip
 
 
-def registration(config: RunConfig, *, pilot_sd: float | None = None) -> dict[str, Any]:
+def registration(config: RunConfig) -> dict[str, Any]:
     """The registration of a run (without its time): rules, primary endpoint and cell, n, alpha, effect, config."""
     h = config.hypothesis
     registered = {k: v for k, v in dataclasses.asdict(h).items() if k not in _NOT_REGISTERED}
@@ -77,14 +104,11 @@ def registration(config: RunConfig, *, pilot_sd: float | None = None) -> dict[st
             registered,
         ),  # fmt: skip
     }
-    if pilot_sd is not None:
-        n = n_for_power(sd=pilot_sd, smallest_effect=h.smallest_effect, alpha=h.alpha, power=h.power)
-        out["power_analysis"] = {"pilot_sd": pilot_sd, "smallest_effect": h.smallest_effect, "n": n}
     return out
 
 
 def digest(record: dict[str, Any]) -> str:
-    body = {k: v for k, v in record.items() if k not in ("created", "sha256")}  # "supersedes" is hashed: history kept
+    body = {k: v for k, v in record.items() if k not in ("created", "sha256", "source")}  # "supersedes" is hashed: history kept
     return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()
 
 
@@ -125,6 +149,7 @@ def register(config: RunConfig, run: RunDir) -> dict[str, Any]:
         else:
             return old
     record["created"] = datetime.now(UTC).isoformat(timespec="seconds")
+    record["source"] = source_commit()  # where the code came from (not hashed: the code's own hash is)
     run.root.mkdir(parents=True, exist_ok=True)
     atomic_write_text(path, json.dumps(record, indent=2, sort_keys=True) + "\n")
     return record
