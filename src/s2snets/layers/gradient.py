@@ -69,38 +69,6 @@ def smooth_gradient(x: Tensor, period: int, order: int = 2) -> Tensor:
     return filter_gradient(x, smoothing_response(x.shape[-2], x.shape[-1], period, order, x.device))
 
 
-class _ShiftBandGradient(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x: Tensor, band: Tensor, shift: tuple[int, int]) -> Tensor:  # type: ignore[override]
-        ctx.save_for_backward(band)
-        ctx.shift = shift
-        return x.view_as(x)
-
-    @staticmethod
-    def backward(ctx, grad: Tensor) -> tuple[Tensor, None, None]:  # type: ignore[override]
-        (band,) = ctx.saved_tensors
-        g = grad.float()
-        high = torch.fft.ifft2(torch.fft.fft2(g) * band).real
-        return (g - high + torch.roll(high, ctx.shift, (-2, -1))).to(grad.dtype), None, None
-
-
-def shift_lattice_gradient(x: Tensor, period: int, shift: tuple[int, int]) -> Tensor:
-    """Identity on ``x`` (..., H, W); its gradient's period-P lattice band is moved by ``shift`` = (dy, dx) pixels
-    (circularly) and the rest left in place: g -> low(g) + roll(high(g), shift), high = the band's part.
-
-    The band is a 0/1 set of frequencies and a roll keeps every frequency's magnitude, so the gradient's power is
-    unchanged, bin for bin; only the phase of its lattice moves (by ``shift``; a shift by P moves no lattice phase).
-
-    >>> import torch
-    >>> x = torch.zeros(1, 1, 4, 4, requires_grad=True)
-    >>> shift_lattice_gradient(x, 2, (0, 1)).backward(torch.tensor([[[[1.0, 0, 1, 0]] * 4]]))
-    >>> x.grad[0, 0, 0].tolist()  # the alternation (all band) moved one pixel right; the mean (DC) stayed
-    [0.0, 1.0, 0.0, 1.0]
-    """
-    band = lattice_band(x.shape[-2], x.shape[-1], period, x.device).float()
-    return _ShiftBandGradient.apply(x, band, (int(shift[0]), int(shift[1])))
-
-
 def _removal_order(h: int, w: int, period: int, device: torch.device | None) -> tuple[Tensor, Tensor]:
     """For the power-matched sham: (pair id per bin (H, W), pair ids in removal order). Bins outside the lattice band
     and not DC, paired with their conjugates (a real map's spectrum removes both or neither), ordered from the
