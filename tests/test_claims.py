@@ -34,3 +34,10 @@ def test_the_cost_row_says_it_rests_on_the_lossy_autoencoder():
     assert row["status"] == "holds" and "lossy autoencoder (pretrained briefly on purpose" in row["note"]
     row = _row(check_claims(_results([-3.0, -2.0, -4.0]), None), "The plain autoencoder")
     assert row["status"] == "holds" and "lossy" not in row["note"]
+
+
+def test_a_single_value_prints_without_an_infinite_interval():
+    from s2snets.experiments.claims import format_value
+
+    assert format_value({"mean": 0.5, "low": float("-inf"), "high": float("inf"), "n": 1}) == "+0.50 (n = 1: no interval)"
+    assert format_value({"mean": 0.5, "low": 0.1, "high": 0.9, "n": 3}) == "+0.50 [+0.10, +0.90] (n = 3)"

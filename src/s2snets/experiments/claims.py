@@ -256,6 +256,8 @@ def _forum(hyp: HypothesisResult | None) -> Claim:
 def _fmt(ci: dict) -> str:
     if not ci or ci.get("n", 0) == 0:
         return "n/a"
+    if ci["n"] < 2 or not (math.isfinite(ci["low"]) and math.isfinite(ci["high"])):
+        return f"{ci['mean']:+.2f} (n = {ci['n']}: no interval)"  # one value has no spread to give an interval
     return f"{ci['mean']:+.2f} [{ci['low']:+.2f}, {ci['high']:+.2f}] (n = {ci['n']})"
 
 

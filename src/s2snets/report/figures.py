@@ -130,10 +130,8 @@ def overlap_maps(arrays: dict, results: Results) -> Figure:
         m = arrays[f"lint/{k}/input_gradient"].numpy()
         axes[0, i].imshow(m, cmap="cividis")
         info = results["lint"][k]["input_gradient"]
-        axes[0, i].set_title(
-            f"{k}: grad period {info['period'][0]}\nmax/min {info['ratio'] if isinstance(info['ratio'], str) else round(info['ratio'], 3)}",
-            fontsize=7,
-        )
+        ratio = info["ratio"] if isinstance(info["ratio"], str) else round(info["ratio"], 3)
+        axes[0, i].set_title(f"{k}: gradient period {period_text(info.get('dominant_period'))}\nmax/min {ratio}", fontsize=7)
     if extra:
         m = arrays["lint/autoencoder/forward_output"].numpy()
         axes[0, -1].imshow(m, cmap="cividis")
@@ -142,8 +140,17 @@ def overlap_maps(arrays: dict, results: Results) -> Figure:
         ax.set_xticks([])
         ax.set_yticks([])
     fig.suptitle("Exact overlap maps from the lint (input gradient of each classifier)", fontsize=9)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 0.88))  # room for the suptitle above the two-line panel titles
     return fig
+
+
+def period_text(period: list | None) -> str:
+    """A lint's dominant period as the CLI and the report's table print it: "2×2", or "even" when no axis has one.
+
+    >>> period_text([2, 2]), period_text([0, 1]), period_text(None)
+    ('2×2', 'even', 'even')
+    """
+    return "×".join(map(str, period)) if period and any(p and p > 1 for p in period) else "even"
 
 
 def transfer_heatmap(results: Results) -> Figure:

@@ -18,7 +18,7 @@ from s2snets.errors import DataError
 from s2snets.experiments.claims import format_value
 from s2snets.experiments.hypothesis import calibration_only_text, decision_text
 from s2snets.experiments.schema import HypothesisResult, Results, problems
-from s2snets.report.figures import draw_all
+from s2snets.report.figures import draw_all, period_text
 
 CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
@@ -45,11 +45,6 @@ def _fmt(v, pct: bool = False) -> str:
     if isinstance(v, float) and math.isinf(v):
         return "∞"
     return f"{v * 100:.2f}%" if pct else (f"{v:.4g}" if isinstance(v, float) else html.escape(str(v)))
-
-
-def _period_text(period: list | None) -> str:
-    """A lint's dominant period as the CLI prints it: "2x2", or "even" when no axis has one (0 or 1)."""
-    return "×".join(map(str, period)) if period and any(p and p > 1 for p in period) else "even"
 
 
 def _table(header: list[str], rows: list[list], pct_cols: frozenset[int] | set[int] = frozenset()) -> str:
@@ -183,7 +178,7 @@ def _checkerboard_part(results: Results, figs: dict[str, Path]) -> str:
     for n, lint in results["lint"].items():
         g, found = lint["input_gradient"] or {}, lint["findings"]
         rows.append([n, len(found), ", ".join(found[:6]) + ("…" if len(found) > 6 else ""),
-                     _period_text(g.get("dominant_period")),  # what `s2snets lint` prints
+                     period_text(g.get("dominant_period")),  # what `s2snets lint` prints
                      g.get("ratio"), ", ".join(map(str, lint["predicted_periods"])) or "none"])  # fmt: skip
     parts = [f"<h2>Checkerboards: lint, overlap maps and gradient probes {TERMS}</h2>"]
     parts.append(_table(["model", "findings", "layers", "input-gradient period", "max/min", "predicted periods"], rows))
