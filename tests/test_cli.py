@@ -233,3 +233,16 @@ def test_zoo_list_names_entries_and_commands():
     assert proc.returncode == 0, proc.stderr
     assert "alexnet_s-native-s0" in proc.stdout and "s2snets zoo train --only alexnet_s-native-s0" in proc.stdout
     one_line_error(cli("zoo", "train", "--only", "alexnet_s-native-s99"), "not a zoo entry")
+
+
+def test_lint_finds_a_factory_in_the_current_folder_as_python_m_does(tmp_path):
+    """`s2snets lint mymodels:make` run beside mymodels.py (issue 35): the folder is searched after the packages."""
+    (tmp_path / "mymodels_s2s_test.py").write_text(
+        "from torch import nn\n\ndef make(num_classes=10):\n"
+        "    return nn.Sequential(nn.Conv2d(3, 4, 3, stride=2), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, num_classes))\n"
+    )
+    proc = cli("lint", "mymodels_s2s_test:make", "--input-size", "32", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "uneven overlap" in proc.stdout
+    proc = cli("lint", "not_a_module_anywhere:make", cwd=tmp_path)
+    assert proc.returncode == 2 and "cannot import model factory" in proc.stderr

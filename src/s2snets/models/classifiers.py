@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import os
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -320,7 +322,7 @@ def _import_factory(spec: str) -> Callable[..., nn.Module]:
     ):
         raise ModelError(f"'{spec}' is not package.module:factory (an absolute module path and a function name)")
     try:
-        factory = getattr(importlib.import_module(module_name), attr)
+        factory = getattr(_import_from_here(module_name), attr)
     except (ImportError, AttributeError) as exc:
         raise ModelError(f"cannot import model factory '{spec}': {exc}") from None
     except SyntaxError as exc:
@@ -330,6 +332,22 @@ def _import_factory(spec: str) -> Callable[..., nn.Module]:
     if not callable(factory):
         raise ModelError(f"'{spec}' is not callable")
     return factory
+
+
+def _import_from_here(module_name: str):
+    """``importlib.import_module``, looking in the current folder too, as ``python -m`` does: ``s2snets lint
+    mymodels:make`` run beside ``mymodels.py`` finds it. The folder is searched after the installed packages."""
+    try:
+        return importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        here = os.getcwd()
+        if exc.name != module_name.split(".")[0] or here in sys.path:
+            raise
+        sys.path.append(here)
+        try:
+            return importlib.import_module(module_name)
+        finally:
+            sys.path.remove(here)
 
 
 def _call_factory(spec: str, factory: Callable[..., nn.Module], *, num_classes: int, in_channels: int) -> nn.Module:
