@@ -359,8 +359,6 @@ def run_jobs(
     exception stops the run as itself; a worker that dies (killed, out of memory) stops the run with a
     TrainingError; SIGINT, SIGTERM and SIGHUP stop it with ``Interrupted``; what finished is kept.
     """
-    import torch
-
     if shard is not None and not (
         isinstance(shard, tuple) and len(shard) == 2 and all(type(v) is int for v in shard) and 0 <= shard[0] < shard[1]
     ):
@@ -385,14 +383,7 @@ def run_jobs(
     try:
         count = worker_cap(workers, threads, worker_memory, len(todo)) if todo and workers > 1 else 1
         if todo and count <= 1:
-            previous = torch.get_num_threads()
-            torch.set_num_threads(threads)
-            try:
-                context = local_context if local_context is not None else initializer(payload)
-                for job in todo:
-                    finished(job, execute(context, job))
-            finally:
-                torch.set_num_threads(previous)
+            _run_here(todo, execute, initializer, payload, local_context, threads, finished)
         elif todo:
             _run_pool(todo, execute, initializer, payload, count, threads, finished)
     finally:
@@ -433,6 +424,20 @@ def _signals_stop_the_pool() -> Iterator[None]:
     finally:
         for number, handler in previous.items():
             signal.signal(number, handler if handler is not None else signal.SIG_DFL)
+
+
+def _run_here(todo, execute, initializer, payload, local_context, threads, finished) -> None:
+    """The serial path: the jobs in this process, at their own thread count (restored afterwards)."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        context = local_context if local_context is not None else initializer(payload)
+        for job in todo:
+            finished(job, execute(context, job))
+    finally:
+        torch.set_num_threads(previous)
 
 
 def _run_pool(todo, execute, initializer, payload, workers, threads, finished) -> None:
