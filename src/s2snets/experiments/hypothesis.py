@@ -28,6 +28,7 @@ from torch import Tensor, nn
 from s2snets.checkpoint import save_checkpoint
 from s2snets.config import RunConfig, classifier_weights, config_hash, from_dict, to_dict, validate
 from s2snets.errors import ConfigError
+from s2snets.experiments import calibration as calibration_curve
 from s2snets.experiments import verdict
 from s2snets.experiments.controls import CONTROLS, Control, PlantedClassifier, planted_construction
 from s2snets.experiments.grid import Job, run_jobs
@@ -552,8 +553,14 @@ def summarise(jobs: list[Job], records: dict, config: RunConfig) -> dict:
             **({"strength": strength} if control.scalable else {}),
         })  # fmt: skip
     primary = primary_decision(cells, h)
+    measured = [row for row in calibration if row["units"].get("follow_gain")]
+    rows = calibration_curve.curve(measured, h.smallest_effect) if measured else []
     return {
-        "cells": cells, "calibration": calibration, "answer": verdict.answer(cells, calibration if h.controls else None),
+        **({"calibration_curve": {"delta": h.smallest_effect, "rows": rows,
+                                  "detection_limits": calibration_curve.detection_limits(rows),
+                                  "false_positive": calibration_curve.false_positive_rate(rows)}} if rows else {}),  # fmt: skip
+        "cells": cells, "calibration": calibration,  # 0.3's gate: its controls at their own strength, not the curve's
+        "answer": verdict.answer(cells, [c for c in calibration if "@" not in c["control"]] if h.controls else None),
         **({"primary": primary} if primary else {}),
         "comparisons": compare_downsamplings(cells, h.alpha),
         "min_ratio": h.min_ratio, "alpha": h.alpha, "min_amplitude": h.min_amplitude, "runs": _claims_runs(done),
@@ -698,6 +705,8 @@ def verdict_text(result: HypothesisResult) -> str:
         mark = "recovered" if row["recovered"] else "NOT recovered"
         lines.append(f"  {row['control']:<15} truth {row['truth']:<18} verdict {row['verdict']:<18} {mark} "
                      f"(n = {row['decision']['n']} {row['unit']}s) -- {decision_text(row['decision'])}")  # fmt: skip
+    if "calibration_curve" in result:
+        lines.append(calibration_curve.curve_text(result["calibration_curve"]["rows"], result["calibration_curve"]["delta"]))
     lines.append("The checkerboard question (are constant patterns the classifier's gradient checkerboards?):")
     if not result["cells"]:
         lines.append(f"  {calibration_only_text(result)}")

@@ -208,6 +208,7 @@ class HypothesisResult(TypedDict):
     jobs: int
     seconds_total: float
     odena: NotRequired[dict[str, Any]]
+    calibration_curve: NotRequired[dict[str, Any]]  # experiments.calibration: per control and strength, k/n recovered
     primary: NotRequired[dict[str, Any]]  # verdict.primary_verdict on the registered primary cell (0.4)
     registration: NotRequired[dict[str, Any]]  # experiments.registration: rules, primary endpoint and cell, n, time
     incomplete: NotRequired[dict[str, int]]  # a shard that left jobs to others: jobs, missing
