@@ -216,8 +216,8 @@ def primary_verdict(units: dict, probes: list[dict], *, delta: float, alpha: flo
 
     In order (the first that holds decides):
 
-    1. not testable with this arm: the lattice arms are not comparable with their sham: mean top-1 of a one-pixel
-       arm more than ``top1_slack`` from the sham's, or ln A_peak(one-pixel arm / sham) not equivalent to 0 within
+    1. not testable with this arm: the lattice arms are not comparable with their sham: a one-pixel arm's top-1,
+       averaged over the classifiers, more than ``top1_slack`` from the sham's, or ln A_peak(one-pixel arm / sham) not equivalent to 0 within
        ln 2 (TOST) -- the arm did more than move the lattice;
     2. no pattern: upper(x) < 0; a verdict on D needs lower(x) > 0 (otherwise inconclusive);
     3. classifier-born: lower(D) > delta (the two-sided 1 - alpha interval);
@@ -232,8 +232,9 @@ def primary_verdict(units: dict, probes: list[dict], *, delta: float, alpha: flo
     tost = equivalent(units["follow_gain"], delta, alpha) if len(units.get("follow_gain", [])) >= 2 else {"equivalent": False}
     sham_tost = (equivalent(units["shift_vs_sham"], sham_margin, alpha) if len(units.get("shift_vs_sham", [])) >= 2
                  else {"equivalent": False})  # fmt: skip
-    costs = [abs(p["top1"][a] - p["top1"]["lattice_shift_period"]) for p in probes if "top1" in p
-             for a in ("lattice_shift_y", "lattice_shift_x")]  # fmt: skip
+    with_top1 = [p["top1"] for p in probes if "top1" in p]  # per arm: the mean over classifiers of its gap to the sham
+    costs = [abs(sum(t[a] - t["lattice_shift_period"] for t in with_top1) / len(with_top1))
+             for a in ("lattice_shift_y", "lattice_shift_x")] if with_top1 else []  # fmt: skip
     clauses = {
         "lattice arms comparable with their sham": {"top1_gaps": costs, "amplitude": sham_tost,
                                                     "holds": bool(costs) and max(costs) <= top1_slack and sham_tost["equivalent"]},
