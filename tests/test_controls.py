@@ -68,10 +68,11 @@ def test_a_calibration_only_grid_plans_the_controls_and_no_real_cell():
     classifier first); with no control either there is nothing to run, which is a config error naming both keys."""
     import dataclasses
 
+    from test_experiment_vocabulary import fake_upstream
+
     from s2snets.config import load_config, validate
     from s2snets.errors import ConfigError
     from s2snets.experiments.hypothesis import CONTROL_ARMS, grid_classifiers, plan
-    from test_experiment_vocabulary import fake_upstream
 
     config = load_config(Path(__file__).parents[1] / "examples" / "calibrate-only.toml")  # the shipped example
     h = config.hypothesis

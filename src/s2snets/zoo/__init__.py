@@ -202,7 +202,7 @@ def load_zoo_model(entry: ZooEntry, zoo_dir: str | Path = ZOO_DIR) -> nn.Module:
     state, _ = zoo_weights(entry.name, zoo_dir)
     check_state_fits(model.state_dict(), state, f"zoo entry '{entry.name}'")
     model.load_state_dict(state)
-    model.zoo_entry = entry.name  # its input space is the zoo's (``input_space``): S2SNet's check reads this, not a guess
+    model.zoo_entry = entry.name  # type: ignore[assignment]  # its input space is the zoo's (``input_space``): S2SNet's check reads this, not a guess
     return model.eval()
 
 
