@@ -45,6 +45,7 @@ def test_zoo_recipe_covers_the_experiment():
     names = {e.name for e in zoo.zoo_entries()}
     built = set(zoo.read_manifest()["entries"])
     assert {f"alexnet_s-native-s{s}" for s in range(12)} <= names  # the unit of replication of the question
+    assert {f"alexnet_s-native-s{s}" for s in range(12, 24)} <= names  # 0.4: held out from the pilot
     assert {f"{f}-native-s{s}" for f in ("vgg_s", "resnet_s", "inception_s") for s in range(5)} <= names
     assert {f"alexnet_s-blur_pool-s{s}" for s in range(5)} <= names and {f"resnet_s-blur_pool-s{s}" for s in range(3)} <= names
     assert {f"segnet_small-{u}-s{s}" for u in ("unpool", "resize_conv", "transposed") for s in (0, 1)} <= names
@@ -65,7 +66,7 @@ def test_shipped_zoo_meets_its_bar_and_stays_small():
             assert record["meets_bar"] == (record["test_psnr_db"] >= zoo.MIN_PSNR), name
         assert record["data"]["train_images"] == 60000 and record["data"]["test_images"] == 10000
         assert record["command"] == f"s2snets zoo train --only {name}"
-    assert total < 40e6
+    assert total < 50e6  # 0.4: 57 entries, 43.5 MB (the 12 held-out alexnet_s added 13.6 MB)
 
 
 @pytest.mark.slow
