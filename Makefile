@@ -4,7 +4,7 @@ VENV    := .venv
 BIN     := $(VENV)/bin
 DATA    := /usr/share/datasets/fashion-mnist
 STAMP   := $(VENV)/.installed
-# Two test workers (pytest-xdist); the tests that share the quick demo stay on one (tests/conftest.py).
+# Two test workers (pytest-xdist), handed one test at a time, slow ones first; the quick demo runs once (tests/conftest.py).
 XDIST   ?= -n 2 --dist loadgroup
 # The second environment of test-compat: the newest torch/torchvision the package index serves (raise on a release).
 # Its own venv inside .venv (so `make clean` and .gitignore cover it); PIP_CONFIG_FILE=/dev/null because this
@@ -13,8 +13,13 @@ COMPAT_TORCH ?= torch==2.15.0 torchvision==0.29.2
 COMPAT  := $(VENV)/compat
 # What runs there: the API, layers, measures, lint, models, data, checkpoints and the CLI's quick commands; not the
 # zoo's scores or the end-to-end runs (bit-exact on constraints.txt's versions only) -- `-m "not slow"` as well.
-COMPAT_TESTS ?= tests/test_api.py tests/test_architecture.py tests/test_attribution.py tests/test_checkpoint.py \
-  tests/test_config.py tests/test_data.py tests/test_layers.py tests/test_lattice.py tests/test_models.py \
+COMPAT_TESTS ?= tests/test_api.py tests/test_attribution.py tests/test_checkpoint.py tests/test_config.py \
+  tests/test_data.py tests/test_layers.py tests/test_lattice.py tests/test_models.py tests/test_nmi.py \
+  tests/test_overlap_lint.py tests/test_spectrum_pattern.py tests/test_transfer.py
+# test-fast: the unit tests of the measures, layers, models, lint, config and CLI messages (no training runs, no
+# killed processes, no end-to-end runs, not the docs' examples): 264 CPU-seconds, measured.
+FAST_TESTS ?= tests/test_architecture.py tests/test_cli.py tests/test_config.py tests/test_controls.py \
+  tests/test_data.py tests/test_input_holes.py tests/test_lattice.py tests/test_layers.py tests/test_models.py \
   tests/test_nmi.py tests/test_overlap_lint.py tests/test_spectrum_pattern.py tests/test_transfer.py
 
 .PHONY: setup data browser demo test test-fast test-compat bench lint clean device-pack
@@ -48,9 +53,9 @@ demo: setup
 test: setup
 	$(BIN)/python -m pytest $(XDIST) --durations=15
 
-# Day to day: everything but the end-to-end runs (the `slow` marker).
+# Day to day (the full suite stays `make test`).
 test-fast: setup
-	$(BIN)/python -m pytest $(XDIST) -m "not slow"
+	$(BIN)/python -m pytest $(XDIST) -m "not slow" $(FAST_TESTS)
 
 # torch/torchvision first, then the package: installing s2snets must keep them (the diff fails otherwise).
 $(COMPAT)/.installed: pyproject.toml

@@ -1,6 +1,8 @@
 import contextlib
+import fcntl
 import gzip
 import io
+import json
 import os
 import struct
 import subprocess
@@ -22,17 +24,12 @@ needs_fashion = pytest.mark.skipif(
 torch.set_num_threads(min(2, os.cpu_count() or 1))
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which turns the group mark into the test's id
 def pytest_collection_modifyitems(config, items):
-    """For pytest-xdist (`make test` runs ``-n 2 --dist loadgroup``): the tests that read the one quick demo run on
-    one worker, so the demo runs once; the slow tests are handed out first, so the long ones do not end the run on
-    one worker while the other idles. Each worker sorts the same way, so they collect the same order."""
-    if not hasattr(config, "workerinput"):  # not an xdist worker
-        return
-    for item in items:
-        if "quick_demo" in getattr(item, "fixturenames", ()):
-            item.add_marker(pytest.mark.xdist_group("quick_demo"))
-    items.sort(key=lambda item: item.get_closest_marker("slow") is None)  # stable: file order within each part
+    """Under pytest-xdist (`make test` runs ``-n 2 --dist loadgroup``, which hands out one test at a time in this
+    order) the slow tests go first, so the long ones do not end the run on one worker while the other idles. Each
+    worker sorts the same way, so they collect the same order."""
+    if hasattr(config, "workerinput"):  # an xdist worker
+        items.sort(key=lambda item: item.get_closest_marker("slow") is None)  # stable: file order within each part
 
 
 def run_cli(*args: str, cwd: Path | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
@@ -75,11 +72,20 @@ def one_line_error(proc, *fragments):
 
 @pytest.fixture(scope="session")
 def quick_demo(tmp_path_factory):
-    """One end-to-end `s2snets demo --quick` shared by the tests that inspect its outputs."""
-    runs = tmp_path_factory.mktemp("runs")
+    """One end-to-end `s2snets demo --quick` shared by the tests that inspect its outputs (which only read it): once
+    per test run, also under pytest-xdist, whose workers share the parent of their temporary folders: the first to
+    ask runs it while the other waits on the lock, then both read the same run."""
     if not HAS_FASHION:
         pytest.skip("Debian's dataset-fashion-mnist is not installed")
-    proc = run_cli("demo", "--quick", "--runs", str(runs), timeout=900)
+    base = tmp_path_factory.getbasetemp()
+    root = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    runs, record = root / "quick-demo-runs", root / "quick-demo.json"
+    with open(root / "quick-demo.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not record.is_file():
+            proc = run_cli("demo", "--quick", "--runs", str(runs), timeout=900)
+            record.write_text(json.dumps([proc.args, proc.returncode, proc.stdout, proc.stderr]))
+    proc = subprocess.CompletedProcess(*json.loads(record.read_text()))
     assert proc.returncode == 0, proc.stderr[-3000:]
     return runs / "demo-quick", proc
 
