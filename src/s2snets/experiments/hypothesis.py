@@ -266,7 +266,9 @@ def probe_classifier(ctx: GridContext, spec: JobSpec) -> dict:
     sensitivity = phase_sensitivity(classifier, x, period, seed=ctx.config.seed)
     shares = mean_ci(share)
     matched = sham_removed_share(g.cpu(), period).mean(-1)  # (N,): the sham's removed power / the band's
-    top1 = {arm: _probe_top1(ARMS[arm].install(nn.Identity(), classifier, period)[1], x, y)  # the lattice arms' cost
+    # The lattice arms' top-1 cost, on a private copy of the classifier and the images: run on the shared ones, these
+    # inference passes changed later fine-tunings in the same process (serial and --jobs records differed).
+    top1 = {arm: _probe_top1(ARMS[arm].install(nn.Identity(), copy.deepcopy(classifier), period)[1], x.clone(), y)
             for arm in ("control", "lattice_shift_y", "lattice_shift_x", "lattice_shift_period")}  # fmt: skip
     return {
         "band_share": shares["mean"], "band_share_high": shares["high"],
