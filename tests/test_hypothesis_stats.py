@@ -151,9 +151,9 @@ def _primary(d, f=None, f0=None, x=(2.0, 2.1, 1.9, 2.2, 2.0, 2.05), v=(0.05, -0.
 
     n = len(d)
     units = {"pattern": list(x[:n]), "follow_gain": list(d), "follow": list(f if f is not None else [v_ - 1 for v_ in d]),
-             "follow_sham": list(f0 if f0 is not None else [-1.0] * n), "shift_vs_sham": list(v[:n])}  # fmt: skip
-    probes = [{"top1": {"lattice_shift_y": 0.9 + gap, "lattice_shift_x": 0.9, "lattice_shift_period": 0.9}}] * n
-    return primary_verdict(units, probes, delta=0.5, alpha=0.05, detection_limit=limit, amplitude=amplitude)
+             "follow_sham": list(f0 if f0 is not None else [-1.0] * n), "shift_vs_sham": list(v[:n]),
+             "top1_vs_sham": [gap / 2] * n}  # the mean of the two one-pixel arms, one of them off by gap  # fmt: skip
+    return primary_verdict(units, [{}] * n, delta=0.5, alpha=0.05, detection_limit=limit, amplitude=amplitude)
 
 
 @pytest.mark.parametrize(
@@ -201,8 +201,9 @@ def test_the_primary_decision_reads_the_registered_cell_only():
     h = dataclasses.replace(RunConfig().hypothesis, primary_endpoint="follow_gain", primary_cell="alexnet_s/native/unpool",
                             smallest_effect=0.5, detection_limit=0.001)  # fmt: skip
     born = {"pattern": [2.0, 2.1, 1.9, 2.2], "follow_gain": [1.9, 1.8, 2.0, 1.7], "follow": [0.9, 0.8, 1.0, 0.7],
-            "follow_sham": [-1.0] * 4, "shift_vs_sham": [0.05, -0.1, 0.0, 0.08], "induced_peak": [0.01] * 4}  # fmt: skip
-    probes = [{"top1": {"lattice_shift_y": 0.9, "lattice_shift_x": 0.9, "lattice_shift_period": 0.9}}] * 4
+            "follow_sham": [-1.0] * 4, "shift_vs_sham": [0.05, -0.1, 0.0, 0.08], "induced_peak": [0.01] * 4,
+            "top1_vs_sham": [0.002, -0.004, 0.0, 0.001]}  # fmt: skip
+    probes = [{}] * 4
     cells = [{"cell": "alexnet_s/native", "upsample": "resize_conv", "units": {}, "probes": []},
              {"cell": "alexnet_s/native", "upsample": "unpool", "units": born, "probes": probes}]  # fmt: skip
     out = primary_decision(cells, h)

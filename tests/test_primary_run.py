@@ -51,4 +51,4 @@ def test_a_registered_primary_cell_with_a_control_curve(tmp_path: Path):
     assert all(r["n"] == 2 for r in rows.values())  # two planted classifiers, each with its D
     assert "PRIMARY (follow_gain in alexnet_s/native/unpool, n = 2 classifiers)" in proc.stdout
     assert "Calibration curve" in proc.stdout and "detection limit, additive" in proc.stdout
-    assert all(p["top1"].keys() >= {"lattice_shift_y", "lattice_shift_period"} for p in hyp["cells"][0]["probes"])
+    assert len(hyp["cells"][0]["units"]["top1_vs_sham"]) == 2  # the arms' top-1 check, one value per classifier

@@ -45,6 +45,7 @@ READOUTS = (
     "follow_sham",
     "follow_gain",
     "induced_peak",
+    "top1_vs_sham",
     "shift_vs_sham",
     "share",
     "share_sham",

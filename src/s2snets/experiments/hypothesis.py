@@ -266,24 +266,13 @@ def probe_classifier(ctx: GridContext, spec: JobSpec) -> dict:
     sensitivity = phase_sensitivity(classifier, x, period, seed=ctx.config.seed)
     shares = mean_ci(share)
     matched = sham_removed_share(g.cpu(), period).mean(-1)  # (N,): the sham's removed power / the band's
-    # The lattice arms' top-1 cost, on a private copy of the classifier and the images: run on the shared ones, these
-    # inference passes changed later fine-tunings in the same process (serial and --jobs records differed).
-    top1 = {arm: _probe_top1(ARMS[arm].install(nn.Identity(), copy.deepcopy(classifier), period)[1], x.clone(), y)
-            for arm in ("control", "lattice_shift_y", "lattice_shift_x", "lattice_shift_period")}  # fmt: skip
     return {
         "band_share": shares["mean"], "band_share_high": shares["high"],
         "contrast": lattice_contrast(power.mean(0).float().cpu(), period),
         "modulation": phase_modulation(g, period), "modulation_floor": phase_scrambled_floor(g.cpu(), period),
         "sensitivity": sensitivity.tolist(), "read_ratio": read_ratio(sensitivity),
-        "sham_matched": float(matched.median()), "top1": top1,
+        "sham_matched": float(matched.median()),
     }  # fmt: skip
-
-
-@torch.no_grad()
-def _probe_top1(model: nn.Module | None, x: Tensor, y: Tensor) -> float:
-    assert model is not None
-    logits = torch.cat([model(x[s : s + 128]) for s in range(0, len(x), 128)])
-    return float((logits.argmax(1) == y).float().mean())
 
 
 def finetune_and_measure(ctx: GridContext, spec: JobSpec, key: str) -> dict:

@@ -371,6 +371,10 @@ READOUTS: dict[str, Readout] = {
                 - _mean([lattice_follow(run, "lattice_shift_period", s) for _, s in arms_as(("lattice_shift_period",), run.period)])),
         Readout("induced_peak", "A = peak lattice amplitude of control's induced pattern (pixel units)", ("control",),
                 lambda run, h: float(peak_amplitude(induced(run, "control"), run.period)) if run.plain is not None else None),
+        Readout("top1_vs_sham", "t = the classifier's top-1 on the one-pixel arms' reconstructions minus on the sham's",
+                ("lattice_shift_y", "lattice_shift_x", "lattice_shift_period"),
+                lambda run, h: _mean([run.arms[a]["finetuned_top1"] for a in ONE_PIXEL])
+                - run.arms["lattice_shift_period"]["finetuned_top1"]),
         Readout("shift_vs_sham", "v = ln A_peak(lattice_shift_y, _x) - ln A_peak(lattice_shift_period): the arms' validity",
                 ("lattice_shift_y", "lattice_shift_x", "lattice_shift_period"),
                 lambda run, h: _mean([_peak_ratio(run, a, "lattice_shift_period") for a in ONE_PIXEL])),

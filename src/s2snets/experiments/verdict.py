@@ -209,15 +209,16 @@ def primary_verdict(units: dict, probes: list[dict], *, delta: float, alpha: flo
                     amplitude: float | None = None, top1_slack: float = 0.01, sham_margin: float = math.log(2)) -> dict:  # fmt: skip
     """The 0.4 rule on the primary endpoint D = F - F0 (``follow_gain``) of one cell, the classifier the unit.
 
-    ``units``: per classifier {"pattern": x, "follow_gain": D, "follow": F, "follow_sham": F0, "shift_vs_sham": v};
-    ``probes``: per classifier {"top1": {arm: top-1 on the plain reconstructions}}; ``delta``: the registered smallest
+    ``units``: per classifier {"pattern": x, "follow_gain": D, "follow": F, "follow_sham": F0, "shift_vs_sham": v,
+    "top1_vs_sham": t (the classifier's top-1 on the one-pixel arms' reconstructions minus on the sham's)};
+    ``probes``: per classifier, its manipulation checks (unused by this rule so far); ``delta``: the registered smallest
     effect of interest of D (superiority bound and equivalence margin); ``detection_limit``/``amplitude``: the
     calibration's detection limit and the cell's induced lattice amplitude (pixel units), for the guard below.
 
     In order (the first that holds decides):
 
-    1. not testable with this arm: the lattice arms are not comparable with their sham: a one-pixel arm's top-1,
-       averaged over the classifiers, more than ``top1_slack`` from the sham's, or ln A_peak(one-pixel arm / sham) not equivalent to 0 within
+    1. not testable with this arm: the lattice arms are not comparable with their sham: the classifier's top-1 on
+       the one-pixel arms' reconstructions, averaged over the classifiers, more than ``top1_slack`` from the sham's, or ln A_peak(one-pixel arm / sham) not equivalent to 0 within
        ln 2 (TOST) -- the arm did more than move the lattice;
     2. no pattern: upper(x) < 0; a verdict on D needs lower(x) > 0 (otherwise inconclusive);
     3. classifier-born: lower(D) > delta (the two-sided 1 - alpha interval);
@@ -232,9 +233,8 @@ def primary_verdict(units: dict, probes: list[dict], *, delta: float, alpha: flo
     tost = equivalent(units["follow_gain"], delta, alpha) if len(units.get("follow_gain", [])) >= 2 else {"equivalent": False}
     sham_tost = (equivalent(units["shift_vs_sham"], sham_margin, alpha) if len(units.get("shift_vs_sham", [])) >= 2
                  else {"equivalent": False})  # fmt: skip
-    with_top1 = [p["top1"] for p in probes if "top1" in p]  # per arm: the mean over classifiers of its gap to the sham
-    costs = [abs(sum(t[a] - t["lattice_shift_period"] for t in with_top1) / len(with_top1))
-             for a in ("lattice_shift_y", "lattice_shift_x")] if with_top1 else []  # fmt: skip
+    gaps = [v for v in units.get("top1_vs_sham", []) if v == v]  # per classifier; the check reads their mean
+    costs = [abs(sum(gaps) / len(gaps))] if gaps else []
     clauses = {
         "lattice arms comparable with their sham": {"top1_gaps": costs, "amplitude": sham_tost,
                                                     "holds": bool(costs) and max(costs) <= top1_slack and sham_tost["equivalent"]},
