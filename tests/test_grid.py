@@ -60,8 +60,8 @@ def test_a_killed_worker_stops_the_run_and_a_re_run_finishes_it(tmp_path):
     assert resumed == run_jobs(JOBS, root=tmp_path / "serial", execute=_execute, initializer=_context, payload=payload)
 
 
-TINY = """name = "tiny"
-[data]
+# The smallest real grid: two zoo classifiers, 2 fine-tuning steps, 64 test images (test_primary_run.py builds on it).
+TINY_BUDGET = """[data]
 dataset = "fashion-mnist"
 size = 32
 train_limit = 256
@@ -77,10 +77,15 @@ families = ["alexnet_s"]
 seeds = [0, 1]
 upsamples = ["unpool"]
 replicates = 1
-controls = ["additive"]
+"""
+TINY = (
+    'name = "tiny"\n'
+    + TINY_BUDGET
+    + """controls = ["additive"]
 control_classifiers = 2
 odena_probe = false
 """
+)
 
 
 def _grid(run: Path) -> dict:

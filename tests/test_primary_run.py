@@ -6,25 +6,12 @@ from pathlib import Path
 
 import pytest
 from conftest import cli, needs_fashion
+from test_grid import TINY_BUDGET
 
-CONFIG = """name = "tiny4"
-[data]
-dataset = "fashion-mnist"
-size = 32
-train_limit = 256
-test_limit = 64
-[finetune]
-epochs = 1
-max_steps = 2
-batch_size = 32
-[measure]
-probe_images = 16
-[hypothesis]
-families = ["alexnet_s"]
-seeds = [0, 1]
-upsamples = ["unpool"]
-replicates = 1
-interventions = ["band_stop", "shift_y", "shift_x", "shift_period", "lattice_shift_y", "lattice_shift_x",
+CONFIG = (
+    'name = "tiny4"\n'
+    + TINY_BUDGET
+    + """interventions = ["band_stop", "shift_y", "shift_x", "shift_period", "lattice_shift_y", "lattice_shift_x",
                  "lattice_shift_period", "sham_band_stop"]
 controls = ["additive", "null_unpool"]
 control_strengths = [0.3, 1.0]
@@ -34,6 +21,7 @@ primary_endpoint = "follow_gain"
 primary_cell = "alexnet_s/native/unpool"
 planned_n = 2
 """
+)
 
 
 @needs_fashion
