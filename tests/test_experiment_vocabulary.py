@@ -123,7 +123,14 @@ def test_every_arm_changes_what_it_says_and_nothing_else(arm):
 
 
 def _record(pattern: torch.Tensor) -> dict:
-    return {"pattern": pattern.tolist(), "peak": 0.01, "peak_floor": 0.001, "band": 0.01, "band_floor": 0.001, "finetuned_top1": 0.9}
+    return {
+        "pattern": pattern.tolist(),
+        "peak": 0.01,
+        "peak_floor": 0.001,
+        "band": 0.01,
+        "band_floor": 0.001,
+        "finetuned_top1": 0.9,
+    }
 
 
 def test_the_lattice_readouts_tell_a_pattern_that_follows_the_gradient_from_one_that_stays():
