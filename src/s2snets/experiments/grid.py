@@ -46,7 +46,6 @@ import json
 import logging
 import multiprocessing
 import os
-import pickle
 import signal
 import socket
 import sys
@@ -59,7 +58,7 @@ from typing import Any
 
 from s2snets.checkpoint import atomic_write_text
 from s2snets.config import config_hash
-from s2snets.errors import InputError, Interrupted, TrainingError
+from s2snets.errors import InputError, Interrupted, S2SNetsError, TrainingError
 from s2snets.rundir import RunLocked
 
 log = logging.getLogger("s2snets")
@@ -326,11 +325,17 @@ def _work(execute: Callable[[Any, Job], dict], job: Job) -> tuple[str, dict]:
             raise _WORKER["error"]
         return job.key, execute(_WORKER["context"], job)
     except Exception as exc:
-        try:  # the parent must be able to rebuild the exception; if it cannot, it gets its type and message
-            pickle.loads(pickle.dumps(exc))
-        except Exception:
-            raise TrainingError(f"{job.label}: {type(exc).__name__}: {exc}") from None
-        raise
+        if _crosses_as_itself(exc):
+            raise
+        raise TrainingError(f"{job.label}: {type(exc).__name__}: {exc}") from None
+
+
+def _crosses_as_itself(exc: Exception) -> bool:
+    """Whether the parent can rebuild ``exc`` from what the pool sends: the project's own errors and Python's built-in
+    ones, made from their message alone. Anything else reaches the parent as a TrainingError naming its type and
+    message (nothing is unpickled here to find out)."""
+    own = isinstance(exc, S2SNetsError) or type(exc).__module__ == "builtins"
+    return own and len(exc.args) <= 1 and all(isinstance(a, str) for a in exc.args)
 
 
 # ----------------------------------------------------------------------------------------------- running
