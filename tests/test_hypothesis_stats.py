@@ -153,7 +153,7 @@ def _primary(d, f=None, f0=None, x=(2.0, 2.1, 1.9, 2.2, 2.0, 2.05), v=(0.05, -0.
     units = {"pattern": list(x[:n]), "follow_gain": list(d), "follow": list(f if f is not None else [v_ - 1 for v_ in d]),
              "follow_sham": list(f0 if f0 is not None else [-1.0] * n), "shift_vs_sham": list(v[:n]),
              "top1_vs_sham": [gap / 2] * n}  # the mean of the two one-pixel arms, one of them off by gap  # fmt: skip
-    return primary_verdict(units, [{}] * n, delta=0.5, alpha=0.05, detection_limit=limit, amplitude=amplitude)
+    return primary_verdict(units, delta=0.5, alpha=0.05, detection_limit=limit, amplitude=amplitude)
 
 
 @pytest.mark.parametrize(

@@ -596,7 +596,7 @@ def primary_decision(cells: list[dict], h) -> dict | None:
         return {"cell": h.primary_cell, "endpoint": h.primary_endpoint, "verdict": "not testable here",
                 "why": f"the grid has no cell {h.primary_cell}"}  # fmt: skip
     amplitudes = [a for a in cell["units"].get("induced_peak", []) if a == a]
-    decision = verdict.primary_verdict(cell["units"], cell["probes"], delta=h.smallest_effect, alpha=h.alpha,
+    decision = verdict.primary_verdict(cell["units"], delta=h.smallest_effect, alpha=h.alpha,
                                        detection_limit=h.detection_limit or None,
                                        amplitude=sum(amplitudes) / len(amplitudes) if amplitudes else None)  # fmt: skip
     return {"cell": h.primary_cell, "endpoint": h.primary_endpoint, **decision}

@@ -205,15 +205,15 @@ PRIMARY_VERDICTS = ("classifier-born", "not predominantly classifier-born", "bel
                     "not testable with this arm", "inconclusive")  # fmt: skip
 
 
-def primary_verdict(units: dict, probes: list[dict], *, delta: float, alpha: float, detection_limit: float | None = None,
+def primary_verdict(units: dict, *, delta: float, alpha: float, detection_limit: float | None = None,
                     amplitude: float | None = None, top1_slack: float = 0.01, sham_margin: float = math.log(2)) -> dict:  # fmt: skip
     """The 0.4 rule on the primary endpoint D = F - F0 (``follow_gain``) of one cell, the classifier the unit.
 
     ``units``: per classifier {"pattern": x, "follow_gain": D, "follow": F, "follow_sham": F0, "shift_vs_sham": v,
     "top1_vs_sham": t (the classifier's top-1 on the one-pixel arms' reconstructions minus on the sham's)};
-    ``probes``: per classifier, its manipulation checks (unused by this rule so far); ``delta``: the registered smallest
-    effect of interest of D (superiority bound and equivalence margin); ``detection_limit``/``amplitude``: the
-    calibration's detection limit and the cell's induced lattice amplitude (pixel units), for the guard below.
+    ``delta``: the registered smallest effect of interest of D (superiority bound and equivalence margin);
+    ``detection_limit``/``amplitude``: the calibration's detection limit and the cell's induced lattice amplitude
+    (pixel units), for the guard below.
 
     In order (the first that holds decides):
 
